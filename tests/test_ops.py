@@ -1,0 +1,202 @@
+"""Shape rules and the PyTorch reference executor, each op against torch.nn.functional run directly."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import trtnet as tn
+from trtnet.reference import run_reference
+
+RTOL, ATOL = 1e-5, 1e-5  # fp32: the reference runs the same kernels, so only op-order rounding differs
+
+
+def record(shape, fn, weights=None):
+    """Record `fn(input)` on a one-input graph; returns (graph, output node)."""
+    g = tn.Graph("t")
+    y = fn(g.input("x", shape[1:]), tn.WeightMap(weights or {}))
+    g.output(y)
+    return g, y
+
+
+def check(x, fn, expected_fn, weights=None):
+    g, y = record(x.shape, fn, weights)
+    got = run_reference(g, {"x": x})[y.name]
+    want = expected_fn(torch.from_numpy(x)).numpy()
+    assert (x.shape[0], *y.shape[1:]) == want.shape, f"shape rule {y.shape} vs PyTorch {want.shape}"
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_conv_random(seed):
+    r = np.random.default_rng(seed)
+    c = int(r.choice([2, 4, 6]))
+    groups = int(r.choice([1, 2, c]))
+    out = groups * int(r.integers(1, 4))
+    k, s, p, d = int(r.choice([1, 3, 5])), int(r.integers(1, 3)), int(r.integers(0, 3)), int(r.integers(1, 3))
+    h, wd = int(r.integers(d * (k - 1) + 1, 20)), int(r.integers(d * (k - 1) + 1, 20))
+    x = r.standard_normal((2, c, h, wd), dtype=np.float32)
+    wt = {"c.weight": r.standard_normal((out, c // groups, k, k), dtype=np.float32)}
+    if seed % 2:
+        wt["c.bias"] = r.standard_normal(out, dtype=np.float32)
+    b = torch.from_numpy(wt["c.bias"]) if seed % 2 else None
+    check(x, lambda t, w: tn.conv(t, w["c"], stride=s, padding=p, dilation=d, groups=groups),
+          lambda t: F.conv2d(t, torch.from_numpy(wt["c.weight"]), b, s, p, d, groups), wt)
+
+
+def test_conv_flat_weights_need_sizes(rng):
+    x = rng.standard_normal((1, 3, 8, 8), dtype=np.float32)
+    wt = rng.standard_normal((4, 3, 3, 3), dtype=np.float32)
+    check(x, lambda t, w: tn.conv(t, w["c"], 4, 3, padding=1), lambda t: F.conv2d(t, torch.from_numpy(wt), padding=1),
+          {"c.weight": wt.ravel()})
+    with pytest.raises(tn.GraphError, match="pass out= and kernel="):
+        record((1, 3, 8, 8), lambda t, w: tn.conv(t, w["c"]), {"c.weight": wt.ravel()})
+
+
+@pytest.mark.parametrize("kind,k,s,p,ceil,cip,size", [
+    ("max", 2, 2, 0, False, True, 8), ("max", 3, 2, 1, False, True, 9), ("max", 3, 2, 1, True, True, 10),
+    ("max", 2, 2, 1, True, True, 5),  # PyTorch drops the last window that would start in the padding
+    ("max", 3, 2, 0, True, True, 8), ("avg", 2, 2, 0, False, True, 8), ("avg", 3, 1, 1, False, True, 7),
+    ("avg", 3, 1, 1, False, False, 7), ("avg", 3, 2, 1, True, False, 10), ("avg", 5, 3, 2, False, True, 11),
+])
+def test_pool(rng, kind, k, s, p, ceil, cip, size):
+    x = rng.standard_normal((2, 3, size, size + 1), dtype=np.float32)
+    if kind == "max":
+        check(x, lambda t, w: tn.max_pool(t, k, s, p, ceil), lambda t: F.max_pool2d(t, k, s, p, ceil_mode=ceil))
+    else:
+        check(x, lambda t, w: tn.avg_pool(t, k, s, p, ceil, cip),
+              lambda t: F.avg_pool2d(t, k, s, p, ceil_mode=ceil, count_include_pad=cip))
+
+
+@pytest.mark.parametrize("size", [1, 2, (2, 3)])
+def test_adaptive_avg_pool(rng, size):
+    x = rng.standard_normal((2, 4, 6, 6), dtype=np.float32)
+    check(x, lambda t, w: tn.adaptive_avg_pool(t, size), lambda t: F.adaptive_avg_pool2d(t, size))
+
+
+ACTS = [
+    (tn.relu, F.relu), (tn.sigmoid, torch.sigmoid), (tn.tanh, torch.tanh),
+    (lambda t: tn.leaky_relu(t, 0.2), lambda t: F.leaky_relu(t, 0.2)), (tn.silu, F.silu), (tn.gelu, F.gelu),
+    (lambda t: tn.gelu(t, "tanh"), lambda t: F.gelu(t, approximate="tanh")), (tn.hardswish, F.hardswish),
+    (tn.hardsigmoid, F.hardsigmoid), (tn.relu6, F.relu6), (lambda t: tn.clip(t, -0.5, 1.5), lambda t: t.clamp(-0.5, 1.5)),
+]
+
+
+@pytest.mark.parametrize("ours,theirs", ACTS)
+def test_activations(rng, ours, theirs):
+    x = rng.standard_normal((2, 3, 5, 5), dtype=np.float32) * 4
+    check(x, lambda t, w: ours(t), theirs)
+
+
+@pytest.mark.parametrize("shape", [(4, 7), (2, 5, 7)])
+def test_fc(rng, shape):
+    x = rng.standard_normal(shape, dtype=np.float32)
+    wt, b = rng.standard_normal((3, 7), dtype=np.float32), rng.standard_normal(3, dtype=np.float32)
+    check(x, lambda t, w: tn.fc(t, w["l"]), lambda t: F.linear(t, torch.from_numpy(wt), torch.from_numpy(b)),
+          {"l.weight": wt, "l.bias": b})
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, 3, -1])
+def test_softmax(rng, axis):
+    x = rng.standard_normal((2, 3, 4, 5), dtype=np.float32)
+    check(x, lambda t, w: tn.softmax(t, axis), lambda t: F.softmax(t, dim=axis))
+
+
+def test_bn(rng):
+    x = rng.standard_normal((2, 4, 3, 3), dtype=np.float32)
+    p = {f"b.{k}": rng.random(4, dtype=np.float32) + 0.5 for k in ("weight", "bias", "running_mean", "running_var")}
+    t = {k.split(".")[1]: torch.from_numpy(v) for k, v in p.items()}
+    check(x, lambda s, w: tn.bn(s, w["b"], eps=1e-3),
+          lambda s: F.batch_norm(s, t["running_mean"], t["running_var"], t["weight"], t["bias"], False, 0, 1e-3), p)
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul"])
+def test_elementwise_broadcast(rng, op):
+    x = rng.standard_normal((2, 4, 3, 3), dtype=np.float32)
+    f = {"add": torch.add, "sub": torch.sub, "mul": torch.mul}[op]
+    ops = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b}[op]
+    # x op global-pooled x: (N,C,H,W) with (N,C,1,1); then with a Python scalar on each side
+    check(x, lambda t, w: ops(ops(t, tn.global_avg_pool(t)), 0.5),
+          lambda t: f(f(t, t.mean((2, 3), keepdim=True)), 0.5))
+    check(x, lambda t, w: ops(2.0, t), lambda t: f(torch.tensor(2.0), t))
+
+
+@pytest.mark.parametrize("axis", [1, 3, -1])
+def test_concat(rng, axis):
+    x = rng.standard_normal((2, 3, 4, 4), dtype=np.float32)
+    check(x, lambda t, w: tn.concat([t, tn.relu(t), t * 2.0], axis), lambda t: torch.cat([t, F.relu(t), t * 2], axis))
+
+
+def test_flatten_reshape(rng):
+    x = rng.standard_normal((2, 3, 4, 4), dtype=np.float32)
+    check(x, lambda t, w: tn.flatten(t), lambda t: torch.flatten(t, 1))
+    check(x, lambda t, w: tn.flatten(t, 2), lambda t: torch.flatten(t, 2))
+    check(x, lambda t, w: tn.reshape(t, (4, -1)), lambda t: t.reshape(2, 4, -1))
+
+
+@pytest.mark.parametrize("kw", [dict(scale=2), dict(scale=3, mode="bilinear"), dict(scale=2, mode="bilinear", align_corners=True),
+                                dict(size=(7, 9)), dict(size=(7, 9), mode="bilinear"), dict(size=(16, 11), mode="bilinear", align_corners=True)])
+def test_upsample(rng, kw):
+    x = rng.standard_normal((2, 3, 5, 6), dtype=np.float32)
+    tk = dict(kw)
+    if "scale" in tk:
+        tk["scale_factor"] = tk.pop("scale")
+    check(x, lambda t, w: tn.upsample(t, **kw), lambda t: F.interpolate(t, **tk))
+
+
+def test_identity(rng):
+    x = rng.standard_normal((2, 3), dtype=np.float32)
+    check(x, lambda t, w: tn.dropout(t), lambda t: F.dropout(t, training=False))
+
+
+# --- mistakes: one-line errors at the user's line, naming layer, weight and shapes ---
+
+def test_conv_channel_mismatch_names_everything():
+    wt = {"features.0.weight": np.zeros((16, 6, 5, 5), np.float32)}
+    with pytest.raises(tn.GraphError) as e:
+        record((1, 3, 32, 32), lambda t, w: tn.conv(t, w["features.0"]), wt)
+    msg = str(e.value)
+    assert "test_ops.py:" in msg and "'features.0'" in msg and "features.0.weight" in msg
+    assert "(16, 6, 5, 5)" in msg and "(16, 3, 5, 5)" in msg and "\n" not in msg
+
+
+def test_kernel_larger_than_input():
+    with pytest.raises(tn.GraphError, match=r"kernel 5x5 .* larger than the padded input 3x3"):
+        record((1, 1, 3, 3), lambda t, w: tn.conv(t, w["c"]), {"c.weight": np.zeros((2, 1, 5, 5), np.float32)})
+    with pytest.raises(tn.GraphError, match="larger than the padded input"):
+        record((1, 1, 3, 3), lambda t, w: tn.max_pool(t, 4))
+
+
+def test_missing_weight_lists_close_names():
+    with pytest.raises(tn.GraphError, match=r"'conv1'.*no tensor.*conv1\.weight.*closest") as e:
+        record((1, 1, 8, 8), lambda t, w: tn.conv(t, w["conv1"], 2, 3), {"conv1.wieght": np.zeros(18, np.float32)})
+    assert "conv1.wieght" in str(e.value)
+
+
+def test_flat_weight_with_wrong_count():
+    with pytest.raises(tn.GraphError, match=r"'c.weight' has shape \(17,\).*expected \(2, 1, 3, 3\)"):
+        record((1, 1, 8, 8), lambda t, w: tn.conv(t, w["c"], 2, 3), {"c.weight": np.zeros(17, np.float32)})
+
+
+def test_fc_feature_mismatch():
+    with pytest.raises(tn.GraphError, match=r"'fc\.weight' has shape \(10, 8\).*expected \(10, 7\)"):
+        record((1, 7), lambda t, w: tn.fc(t, w["fc"]), {"fc.weight": np.zeros((10, 8), np.float32)})
+
+
+def test_shape_errors():
+    with pytest.raises(tn.GraphError, match="do not broadcast"):
+        record((1, 3, 4, 4), lambda t, w: t + tn.max_pool(t, 2))
+    with pytest.raises(tn.GraphError, match="outside axis 1"):
+        record((1, 3, 4, 4), lambda t, w: tn.concat([t, tn.max_pool(t, 2)]))
+    with pytest.raises(tn.GraphError, match="cannot reshape"):
+        record((1, 3, 4, 4), lambda t, w: tn.reshape(t, (5, -1)))
+    with pytest.raises(tn.GraphError, match="rank-4"):
+        record((1, 3), lambda t, w: tn.max_pool(t, 2))
+    with pytest.raises(tn.GraphError, match="axis 4 is out of range"):
+        record((1, 3, 4, 4), lambda t, w: tn.softmax(t, 4))
+
+
+def test_print_graph_table():
+    g, _ = record((1, 1, 8, 8), lambda t, w: tn.relu(tn.conv(t, w["conv1"])),
+                  {"conv1.weight": np.zeros((4, 1, 3, 3), np.float32), "conv1.bias": np.zeros(4, np.float32)})
+    text = str(g)
+    assert "conv1" in text and "(N, 4, 6, 6)" in text and "40" in text and "relu" in text

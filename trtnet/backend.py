@@ -1,0 +1,109 @@
+"""Which TensorRT: `tensorrt` (10+) or `tensorrt_rtx`, chosen once per process.
+
+Both expose the same network-definition API for everything trtnet emits, so the rest of
+the package asks `trt()` for the module and never imports either by name.
+"""
+import importlib
+import logging
+import os
+import sys
+
+FLAVOURS = ("tensorrt", "tensorrt_rtx")
+ENV = "TRTNET_BACKEND"
+log = logging.getLogger("trtnet.tensorrt")
+_chosen = None
+
+
+class BackendError(RuntimeError):
+    pass
+
+
+def select(name=None):
+    """Pick the TensorRT module: `name`, else $TRTNET_BACKEND, else the first of FLAVOURS that imports."""
+    global _chosen
+    name = name or os.environ.get(ENV) or None
+    if name is not None and name not in FLAVOURS:
+        raise BackendError(f"unknown TensorRT backend {name!r}: expected one of {', '.join(FLAVOURS)} "
+                           f"(from --backend or ${ENV})")
+    errors = []
+    for cand in [name] if name else FLAVOURS:
+        try:
+            mod = importlib.import_module(cand)
+            if cand == "tensorrt" and int(mod.__version__.split(".")[0]) < 10:
+                raise ImportError(f"tensorrt {mod.__version__} is older than 10")
+            _chosen = mod
+            return mod
+        except (ImportError, OSError) as e:
+            errors.append(f"{cand}: {e}")
+    raise BackendError("no usable TensorRT found (" + "; ".join(errors) +
+                       "); install one with `pip install tensorrt-rtx-cu13` or `pip install 'tensorrt>=10'`")
+
+
+def trt():
+    return _chosen or select()
+
+
+def flavour():
+    m = trt()
+    return f"{m.__name__} {m.__version__}"
+
+
+def is_rtx():
+    return trt().__name__ == "tensorrt_rtx"
+
+
+_LEVELS = None
+
+
+def logger():
+    """An ILogger that forwards TensorRT's messages to Python logging (one per process)."""
+    global _LEVELS
+    t = trt()
+    if getattr(logger, "_inst", None) is not None and logger._mod is t:
+        return logger._inst
+    S = t.ILogger.Severity
+    _LEVELS = {S.INTERNAL_ERROR: logging.CRITICAL, S.ERROR: logging.ERROR, S.WARNING: logging.WARNING,
+               S.INFO: logging.INFO, S.VERBOSE: logging.DEBUG}
+
+    class PyLogger(t.ILogger):
+        def __init__(self):
+            t.ILogger.__init__(self)
+            self.errors = []
+
+        def log(self, severity, msg):
+            level = _LEVELS.get(severity, logging.INFO)
+            if level >= logging.ERROR:
+                self.errors.append(msg)
+            log.log(level, msg)
+
+    logger._inst, logger._mod = PyLogger(), t
+    return logger._inst
+
+
+def progress_monitor(stream=sys.stderr):
+    """An IProgressMonitor printing TensorRT's build phases, or None where the flavour lacks it."""
+    t = trt()
+    if not hasattr(t, "IProgressMonitor"):
+        return None
+
+    class Progress(t.IProgressMonitor):
+        def __init__(self):
+            t.IProgressMonitor.__init__(self)
+            self.phases = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            self.phases[phase_name] = (parent_phase, num_steps)
+            depth = 0
+            p = parent_phase
+            while p in self.phases:
+                depth, p = depth + 1, self.phases[p][0]
+            if depth < 2:
+                print(f"  {'  ' * depth}[build] {phase_name} ({num_steps} steps)", file=stream, flush=True)
+
+        def step_complete(self, phase_name, step):
+            return True
+
+        def phase_finish(self, phase_name):
+            self.phases.pop(phase_name, None)
+
+    return Progress()

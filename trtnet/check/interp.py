@@ -1,0 +1,778 @@
+"""Execute a TensorRT ``INetworkDefinition`` on the CPU, layer by layer.
+
+Each layer is read back through TensorRT's Python network API and computed with torch CPU
+ops, following the semantics TensorRT documents for it (NvInfer.h and the TensorRT operator
+reference) rather than any framework's conventions: pooling excludes padding from averages by
+default, softmax/reduce/normalization axes are bit masks, scale is ``(x*scale + shift)^power``,
+padding modes follow the PaddingMode formulas, and so on. The point is to catch mistakes in
+emitted networks without a GPU, so anything that cannot be reproduced exactly raises
+``UnsupportedLayerError`` instead of being approximated.
+
+Precision: float16/bfloat16 tensors are computed in float32 and rounded to the tensor's type
+at each layer output; every output takes the type TensorRT inferred for it. The output shapes
+TensorRT inferred (where known at definition time) are checked against the computed ones.
+"""
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..backend import trt
+
+__all__ = ["run_network", "UnsupportedLayerError"]
+
+
+class UnsupportedLayerError(NotImplementedError):
+    """A layer type, or an attribute value of a layer, that the interpreter does not implement."""
+
+
+class _Unsupported(Exception):
+    """Raised inside a layer function; run_network adds the layer's name and type."""
+
+
+def _need(cond, what):
+    if not cond:
+        raise _Unsupported(what)
+
+
+_LAYERS = {}
+
+
+def _layer(kind, cls):
+    """Register `fn(layer, *inputs)` for LayerType `kind`, read back as TensorRT class `cls`."""
+    def register(fn):
+        _LAYERS[kind] = (fn, cls)
+        return fn
+    return register
+
+
+@lru_cache(maxsize=None)
+def _torch_types(module):
+    D = module.DataType
+    return {D.FLOAT: torch.float32, D.HALF: torch.float16, D.BF16: torch.bfloat16, D.INT8: torch.int8,
+            D.INT32: torch.int32, D.INT64: torch.int64, D.BOOL: torch.bool, D.UINT8: torch.uint8}
+
+
+def _dtype(trt_type):
+    types = _torch_types(trt())
+    if trt_type not in types:
+        raise _Unsupported(f"data type {trt_type}")
+    return types[trt_type]
+
+
+_LOW = (torch.float16, torch.bfloat16)
+
+
+def _ints(dims):
+    return tuple(int(d) for d in dims)
+
+
+def _bits(mask, rank):
+    """Axes named by a TensorRT bit mask (bit i = dimension i)."""
+    return [i for i in range(rank) if mask >> i & 1]
+
+
+def _w(array):
+    """Layer weights (a numpy view of TensorRT's memory) as a torch tensor, float16 widened."""
+    x = torch.from_numpy(np.asarray(array))
+    return x.float() if x.dtype in _LOW else x
+
+
+def _same_rank(layer, *xs):
+    ranks = {x.dim() for x in xs}
+    if len(ranks) > 1:
+        raise ValueError(f"inputs of ranks {sorted(ranks)}: TensorRT broadcasting needs equal ranks")
+
+
+def _pad(x, pads, value=0.0):
+    """Pad (or crop, where negative) the trailing dims by [(before, after), ...]."""
+    flat = [p for pair in reversed(pads) for p in pair]
+    return F.pad(x, flat, value=value) if any(flat) else x
+
+
+# --- convolution, deconvolution, pooling -------------------------------------------------
+
+def _windows(layer, sizes, extents, strides):
+    """(B, A, O) per spatial dim from the PaddingMode formulas (DK = dilated kernel or window).
+
+    EXPLICIT_ROUND_DOWN/UP: O = floor/ceil((I + B + A - DK) / S) + 1 with B, A = pre/post padding;
+    SAME_UPPER/LOWER: O = ceil(I / S), P = floor((I - 1) / S) * S + DK - I split with the odd
+    element after (UPPER) or before (LOWER); the mode takes precedence over pre/post padding.
+    """
+    PM = trt().PaddingMode
+    mode = layer.padding_mode
+    out = []
+    if mode in (PM.SAME_UPPER, PM.SAME_LOWER):
+        for i, k, s in zip(sizes, extents, strides):
+            p = (i - 1) // s * s + k - i
+            _need(p >= 0, f"padding_mode {mode} with stride {s} > window {k} (negative SAME padding)")
+            b = p // 2 if mode == PM.SAME_UPPER else p - p // 2
+            out.append((b, p - b, -(-i // s)))
+        return out
+    _need(mode in (PM.EXPLICIT_ROUND_DOWN, PM.EXPLICIT_ROUND_UP), f"padding_mode {mode}")
+    for i, k, s, b, a in zip(sizes, extents, strides, _ints(layer.pre_padding), _ints(layer.post_padding)):
+        span = i + b + a - k
+        if span < 0:
+            raise ValueError(f"window {k} larger than padded input {i + b + a}")
+        out.append((b, a, (span // s if mode == PM.EXPLICIT_ROUND_DOWN else -(-span // s)) + 1))
+    return out
+
+
+def _extent_pads(sizes, extents, strides, windows):
+    """Padding that makes every output window (including round-up ones) fall inside the input."""
+    return [(b, (o - 1) * s + k - i - b) for i, k, s, (b, _, o) in zip(sizes, extents, strides, windows)]
+
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+def _spatial(layer, x, window):
+    n = len(window)
+    _need(n in _CONV, f"{n}-D window")
+    _need(x.dim() == n + 2, f"{n}-D window on a rank-{x.dim()} input (expects N, C + {n} spatial dims)")
+    return n
+
+
+def _kernel_bias(layer, w, b):
+    """Kernel and bias from inputs 1/2 where given (e.g. by the ONNX parser), else from weights."""
+    w = _w(layer.kernel) if w is None else w
+    b = _w(layer.bias) if b is None else b
+    return w, (b.reshape(-1) if b.numel() else None)
+
+
+@_layer("CONVOLUTION", "IConvolutionLayer")
+def _convolution(layer, x, w=None, b=None):
+    """Grouped cross-correlation; kernel in GKCRS order (torch's layout), zero padding per PaddingMode."""
+    k = _ints(layer.kernel_size_nd)
+    n = _spatial(layer, x, k)
+    w, b = _kernel_bias(layer, w, b)
+    g, s, d = layer.num_groups, _ints(layer.stride_nd), _ints(layer.dilation_nd)
+    w = w.reshape(layer.num_output_maps, x.shape[1] // g, *k)
+    dk = [1 + di * (ki - 1) for ki, di in zip(k, d)]
+    pads = _extent_pads(x.shape[2:], dk, s, _windows(layer, x.shape[2:], dk, s))
+    if all(p == q >= 0 for p, q in pads):
+        return _CONV[n](x, w, b, s, [p for p, _ in pads], d, g)
+    return _CONV[n](_pad(x, pads), w, b, s, 0, d, g)
+
+
+@_layer("DECONVOLUTION", "IDeconvolutionLayer")
+def _deconvolution(layer, x, w=None, b=None):
+    """Transposed convolution; kernel in CKRS order. The full output (I - 1) * S + DK is trimmed
+    by pre/post padding (EXPLICIT modes) or by P = max(DK - S, 0) split per SAME_UPPER/LOWER."""
+    PM = trt().PaddingMode
+    k = _ints(layer.kernel_size_nd)
+    n = _spatial(layer, x, k)
+    w, b = _kernel_bias(layer, w, b)
+    g, s, d = layer.num_groups, _ints(layer.stride_nd), _ints(layer.dilation_nd)
+    w = w.reshape(x.shape[1], layer.num_output_maps // g, *k)
+    y = _CONV_T[n](x, w, b, s, 0, 0, g, d)
+    mode = layer.padding_mode
+    if mode in (PM.SAME_UPPER, PM.SAME_LOWER):
+        trims = []
+        for ki, di, si in zip(k, d, s):
+            p = max(1 + di * (ki - 1) - si, 0)
+            trims.append((p // 2, p - p // 2) if mode == PM.SAME_UPPER else (p - p // 2, p // 2))
+    else:
+        _need(mode in (PM.EXPLICIT_ROUND_DOWN, PM.EXPLICIT_ROUND_UP), f"padding_mode {mode}")
+        trims = list(zip(_ints(layer.pre_padding), _ints(layer.post_padding)))
+    _need(all(p >= 0 and q >= 0 for p, q in trims), "negative deconvolution padding")
+    return _pad(y, [(-p, -q) for p, q in trims])
+
+
+def _window_counts(sizes, windows, extents, strides, include_padding):
+    """Per output position, how many window elements overlap the unpadded input (or, with
+    include_padding, the input padded by B and A), as a broadcastable tensor."""
+    counts = None
+    for i, (b, a, o), k, s in zip(sizes, windows, extents, strides):
+        lo, hi = (-b, i + a) if include_padding else (0, i)
+        start = torch.arange(o, dtype=torch.float32) * s - b
+        c = (torch.clamp(start + k, max=hi) - torch.clamp(start, min=lo)).clamp(min=0)
+        counts = c if counts is None else counts[..., None] * c
+    return counts
+
+
+_MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+_AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+
+
+@_layer("POOLING", "IPoolingLayer")
+def _pooling(layer, x):
+    """Pooling over the trailing window dims. Max pads with -inf; average divides the window sum
+    by its overlap with the unpadded input (average_count_excludes_padding, default True) or
+    with the padded input; MAX_AVERAGE_BLEND = (1 - blend) * max + blend * average."""
+    PT = trt().PoolingType
+    k, s = _ints(layer.window_size_nd), _ints(layer.stride_nd)
+    n = len(k)
+    _need(n in _MAX_POOL and x.dim() > n, f"{n}-D window on a rank-{x.dim()} input")
+    kind = layer.type
+    _need(kind in (PT.MAX, PT.AVERAGE, PT.MAX_AVERAGE_BLEND), f"pooling type {kind}")
+    lead, sizes = x.shape[:-n], x.shape[-n:]
+    windows = _windows(layer, sizes, k, s)
+    pads = _extent_pads(sizes, k, s, windows)
+    x = x.reshape(1, -1, *sizes)
+    if kind != PT.AVERAGE:
+        mx = _MAX_POOL[n](_pad(x, pads, -math.inf), k, s)
+    if kind != PT.MAX:
+        total = _AVG_POOL[n](_pad(x, pads), k, s) * math.prod(k)
+        avg = total / _window_counts(sizes, windows, k, s, not layer.average_count_excludes_padding)
+    y = mx if kind == PT.MAX else avg if kind == PT.AVERAGE else \
+        (1 - layer.blend_factor) * mx + layer.blend_factor * avg
+    return y.reshape(*lead, *y.shape[2:])
+
+
+# --- pointwise ------------------------------------------------------------------------------
+
+_ACTIVATIONS = {
+    "RELU": lambda x, a, b: torch.relu(x),
+    "SIGMOID": lambda x, a, b: torch.sigmoid(x),
+    "TANH": lambda x, a, b: torch.tanh(x),
+    "LEAKY_RELU": lambda x, a, b: torch.where(x >= 0, x, a * x),
+    "ELU": lambda x, a, b: torch.where(x >= 0, x, a * torch.expm1(x)),
+    "SELU": lambda x, a, b: torch.where(x > 0, b * x, b * (a * torch.exp(x) - a)),
+    "SOFTSIGN": lambda x, a, b: x / (1 + x.abs()),
+    "SOFTPLUS": lambda x, a, b: a * torch.logaddexp(b * x, torch.zeros_like(x)),
+    "CLIP": lambda x, a, b: torch.clamp(torch.clamp(x, max=b), min=a),
+    "HARD_SIGMOID": lambda x, a, b: torch.clamp(a * x + b, 0, 1),
+    "SCALED_TANH": lambda x, a, b: a * torch.tanh(b * x),
+    "THRESHOLDED_RELU": lambda x, a, b: torch.where(x > a, x, torch.zeros_like(x)),
+    "GELU_ERF": lambda x, a, b: 0.5 * x * (1 + torch.erf(x * math.sqrt(0.5))),
+    "GELU_TANH": lambda x, a, b: 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (0.044715 * x ** 3 + x))),
+}
+
+
+@_layer("ACTIVATION", "IActivationLayer")
+def _activation(layer, x):
+    """ActivationType formulas as NvInfer.h states them, with the layer's alpha and beta."""
+    kind = layer.type.name
+    _need(kind in _ACTIVATIONS, f"activation {layer.type}")
+    return _ACTIVATIONS[kind](x, layer.alpha, layer.beta)
+
+
+@_layer("PARAMETRIC_RELU", "IParametricReLULayer")
+def _parametric_relu(layer, x, slope):
+    """x >= 0 ? x : slope * x, slope broadcast to the input."""
+    _same_rank(layer, x, slope)
+    return torch.where(x >= 0, x, slope * x)
+
+
+@_layer("SCALE", "IScaleLayer")
+def _scale(layer, x):
+    """(x * scale + shift) ^ power; empty weights mean scale 1, shift 0, power 1. Coefficients are
+    one value (UNIFORM), one per channel_axis index (CHANNEL), or per [channel_axis:] (ELEMENTWISE)."""
+    SM = trt().ScaleMode
+    axis = layer.channel_axis % x.dim()
+    shape = {SM.UNIFORM: (), SM.CHANNEL: (x.shape[axis],) + (1,) * (x.dim() - axis - 1),
+             SM.ELEMENTWISE: tuple(x.shape[axis:])}[layer.mode]
+    scale, shift, power = (_w(c) for c in (layer.scale, layer.shift, layer.power))
+    if scale.numel():
+        x = x * scale.reshape(shape)
+    if shift.numel():
+        x = x + shift.reshape(shape)
+    if power.numel():
+        x = torch.pow(x, power.reshape(shape))
+    return x
+
+
+_BINARY = {
+    "SUM": torch.add, "PROD": torch.mul, "MAX": torch.maximum, "MIN": torch.minimum, "SUB": torch.sub,
+    "POW": torch.pow, "AND": torch.logical_and, "OR": torch.logical_or, "XOR": torch.logical_xor,
+    "EQUAL": torch.eq, "GREATER": torch.gt, "LESS": torch.lt,
+    "FLOOR_DIV": lambda a, b: torch.div(a, b, rounding_mode="floor"),
+    # The operator reference gives DIV as input1 / input2; on integers it truncates like C (and
+    # like ONNX Div, which the ONNX parser maps onto it).
+    "DIV": lambda a, b: a / b if a.is_floating_point() else torch.div(a, b, rounding_mode="trunc"),
+}
+
+
+@_layer("ELEMENTWISE", "IElementWiseLayer")
+def _elementwise(layer, a, b):
+    """Binary op; equal ranks, a dimension of 1 broadcasts against the other input's."""
+    _same_rank(layer, a, b)
+    op = layer.op.name
+    _need(op in _BINARY, f"operation {layer.op}")
+    return _BINARY[op](a, b)
+
+
+_UNARY = {
+    "EXP": torch.exp, "LOG": torch.log, "SQRT": torch.sqrt, "RECIP": torch.reciprocal, "ABS": torch.abs,
+    "NEG": torch.neg, "SIN": torch.sin, "COS": torch.cos, "TAN": torch.tan, "SINH": torch.sinh,
+    "COSH": torch.cosh, "ASIN": torch.asin, "ACOS": torch.acos, "ATAN": torch.atan, "ASINH": torch.asinh,
+    "ACOSH": torch.acosh, "ATANH": torch.atanh, "CEIL": torch.ceil, "FLOOR": torch.floor, "ERF": torch.erf,
+    "NOT": torch.logical_not, "SIGN": torch.sign, "ROUND": torch.round, "ISINF": torch.isinf,
+    "ISNAN": torch.isnan,
+}
+
+
+@_layer("UNARY", "IUnaryLayer")
+def _unary(layer, x):
+    """UnaryOperation; ROUND is round-half-to-even (torch.round)."""
+    op = layer.op.name
+    _need(op in _UNARY, f"operation {layer.op}")
+    return _UNARY[op](x)
+
+
+@_layer("CAST", "ICastLayer")
+def _cast(layer, x):
+    """Conversion to to_type; float to integer truncates (the operator reference's example)."""
+    return x.to(_dtype(layer.to_type))
+
+
+@_layer("IDENTITY", "IIdentityLayer")
+def _identity(layer, x):
+    """Copies the input; a type change (weakly typed networks) happens at the output."""
+    return x
+
+
+@_layer("SELECT", "ISelectLayer")
+def _select(layer, cond, a, b):
+    """numpy.where(cond, a, b) with multidirectional broadcasting over equal ranks."""
+    _same_rank(layer, cond, a, b)
+    return torch.where(cond, a, b)
+
+
+# --- tensors and shapes ---------------------------------------------------------------------
+
+@_layer("CONSTANT", "IConstantLayer")
+def _constant(layer):
+    """The weights laid out in `shape`; the output type is the weights' type."""
+    w = np.asarray(layer.weights)
+    _need(w.dtype in (np.float32, np.float16, np.int8, np.int32, np.int64, np.uint8, np.bool_),
+          f"weights of numpy type {w.dtype}")
+    return torch.from_numpy(w.copy()).reshape(_ints(layer.shape))
+
+
+@_layer("SHAPE", "IShapeLayer")
+def _shape(layer, x):
+    """The input's dimensions as a 1-D Int64 tensor."""
+    return torch.tensor(x.shape, dtype=torch.int64)
+
+
+@_layer("SHUFFLE", "IShuffleLayer")
+def _shuffle(layer, x, dims=None):
+    """first_transpose, reshape, second_transpose. Permutations follow numpy.transpose (output
+    dim i = input dim perm[i]). Reshape dims come from input 1 when present; 0 copies the
+    transposed input's dimension at that index when zero_is_placeholder (default), -1 is inferred."""
+    y = x.permute(_ints(layer.first_transpose)[:x.dim()])
+    new = dims.tolist() if dims is not None else layer.reshape_dims
+    if new is not None:
+        new = [int(v) for v in new]
+        if layer.zero_is_placeholder:
+            new = [y.shape[i] if v == 0 else v for i, v in enumerate(new)]
+        y = y.reshape(new)
+    return y.permute(_ints(layer.second_transpose)[:y.dim()])
+
+
+@_layer("CONCATENATION", "IConcatenationLayer")
+def _concatenation(layer, *xs):
+    """Concatenation along `axis`."""
+    return torch.cat(xs, dim=layer.axis)
+
+
+@_layer("SQUEEZE", "ISqueezeLayer")
+def _squeeze(layer, x, axes):
+    """Removes the unit dimensions at `axes` (input 1; negative counts from the back)."""
+    drop = {a % x.dim() for a in axes.tolist()}
+    if any(x.shape[a] != 1 for a in drop):
+        raise ValueError(f"squeezing non-unit dimensions {sorted(drop)} of {tuple(x.shape)}")
+    return x.reshape([d for i, d in enumerate(x.shape) if i not in drop])
+
+
+@_layer("UNSQUEEZE", "IUnsqueezeLayer")
+def _unsqueeze(layer, x, axes):
+    """Inserts unit dimensions at `axes` (input 1), positions in the output's rank."""
+    rank = x.dim() + axes.numel()
+    add = {a % rank for a in axes.tolist()}
+    dims = iter(x.shape)
+    return x.reshape([1 if i in add else next(dims) for i in range(rank)])
+
+
+def _sample_indices(mode, idx, size):
+    """Map coordinates per SampleMode; returns (indices, in-bounds mask or None)."""
+    SM = trt().SampleMode
+    inside = (idx >= 0) & (idx < size)
+    if mode == SM.STRICT_BOUNDS:
+        if not bool(inside.all()):
+            raise ValueError(f"slice coordinates {idx.tolist()} outside [0, {size}) in STRICT_BOUNDS mode")
+        return idx, None
+    if mode == SM.WRAP:
+        return torch.remainder(idx, size), None
+    if mode == SM.CLAMP:
+        return idx.clamp(0, size - 1), None
+    if mode == SM.FILL:
+        return idx.clamp(0, max(size - 1, 0)), inside
+    _need(mode == SM.REFLECT, f"slice mode {mode}")
+    if size == 1:
+        return torch.zeros_like(idx), None
+    period = 2 * size - 2
+    c = torch.remainder(idx.abs(), period)
+    return torch.where(c >= size, period - c, c), None
+
+
+@_layer("SLICE", "ISliceLayer")
+def _slice(layer, x, start=None, size=None, stride=None, fill=None, axes=None):
+    """output[y] = input[y * stride + start] per axis, out-of-bounds coordinates per SampleMode
+    (STRICT_BOUNDS error, WRAP, CLAMP, FILL with input 4 or 0, REFLECT about the edge elements).
+    start/size/stride/axes come from inputs 1/2/3/5 where given; unsliced axes are kept whole."""
+    rank = x.dim()
+    start = start.tolist() if start is not None else _ints(layer.start)
+    size = size.tolist() if size is not None else _ints(layer.shape)
+    stride = stride.tolist() if stride is not None else _ints(layer.stride)
+    axes = axes.tolist() if axes is not None else layer.axes
+    st, sz, sd = [0] * rank, list(x.shape), [1] * rank
+    for j, a in enumerate(range(rank) if axes is None else axes):
+        st[a % rank], sz[a % rank], sd[a % rank] = start[j], size[j], stride[j]
+    mask = None
+    for d in range(rank):
+        idx = st[d] + sd[d] * torch.arange(sz[d])
+        if sd[d] > 0 and (sz[d] == 0 or (st[d] >= 0 and int(idx[-1]) < x.shape[d])):
+            x = x[(slice(None),) * d + (slice(st[d], st[d] + sd[d] * (sz[d] - 1) + 1, sd[d]),)]
+            continue
+        if x.shape[d] == 0 and sz[d] > 0 and layer.mode != trt().SampleMode.FILL:
+            raise ValueError(f"sampling {sz[d]} elements from an empty dimension")
+        idx, inside = _sample_indices(layer.mode, idx, x.shape[d])
+        x = x.index_select(d, idx) if x.shape[d] else x.new_zeros(*x.shape[:d], sz[d], *x.shape[d + 1:])
+        if inside is not None:
+            inside = inside.reshape([-1 if i == d else 1 for i in range(rank)])
+            mask = inside if mask is None else mask & inside
+    if mask is None:
+        return x
+    value = fill.reshape(()).to(x.dtype) if fill is not None else torch.zeros((), dtype=x.dtype)
+    return torch.where(mask, x, value)
+
+
+@_layer("PADDING", "IPaddingLayer")
+def _padding(layer, x):
+    """Zero padding of the last two dims by pre/post_padding_nd; negative values crop."""
+    pre, post = _ints(layer.pre_padding_nd), _ints(layer.post_padding_nd)
+    _need(len(pre) == 2 and len(post) == 2 and x.dim() >= 2, f"padding of {len(pre)} dims")
+    return _pad(x, list(zip(pre, post)))
+
+
+def _gather_index(idx, size):
+    """Negative indices count from the back; out-of-bounds ones gather zero."""
+    idx = idx.long()
+    idx = torch.where(idx < 0, idx + size, idx)
+    inside = (idx >= 0) & (idx < size)
+    return idx.clamp(0, max(size - 1, 0)), inside
+
+
+@_layer("GATHER", "IGatherLayer")
+def _gather(layer, data, idx):
+    """DEFAULT (ONNX Gather: data dims with `axis` replaced by the indices' dims), ELEMENT
+    (ONNX GatherElements) and ND (ONNX GatherND); zero is stored for out-of-bounds indices."""
+    GM = trt().GatherMode
+    mode, axis = layer.mode, layer.axis % max(data.dim(), 1)
+    _need(layer.num_elementwise_dims == 0, f"num_elementwise_dims {layer.num_elementwise_dims}")
+    if mode == GM.DEFAULT:
+        i, inside = _gather_index(idx, data.shape[axis])
+        out = data.index_select(axis, i.reshape(-1))
+        out = out.reshape(data.shape[:axis] + idx.shape + data.shape[axis + 1:])
+        inside = inside.reshape((1,) * axis + idx.shape + (1,) * (data.dim() - axis - 1))
+    elif mode == GM.ELEMENT:
+        i, inside = _gather_index(idx, data.shape[axis])
+        out = torch.gather(data, axis, i)
+    else:
+        _need(mode == GM.ND, f"gather mode {mode}")
+        k = idx.shape[-1]
+        parts = [_gather_index(idx[..., j], data.shape[j]) for j in range(k)]
+        out = data[tuple(p for p, _ in parts)]
+        inside = torch.stack([m for _, m in parts]).all(0) if k else torch.ones(idx.shape[:-1], dtype=torch.bool)
+        inside = inside.reshape(inside.shape + (1,) * (out.dim() - inside.dim()))
+    return torch.where(inside, out, torch.zeros((), dtype=out.dtype))
+
+
+@_layer("FILL", "IFillLayer")
+def _fill(layer, dims=None, alpha=None, beta=None):
+    """LINSPACE: element [i, j, ...] = alpha + beta[0] * i + beta[1] * j + ...; a static beta b is
+    the 1-D Beta = [b]. Dimensions/alpha/beta come from inputs 0/1/2 where given."""
+    _need(layer.operation == trt().FillOperation.LINSPACE, f"fill operation {layer.operation} (random)")
+    dims = dims.tolist() if dims is not None else list(_ints(layer.shape))
+    if alpha is None:
+        alpha, beta = torch.tensor(layer.alpha), torch.tensor([layer.beta])
+    beta = beta.reshape(-1)
+    if beta.numel() != len(dims):
+        raise ValueError(f"beta has {beta.numel()} values for a rank-{len(dims)} output")
+    acc = torch.float64 if _dtype(layer.get_output(0).dtype).is_floating_point else torch.int64
+    out = alpha.to(acc).reshape(()).expand(dims)
+    for d, b in enumerate(beta.to(acc)):
+        out = out + b * torch.arange(dims[d], dtype=acc).reshape([-1 if i == d else 1 for i in range(len(dims))])
+    return out
+
+
+@_layer("NON_ZERO", "INonZeroLayer")
+def _non_zero(layer, x):
+    """[rank, count] matrix of the non-zero elements' coordinates, columns in lexical order."""
+    return torch.nonzero(x).T
+
+
+# --- contractions and reductions ------------------------------------------------------------
+
+@_layer("MATRIX_MULTIPLY", "IMatrixMultiplyLayer")
+def _matrix_multiply(layer, a, b):
+    """op(A) * op(B) over the last two dims, leading dims broadcast where 1. VECTOR treats the last
+    dim as a vector (A as a row [.., 1, K], B as a column [.., K, 1]) and drops it from the result."""
+    MO = trt().MatrixOperation
+    ops = (layer.op0, layer.op1)
+    if ops[0] == MO.VECTOR:
+        a = a.unsqueeze(-2)
+    if ops[1] == MO.VECTOR:
+        b = b.unsqueeze(-1)
+    _same_rank(layer, a, b)
+    if ops[0] == MO.TRANSPOSE:
+        a = a.transpose(-1, -2)
+    if ops[1] == MO.TRANSPOSE:
+        b = b.transpose(-1, -2)
+    y = torch.matmul(a, b)
+    if ops[1] == MO.VECTOR:
+        y = y.squeeze(-1)
+    if ops[0] == MO.VECTOR:
+        y = y.squeeze(-1 if ops[1] == MO.VECTOR else -2)
+    return y
+
+
+@_layer("EINSUM", "IEinsumLayer")
+def _einsum(layer, *xs):
+    """Einstein summation over the inputs with `equation`."""
+    return torch.einsum(layer.equation, *xs)
+
+
+@_layer("SOFTMAX", "ISoftMaxLayer")
+def _softmax(layer, x):
+    """Softmax along the single axis whose bit is set in `axes`."""
+    axes = _bits(layer.axes, x.dim())
+    _need(len(axes) == 1, f"softmax axes mask {layer.axes:#b} (exactly one axis bit)")
+    return torch.softmax(x, dim=axes[0])
+
+
+def _prod(x, axes, keep):
+    for a in sorted(axes, reverse=True):
+        x = x.prod(a, keepdim=keep)
+    return x
+
+
+_REDUCE = {
+    "SUM": lambda x, axes, keep: x.sum(axes, keepdim=keep),
+    "AVG": lambda x, axes, keep: x.mean(axes, keepdim=keep),
+    "MAX": lambda x, axes, keep: x.amax(axes, keepdim=keep),
+    "MIN": lambda x, axes, keep: x.amin(axes, keepdim=keep),
+    "PROD": _prod,
+}
+
+
+@_layer("REDUCE", "IReduceLayer")
+def _reduce(layer, x):
+    """ReduceOperation over the axes in the `axes` bit mask, keeping them as 1s if keep_dims."""
+    op = layer.op.name
+    _need(op in _REDUCE, f"reduce operation {layer.op}")
+    _need(op != "AVG" or x.is_floating_point(), f"AVG reduction of {x.dtype}")
+    axes = _bits(layer.axes, x.dim())
+    return _REDUCE[op](x, axes, layer.keep_dims) if axes else x
+
+
+@_layer("TOPK", "ITopKLayer")
+def _topk(layer, x, k=None):
+    """The k largest (MAX) or smallest (MIN) values along the single axis in `axes`, sorted, and
+    their indices; k from input 1 when present."""
+    axes = _bits(layer.axes, x.dim())
+    _need(len(axes) == 1, f"topk axes mask {layer.axes:#b} (exactly one axis bit)")
+    k = int(k) if k is not None else layer.k
+    values, indices = torch.topk(x, k, dim=axes[0], largest=layer.op == trt().TopKOperation.MAX)
+    return values, indices
+
+
+@_layer("CUMULATIVE", "ICumulativeLayer")
+def _cumulative(layer, x, axis):
+    """Running SUM along `axis` (input 1); exclusive drops the current element, reverse runs
+    from the end."""
+    _need(layer.op == trt().CumulativeOperation.SUM, f"cumulative operation {layer.op}")
+    a = int(axis) % x.dim()
+    y = torch.cumsum(x.flip(a) if layer.reverse else x, a)
+    if layer.exclusive:
+        y = torch.cat([torch.zeros_like(y.narrow(a, 0, min(1, y.shape[a]))), y.narrow(a, 0, max(y.shape[a] - 1, 0))], a)
+    return y.flip(a) if layer.reverse else y
+
+
+@_layer("NORMALIZATION", "INormalizationLayer")
+def _normalization(layer, x, scale, bias):
+    """(x - mean) / sqrt(var + epsilon) * scale + bias, mean and (population) variance over the
+    `axes` bit mask. With num_groups G != 1 the channels (dim 1) split into G groups normalised
+    over the group and all later dims; scale/bias are [1, G, 1...] for addNormalization and
+    [1, C, 1...] for addNormalizationV2."""
+    g, eps = layer.num_groups, layer.epsilon
+    axes = _bits(layer.axes, x.dim())
+    if g == 1:
+        mean = x.mean(axes, keepdim=True)
+        var = (x - mean).square().mean(axes, keepdim=True)
+        return (x - mean) / torch.sqrt(var + eps) * scale + bias
+    _need(axes == list(range(2, x.dim())), f"axes mask {layer.axes:#b} with num_groups {g}")
+    n, c = x.shape[:2]
+    grouped = x.reshape(n, g, c // g, *x.shape[2:])
+    axes = list(range(2, grouped.dim()))
+    mean = grouped.mean(axes, keepdim=True)
+    var = (grouped - mean).square().mean(axes, keepdim=True)
+    y = (grouped - mean) / torch.sqrt(var + eps)
+    if getattr(layer, "is_v2", False):
+        return y.reshape(x.shape) * scale + bias
+    per_group = (1, g) + (1,) * (x.dim() - 1)
+    return (y * scale.reshape(per_group) + bias.reshape(per_group)).reshape(x.shape)
+
+
+# --- resize ---------------------------------------------------------------------------------
+
+def _resize_coords(layer, size, out):
+    """Input coordinate (float32, as TensorRT computes) for each output index along one axis."""
+    RC, RS = trt().ResizeCoordinateTransformation, trt().ResizeSelector
+    o = torch.arange(out, dtype=torch.float32)
+    if out == 1 and layer.selector_for_single_pixel == RS.UPPER:
+        return torch.zeros(1)
+    mode = layer.coordinate_transformation
+    if mode == RC.ALIGN_CORNERS:
+        _need(out > 1, "ALIGN_CORNERS resize to length 1 with selector FORMULA (the formula divides by 0)")
+        return o * torch.tensor((size - 1) / (out - 1), dtype=torch.float32)
+    ratio = torch.tensor(size / out, dtype=torch.float32)
+    if mode == RC.ASYMMETRIC:
+        return o * ratio
+    _need(mode == RC.HALF_PIXEL, f"coordinate transformation {mode}")
+    return (o + 0.5) * ratio - 0.5
+
+
+def _cubic_weight(d, a):
+    d = d.abs()
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return torch.where(d <= 1, near, torch.where(d < 2, far, torch.zeros_like(d)))
+
+
+def _resize_taps(layer, size, out):
+    """(indices, weights) lists whose weighted sum gives each output element along one axis."""
+    IM, RR = trt().InterpolationMode, trt().ResizeRoundMode
+    x = _resize_coords(layer, size, out)
+    mode = layer.resize_mode
+    if mode == IM.NEAREST:
+        rounding = layer.nearest_rounding
+        r = {RR.HALF_UP: lambda v: torch.floor(v + 0.5), RR.HALF_DOWN: lambda v: torch.ceil(v - 0.5),
+             RR.FLOOR: torch.floor, RR.CEIL: torch.ceil}[rounding](x)
+        return [r.long().clamp(0, size - 1)], [None]
+    if mode == IM.LINEAR:
+        x = x.clamp(0, size - 1)
+        i0 = x.floor()
+        w = x - i0
+        i0 = i0.long()
+        return [i0, (i0 + 1).clamp(max=size - 1)], [1 - w, w]
+    _need(mode == IM.CUBIC, f"resize mode {mode}")
+    i0 = x.floor()
+    taps = [i0 + j for j in (-1, 0, 1, 2)]
+    weights = [_cubic_weight(x - t, layer.cubic_coeff) for t in taps]
+    if layer.exclude_outside:
+        weights = [w * ((t >= 0) & (t < size)) for w, t in zip(weights, taps)]
+        total = sum(weights)
+        weights = [w / total for w in weights]
+    return [t.long().clamp(0, size - 1) for t in taps], weights
+
+
+@_layer("RESIZE", "IResizeLayer")
+def _resize(layer, x, dims=None):
+    """Separable resize of every dim whose length changes (NEAREST: innermost 8, LINEAR: 3,
+    CUBIC: 2). Output dims from input 1, `shape`, or floor(input * scales); coordinates per
+    ResizeCoordinateTransformation (lengths ratio, default ASYMMETRIC), single-pixel selector,
+    nearest rounding (default FLOOR), cubic coefficient A; coordinates outside the input use
+    the edge elements (linear and cubic), or are dropped and renormalised with exclude_outside."""
+    if dims is not None:
+        _need(not dims.is_floating_point(), "resize scales given as input 1")
+        out = dims.tolist()
+    else:
+        out = layer.shape
+        if out is None:
+            scales = layer.scales
+            out = [math.floor(i * s) for i, s in zip(x.shape, scales)]
+            _need(all(o == i * s for o, i, s in zip(out, x.shape, scales)),
+                  f"scales {scales} giving non-integral output lengths (scale and lengths ratio differ)")
+    out = [int(o) for o in out]
+    limit = {"NEAREST": 8, "LINEAR": 3, "CUBIC": 2}.get(layer.resize_mode.name, 0)
+    axes = [a for a in range(x.dim()) if out[a] != x.shape[a]]
+    _need(all(a >= x.dim() - limit for a in axes), f"{layer.resize_mode} resize of dims {axes} of rank {x.dim()}")
+    for a in axes:
+        indices, weights = _resize_taps(layer, x.shape[a], out[a])
+        shape = [-1 if d == a else 1 for d in range(x.dim())]
+        parts = [x.index_select(a, i) if w is None else x.index_select(a, i) * w.reshape(shape)
+                 for i, w in zip(indices, weights)]
+        x = sum(parts[1:], parts[0])
+    return x
+
+
+@_layer("ASSERTION", "IAssertionLayer")
+def _assertion(layer, cond):
+    """Fails when any element of the boolean input is false."""
+    if not bool(cond.all()):
+        raise ValueError(f"assertion failed: {layer.message}")
+    return ()
+
+
+# --- driver ---------------------------------------------------------------------------------
+
+def _conform(x, tensor):
+    """Give a computed tensor TensorRT's inferred type; check its shape against the known dims."""
+    x = x.to(_dtype(tensor.dtype))
+    dims = _ints(tensor.shape)
+    if len(dims) != x.dim() or any(d >= 0 and d != n for d, n in zip(dims, x.shape)):
+        raise ValueError(f"tensor {tensor.name!r} computed with shape {tuple(x.shape)}, TensorRT says {dims}")
+    return x
+
+
+def _numpy(x):
+    return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
+
+
+def _feed(tensor, value):
+    try:
+        dtype = _dtype(tensor.dtype)
+    except _Unsupported as e:
+        raise UnsupportedLayerError(f"network input {tensor.name!r}: {e} not supported") from None
+    x = torch.as_tensor(np.asarray(value))
+    return _conform(x.to(dtype) if x.dtype != dtype else x, tensor)
+
+
+def run_network(network, inputs, outputs="marked"):
+    """Run `network` (an INetworkDefinition) on the CPU and return numpy arrays by tensor name.
+
+    inputs: {input tensor name: array}, with the actual sizes of dynamic (-1) dims.
+    outputs: "marked" for the network's marked outputs, "all" for every layer output and input
+    (for per-layer comparisons). bfloat16 tensors come back as float32 arrays.
+    Raises UnsupportedLayerError for layers or attribute values this interpreter does not cover.
+    """
+    if outputs not in ("marked", "all"):
+        raise ValueError(f"outputs must be 'marked' or 'all', not {outputs!r}")
+    t = trt()
+    env = {}
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        if tensor.name not in inputs:
+            raise KeyError(f"no value for network input {tensor.name!r}")
+        env[tensor.name] = _feed(tensor, inputs[tensor.name])
+    with torch.no_grad():
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            kind = layer.type
+            what = f"layer {layer.name!r} ({kind})"
+            if kind.name not in _LAYERS:
+                raise UnsupportedLayerError(f"{what}: layer type not supported")
+            fn, cls = _LAYERS[kind.name]
+            layer.__class__ = getattr(t, cls)
+            args = [layer.get_input(j) for j in range(layer.num_inputs)]
+            args = [None if a is None else env[a.name] for a in args]
+            args = [a.float() if a is not None and a.dtype in _LOW else a for a in args]
+            try:
+                result = fn(layer, *args)
+                result = result if isinstance(result, tuple) else (result,)
+                for j, value in enumerate(result):
+                    tensor = layer.get_output(j)
+                    env[tensor.name] = _conform(value, tensor)
+            except _Unsupported as e:
+                raise UnsupportedLayerError(f"{what}: {e} not supported") from None
+            except (ValueError, RuntimeError, IndexError) as e:
+                raise type(e)(f"{what}: {e}") from e
+    names = env if outputs == "all" else [network.get_output(i).name for i in range(network.num_outputs)]
+    return {name: _numpy(env[name]) for name in names}

@@ -1,0 +1,138 @@
+"""Engine build (works on any machine) and execution (needs a GPU the installed TensorRT supports)."""
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import backend
+from .emit_trt import emit
+
+log = logging.getLogger("trtnet")
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+@dataclass
+class EngineInfo:
+    flavour: str
+    layers: int
+    inputs: dict             # name -> shape with -1 for the batch
+    outputs: dict
+    profile: tuple           # (min, opt, max) batch
+    seconds: float
+    size: int = 0
+    path: str = ""
+    notes: list = field(default_factory=list)
+
+
+def create_network(graph):
+    """A strongly typed TensorRT network filled from `graph`: (builder, network, emission)."""
+    t = backend.trt()
+    builder = t.Builder(backend.logger())
+    network = builder.create_network(1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    return builder, network, emit(graph, network)
+
+
+def build_engine(graph, batch=(1, 8, 32), workspace_mb=None, progress=True):
+    """Emit and build `graph`; returns (serialized plan bytes, EngineInfo)."""
+    lo, opt, hi = batch
+    if not 1 <= lo <= opt <= hi:
+        raise BuildError(f"batch profile must satisfy 1 <= min <= opt <= max, got {lo},{opt},{hi}")
+    t = backend.trt()
+    start = time.perf_counter()
+    builder, network, emission = create_network(graph)
+    config = builder.create_builder_config()
+    if workspace_mb:
+        config.set_memory_pool_limit(t.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    profile = builder.create_optimization_profile()
+    for n in graph.inputs:
+        dims = n.shape[1:]
+        profile.set_shape(n.name, (lo, *dims), (opt, *dims), (hi, *dims))
+    config.add_optimization_profile(profile)
+    monitor = backend.progress_monitor() if progress else None
+    if monitor is not None:
+        config.progress_monitor = monitor
+    errors = backend.logger().errors
+    errors.clear()
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise BuildError(f"TensorRT could not build '{graph.name}': " + ("; ".join(errors) or "no reason logged"))
+    del emission  # TensorRT has copied the weights into the plan
+    info = EngineInfo(backend.flavour(), network.num_layers,
+                      {n.name: n.shape for n in graph.inputs}, {o.name: o.shape for o in graph.outputs},
+                      (lo, opt, hi), time.perf_counter() - start, plan.nbytes)
+    return bytes(plan), info
+
+
+def write_atomic(path, data):
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def execution_unavailable(device=0):
+    """Why no engine can execute here (None when one can), said plainly for reports."""
+    try:
+        import torch
+    except ImportError:
+        return "PyTorch is not installed, and trtnet uses torch CUDA tensors as device buffers"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is visible to PyTorch on this machine"
+    if device >= torch.cuda.device_count():
+        return f"GPU {device} does not exist (this machine has {torch.cuda.device_count()})"
+    cc = torch.cuda.get_device_capability(device)
+    if backend.is_rtx() and cc == (9, 0):
+        return f"TensorRT-RTX does not run on compute capability 9.0 ({torch.cuda.get_device_name(device)})"
+    return None
+
+
+def run_engine(plan, inputs, device=0):
+    """Deserialize `plan` on GPU `device` and run it once on `inputs` ({name: array}) via tensor addresses."""
+    import torch
+    t = backend.trt()
+    with torch.cuda.device(device):
+        runtime = t.Runtime(backend.logger())
+        engine = runtime.deserialize_cuda_engine(plan)
+        if engine is None:
+            raise BuildError("TensorRT could not deserialize the engine on GPU "
+                             f"{device}: " + "; ".join(backend.logger().errors))
+        context = engine.create_execution_context()
+        stream = torch.cuda.Stream(device)
+        buffers = {}
+        for name, arr in inputs.items():
+            buffers[name] = torch.from_numpy(np.ascontiguousarray(arr)).to(f"cuda:{device}")
+            context.set_input_shape(name, tuple(arr.shape))
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            if engine.get_tensor_mode(name) == t.TensorIOMode.OUTPUT:
+                dtype = torch.float16 if engine.get_tensor_dtype(name) == t.float16 else torch.float32
+                buffers[name] = torch.empty(tuple(context.get_tensor_shape(name)), dtype=dtype, device=f"cuda:{device}")
+            context.set_tensor_address(name, buffers[name].data_ptr())
+        if not context.execute_async_v3(stream.cuda_stream):
+            raise BuildError("TensorRT failed to execute the engine: " + "; ".join(backend.logger().errors))
+        stream.synchronize()
+        return {k: v.float().cpu().numpy() for k, v in buffers.items() if k not in inputs}
+
+
+def compare(actual, expected):
+    """Max abs error, relative error (to the reference's largest magnitude) and top-1 agreement."""
+    a, e = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    if a.shape != e.shape:
+        raise ValueError(f"shape {a.shape} does not match the reference's {e.shape}")
+    diff = np.abs(a - e).max() if a.size else 0.0
+    scale = np.abs(e).max() if e.size else 0.0
+    top1 = float((a.argmax(-1) == e.argmax(-1)).mean()) if a.ndim == 2 else None
+    return {"max_abs": float(diff), "rel": float(diff / scale) if scale else float(diff), "top1": top1}
