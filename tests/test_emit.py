@@ -91,7 +91,7 @@ def test_small_net_engine_builds(rng):
 def test_zoo_engine_builds(name):
     """A real serialized engine from the TensorRT builder, with the zoo's weights inside."""
     state = {k: v.numpy() for k, v in zoo.get(name).torch_module().state_dict().items()}
-    g = zoo.get(name).define(tn.WeightMap(state))
+    g = zoo.get(name).graph(tn.WeightMap(state))
     plan, info = build_engine(g, (1, 2, 4), progress=False)
     n_weights = sum(v.size for k, v in state.items() if "num_batches" not in k)
     assert info.size > 4 * n_weights * 0.9, "fp32 weights are in the plan"
@@ -104,7 +104,7 @@ def test_zoo_resnet50_emits_every_torchvision_layer():
     module = zoo.get("resnet50").torch_module()
     state = {k: v.numpy() for k, v in module.state_dict().items()}
     w = tn.WeightMap(state)
-    g = zoo.get("resnet50").define(w)
+    g = zoo.get("resnet50").graph(w)
     assert w.unused() == [], "every torchvision tensor is consumed"
     convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
     _, network, keep = create_network(g)

@@ -67,9 +67,9 @@ def test_pool(rng, kind, k, s, p, ceil, cip, size):
               lambda t: F.avg_pool2d(t, k, s, p, ceil_mode=ceil, count_include_pad=cip))
 
 
-@pytest.mark.parametrize("size", [1, 2, (2, 3)])
+@pytest.mark.parametrize("size", [1, 2, (2, 3), (4, 5), 7])
 def test_adaptive_avg_pool(rng, size):
-    x = rng.standard_normal((2, 4, 6, 6), dtype=np.float32)
+    x = rng.standard_normal((2, 4, 6, 6), dtype=np.float32)  # 4, 5 and 7 give uneven and overlapping windows
     check(x, lambda t, w: tn.adaptive_avg_pool(t, size), lambda t: F.adaptive_avg_pool2d(t, size))
 
 

@@ -178,7 +178,7 @@ def test_pth_state_dict(tmp_path, sd):
     check_same(load_weights(tmp_path / "m.pth"), sd)
 
 
-@pytest.mark.parametrize("key", W.CHECKPOINT_KEYS)
+@pytest.mark.parametrize("key", ["state_dict", "model", "model_state_dict", "net", "weights", "ema"])
 def test_pth_checkpoint_dict(tmp_path, sd, key):
     torch.save({"epoch": 3, "optimizer": {"lr": 0.1}, key: torch_sd(sd)}, tmp_path / "c.pt")
     check_same(load_weights(tmp_path / "c.pt"), sd)
@@ -249,9 +249,9 @@ BAD_WTS = {
     "header negative": ("-1\n", ["line 1"]),
     "header float": ("1.0\nw 1 0\n", ["line 1"]),
     "missing tensor lines": (f"3\nw 1 {ONE}\nb 1 {ONE}\n", ["line 4", "2 of the 3"]),
-    "too few values": (f"1\nw 3 {ONE} {ONE}\n", ["line 2", "'w'", "2 values", "3"]),
+    "too few values": (f"1\nw 3 {ONE} {ONE}\n", ["line 2", "'w'", "2 values, expected 3"]),
     "truncated mid token": (f"2\nw 2 {ONE} {ONE}\nb 4 {ONE} {ONE} 3f8", ["line 3", "'b'", "3 values"]),
-    "too many values": (f"1\nw 1 {ONE} {ONE}\n", ["line 2", "'w'", "2 values"]),
+    "too many values": (f"1\nw 1 {ONE} {ONE}\n", ["line 2", "'w'", "2 values, expected 1"]),
     "values on zero count": (f"1\nw 0 {ONE}\n", ["line 2", "'w'"]),
     "non-hex token": (f"2\nw 1 {ONE}\nb 3 {ONE} 3f8z0000 {ONE}\n", ["line 3", "'b'", "value 2", "'3f8z0000'"]),
     "float literal": ("1\nw 2 1.0 2.0\n", ["line 2", "'w'", "value 1", "'1.0'"]),
@@ -263,8 +263,8 @@ BAD_WTS = {
     "duplicate": (f"3\nw 1 {ONE}\nb 1 {ONE}\nw 1 {ONE}\n", ["line 4", "'w'", "line 2"]),
     "trailing garbage": (f"1\nw 1 {ONE}\nb 1 {ONE}\n", ["line 3", "'b 1"]),
     "trailing after blank": (f"1\nw 1 {ONE}\n\n\nx\n", ["line 5", "'x'"]),
-    "count over line": (f"1\nw 1000000000000 {ONE}\n", ["line 2", "'w'", "1000000000000"]),
-    "header over file": (f"1000000000000\nw 1 {ONE}\n", ["line 1", "1000000000000"]),
+    "count over line": (f"1\nw 1000000000000 {ONE}\n", ["line 2", "'w'", "1000000000000", "at most 4"]),
+    "header over file": (f"1000000000000\nw 1 {ONE}\n", ["line 1", "1000000000000", "room"]),
 }
 
 

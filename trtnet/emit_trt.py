@@ -87,9 +87,25 @@ def _adaptive(e, n, x):
     (h, w), (oh, ow) = x.shape[2:], n.attrs["size"]
     if (oh, ow) == (1, 1):
         return e.named(e.network.add_reduce(x, e.t.ReduceOperation.AVG, 0b1100, True), n.name)
-    layer = e.network.add_pooling_nd(x, e.t.PoolingType.AVERAGE, (h // oh, w // ow))
-    layer.stride_nd = (h // oh, w // ow)
-    return e.named(layer, n.name)
+    if h % oh == 0 and w % ow == 0:
+        layer = e.network.add_pooling_nd(x, e.t.PoolingType.AVERAGE, (h // oh, w // ow))
+        layer.stride_nd = (h // oh, w // ow)
+        return e.named(layer, n.name)
+    # Uneven windows: averaging is separable, so rows then columns are two products with constant matrices.
+    M = e.t.MatrixOperation.NONE
+    cols = e.constant(_window_matrix(w, ow).T[None, None], f"{n.name}/cols")
+    rows = e.constant(_window_matrix(h, oh)[None, None], f"{n.name}/rows")
+    y = e.named(e.network.add_matrix_multiply(x, M, cols, M), f"{n.name}/pool_w")
+    return e.named(e.network.add_matrix_multiply(rows, M, y, M), n.name)
+
+
+def _window_matrix(size, out):
+    """Row i averages PyTorch's adaptive window [floor(i*size/out), ceil((i+1)*size/out))."""
+    m = np.zeros((out, size), np.float32)
+    for i in range(out):
+        lo, hi = i * size // out, -(-(i + 1) * size // out)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m
 
 
 def _act_layer(e, x, kind, alpha=None, beta=None):

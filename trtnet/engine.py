@@ -38,8 +38,11 @@ def create_network(graph):
     return builder, network, emit(graph, network)
 
 
-def build_engine(graph, batch=(1, 8, 32), workspace_mb=None, progress=True):
-    """Emit and build `graph`; returns (serialized plan bytes, EngineInfo)."""
+def build_engine(graph, batch=(1, 8, 32), workspace_mb=None, progress=True, tf32=False):
+    """Emit and build `graph`; returns (serialized plan bytes, EngineInfo).
+
+    TF32 is off unless asked for: TensorRT enables it by default, which would make an fp32 engine differ
+    from PyTorch by ~1e-3 and hide real emission errors of that size."""
     lo, opt, hi = batch
     if not 1 <= lo <= opt <= hi:
         raise BuildError(f"batch profile must satisfy 1 <= min <= opt <= max, got {lo},{opt},{hi}")
@@ -47,6 +50,8 @@ def build_engine(graph, batch=(1, 8, 32), workspace_mb=None, progress=True):
     start = time.perf_counter()
     builder, network, emission = create_network(graph)
     config = builder.create_builder_config()
+    if not tf32:
+        config.clear_flag(t.BuilderFlag.TF32)
     if workspace_mb:
         config.set_memory_pool_limit(t.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     profile = builder.create_optimization_profile()

@@ -119,12 +119,12 @@ def avg_pool(x, kernel, stride=None, padding=0, ceil_mode=False, count_include_p
 
 
 def adaptive_avg_pool(x, size=1, name=None):
-    """nn.AdaptiveAvgPool2d for outputs that divide the input evenly (the case with fixed windows)."""
+    """nn.AdaptiveAvgPool2d, any output size (uneven or overlapping windows included)."""
     L = _Layer("adaptive_avg_pool", x, name)
     _, c, h, wd = _need_rank(L, x, 4)
     oh, ow = _pair(size)
-    if h % oh or wd % ow:
-        L.fail(f"output {oh}x{ow} must divide the input {h}x{wd} (uneven adaptive windows are not supported)")
+    if oh < 1 or ow < 1:
+        L.fail(f"output size {oh}x{ow} is empty")
     return L.emit([x], (-1, c, oh, ow), dict(size=(oh, ow)))
 
 

@@ -244,7 +244,7 @@ def _hex_any(data, start, end, count, where):
         i = np.searchsorted(starts, bad[0], "right") - 1
         raise WeightFileError(f"{where}: value {i + 1} {token(i)} is not hexadecimal")
     if len(starts) != count:
-        raise WeightFileError(f"{where}: {len(starts)} values but count says {count}")
+        raise WeightFileError(f"{where}: has {len(starts)} values, expected {count} (its count)")
     lengths = ends - starts
     if count and lengths.max() > 8:
         i = int(lengths.argmax())
@@ -262,8 +262,10 @@ def _read_torch(path):
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         cls = re.search(r"GLOBAL (\S+)", str(e))
-        why = f"it pickles {cls[1]}" if cls else "weights-only unpickling failed"
-        raise WeightFileError(f"{path}: not a plain state_dict ({why}); save model.state_dict() instead") from e
+        if cls is None:
+            raise WeightFileError(f"{path}: cannot read as a PyTorch file: weights-only unpickling failed") from e
+        raise WeightFileError(f"{path}: not a plain state_dict (it pickles {cls[1]}); "
+                              "save model.state_dict() instead") from e
     except Exception as e:
         raise WeightFileError(f"{path}: cannot read as a PyTorch file: {_first_line(e)}") from e
     state = _pick_state_dict(obj, path)

@@ -1,6 +1,6 @@
 """Model registry: each zoo module registers a network definition beside its PyTorch reference."""
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
@@ -18,7 +18,11 @@ class Model:
     doc: str = ""
     dataset: Optional[Callable] = None   # () -> (inputs, labels) held out for accuracy, when the model has data
     train: Optional[Callable] = None     # (nn.Module) -> None, for models that can learn on bundled data
-    tags: tuple = field(default_factory=tuple)
+    test_shape: Optional[tuple] = None   # a smaller sample shape that keeps CI quick, where the architecture allows
+    slow: bool = False                   # skipped by `pytest -m "not slow"`
+
+    def graph(self, w, shape=None):
+        return self.define(w, tuple(shape or self.input_shape))
 
     def sample_inputs(self, batch, seed=0):
         """Held-out data where the model has some, else seeded normal noise."""

@@ -56,10 +56,10 @@ def train(model, epochs=15, seed=0):
 
 
 @register("lenet", (1, 32, 32), LeNet, dataset=test_set, train=train)
-def lenet(w):
+def lenet(w, shape):
     """LeNet-5, 1x32x32 input, 10-way softmax."""
     g = Graph("lenet")
-    x = g.input("data", (1, 32, 32))
+    x = g.input("data", shape)
     x = avg_pool(relu(conv(x, w["conv1"], 6, 5)), 2)
     x = avg_pool(relu(conv(x, w["conv2"], 16, 5)), 2)
     x = flatten(x)

@@ -35,9 +35,9 @@ def bottleneck(x, w, planes, stride, groups=1, width_per_group=64):
     return relu(y + shortcut(x, w, planes * 4, stride))
 
 
-def resnet(w, block, depths, name, num_classes=1000, **block_kw):
+def resnet(w, shape, block, depths, name, num_classes=1000, **block_kw):
     g = Graph(name)
-    x = g.input("data", (3, 224, 224))
+    x = g.input("data", shape)
     x = max_pool(relu(conv_bn(x, w, "conv1", "bn1", 64, 7, 2)), 3, 2, 1)
     for stage, (planes, depth) in enumerate(zip((64, 128, 256, 512), depths), start=1):
         for i in range(depth):
@@ -59,5 +59,6 @@ VARIANTS = {
 }
 
 for _name, (_block, _depths, _kw) in VARIANTS.items():
-    register(_name, (3, 224, 224), getattr(torchvision.models, _name), doc=f"torchvision {_name}, 3x224x224")(
+    register(_name, (3, 224, 224), getattr(torchvision.models, _name), doc=f"torchvision {_name}, 3x224x224",
+             test_shape=(3, 64, 64))(
         functools.partial(resnet, block=_block, depths=_depths, name=_name, **_kw))
