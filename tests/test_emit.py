@@ -110,3 +110,33 @@ def test_zoo_resnet50_emits_every_torchvision_layer():
     _, network, keep = create_network(g)
     kinds = [network.get_layer(i).type for i in range(network.num_layers)]
     assert kinds.count(trt().LayerType.CONVOLUTION) == len(convs) == 53
+
+
+def test_attention_ops_emit_and_build(rng):
+    """permute, slice, select, matmul, layer_norm, constants and expand_batch: read back and built."""
+    t = trt()
+    E = 8
+    p = {"cls": rng.standard_normal((1, 1, E), dtype=np.float32), "ln.weight": rng.random(E, dtype=np.float32),
+         "ln.bias": rng.random(E, dtype=np.float32)}
+    w = tn.WeightMap(p)
+    g = tn.Graph("attn")
+    x = g.input("data", (4, E))
+    x = tn.concat([tn.expand_batch(tn.constant(x, w, "cls"), x, name="cls_n"), x], name="tokens")     # (N,5,E)
+    x = tn.layer_norm(x, w["ln"], eps=1e-6)
+    q, k = tn.slice(x, 2, 0, 4, name="q"), tn.slice(x, 2, 4, 8, name="k")
+    a = tn.softmax(tn.matmul(q, k, transpose_b=True, name="scores") * 0.5, axis=-1)
+    y = tn.permute(tn.matmul(a, k, name="mix"), (0, 2, 1), name="perm")                              # (N,4,5)
+    g.output(tn.select(y, 2, 0, name="first"), "out")
+    _, network, keep = create_network(g)
+    L = layers(network)
+    for n in g.nodes[1:]:
+        assert tuple(L[n.name].get_output(0).shape) == n.shape, n.name
+    assert L["perm"].type == t.LayerType.SHUFFLE and tuple(L["perm"].first_transpose)[:3] == (0, 2, 1)
+    assert L["scores"].op1 == t.MatrixOperation.TRANSPOSE and L["mix"].op1 == t.MatrixOperation.NONE
+    ln = network.get_layer([network.get_layer(i).name for i in range(network.num_layers)].index("ln"))
+    ln.__class__ = t.INormalizationLayer
+    assert ln.axes == 1 << 2 and abs(ln.epsilon - 1e-6) < 1e-12
+    idx = L["k/indices"]
+    np.testing.assert_array_equal(idx.weights, [4, 5, 6, 7])
+    plan, info = build_engine(g, (1, 2, 4), progress=False)
+    assert info.size == len(plan) > 0

@@ -30,12 +30,12 @@ class Net:
         return self.net.add_input(name, dtype or t.float32, shape)
 
     def w(self, a):
-        a = np.ascontiguousarray(a)
+        a = np.require(a, requirements="C")
         self.keep.append(a)
         return t.Weights(a)
 
     def const(self, a):
-        a = np.ascontiguousarray(a)
+        a = np.require(a, requirements="C")
         return self.net.add_constant(a.shape, self.w(a)).get_output(0)
 
     def run(self, feeds, *outs):
@@ -406,12 +406,12 @@ MO = t.MatrixOperation
 
 @pytest.mark.parametrize("shapes,ops,ref", [
     (((2, 1, 3, 4), (1, 5, 4, 6)), (MO.NONE, MO.NONE), lambda a, b: a @ b),
-    (((2, 4, 3), (2, 6, 4)), (MO.TRANSPOSE, MO.TRANSPOSE), lambda a, b: np.swapaxes(a, -1, -2) @ np.swapaxes(b, -1, -2)),
+    (((2, 4, 3), (2, 6, 4)), (MO.TRANSPOSE, MO.TRANSPOSE), lambda a, b: a.swapaxes(1, 2) @ b.swapaxes(1, 2)),
     (((3, 4), (5, 4)), (MO.NONE, MO.TRANSPOSE), lambda a, b: a @ b.T),
     (((2, 4), (2, 4, 6)), (MO.VECTOR, MO.NONE), lambda a, b: np.einsum("bk,bkn->bn", a, b)),
     (((2, 3, 4), (2, 4)), (MO.NONE, MO.VECTOR), lambda a, b: np.einsum("bmk,bk->bm", a, b)),
     (((3, 4), (1, 4)), (MO.VECTOR, MO.VECTOR), lambda a, b: (a * b).sum(-1)),
-    (((2, 6, 4), (2, 4)), (MO.TRANSPOSE, MO.VECTOR), lambda a, b: np.einsum("bkm,bk->bm", a, b)),
+    (((2, 6, 4), (2, 6)), (MO.TRANSPOSE, MO.VECTOR), lambda a, b: np.einsum("bkm,bk->bm", a, b)),
 ], ids=["batch_broadcast", "both_transposed", "linear", "vec_mat", "mat_vec", "vec_vec", "transposed_vec"])
 def test_matrix_multiply(shapes, ops, ref):
     a, b = rand(*shapes[0]), rand(*shapes[1], seed=1)
@@ -442,17 +442,16 @@ def test_shuffle_transposes_and_placeholder_reshape():
 
 
 def test_shuffle_zero_is_literal_when_not_placeholder():
-    x = rand(2, 3)
+    """(2, 0) -> reshape (0, 4): a zero-length dim when literal, a copy of the 2 when a placeholder."""
+    x = np.zeros((2, 0), np.float32)
     n = Net()
     inp = n.input(x.shape)
-    layer = n.net.add_shuffle(inp)
-    layer.reshape_dims = (0, 2, 3)
-    layer.zero_is_placeholder = False
-    keep = n.net.add_shuffle(inp)
-    keep.reshape_dims = (0, 3)
-    got, kept = n.run({"x": x}, layer.get_output(0), keep.get_output(0))
-    assert got.shape == (0, 2, 3)
-    close(kept, x)
+    literal = n.net.add_shuffle(inp)
+    literal.reshape_dims, literal.zero_is_placeholder = (0, 4), False
+    placeholder = n.net.add_shuffle(inp)
+    placeholder.reshape_dims = (0, 0)
+    got = n.run({"x": x}, literal.get_output(0), placeholder.get_output(0))
+    assert got[0].shape == (0, 4) and got[1].shape == (2, 0) and placeholder.zero_is_placeholder
 
 
 def test_dynamic_reshape_from_shape_tensors():
@@ -526,8 +525,8 @@ def test_slice_strided_negative_and_dynamic_inputs():
         dyn.set_input(j + 1, n.const(np.array(v, np.int64)))
     dyn.set_input(5, n.const(np.array([-2, 2], np.int64)))
     got = n.run({"x": x}, rev, dyn.get_output(0))
-    close(got[0], x[2:0:-1, 1:6:2, 6:0:-2])
-    close(got[1], x[:, 1:5:2, 2:8:2])
+    close(got[0], x[2:0:-1, 1:6:2, 6::-2])
+    close(got[1], x[:, 1:3, 2:7:2])
 
 
 def test_slice_strict_bounds_raises():
@@ -659,6 +658,12 @@ def test_group_norm_v2_per_channel_affine():
     close(got, F.group_norm(tt(x), 3, tt(g.reshape(6)), tt(b.reshape(6)), 1e-3).numpy())
 
 
+def test_group_norm_v1_rejects_per_channel_affine():
+    x = rand(2, 6, 4, 5)
+    with pytest.raises(ValueError, match="addNormalizationV2"):
+        norm_net(x, rand(1, 6, 1, 1), rand(1, 6, 1, 1), 0b1100, groups=3)
+
+
 def test_group_norm_v1_per_group_affine():
     """addNormalization with num_groups G takes [1, G, 1, 1] scale and bias, one per group."""
     x = rand(2, 6, 4, 5, lo=-2, hi=3)
@@ -711,8 +716,8 @@ def test_resize_linear_asymmetric_by_hand():
     close(got, [[[[1, 2, 3, 5, 7, 11, 15, 15]]]])
 
 
-@pytest.mark.parametrize("rounding,want", [(RR.HALF_UP, [0, 1, 1, 2, 2, 3]), (RR.HALF_DOWN, [0, 0, 1, 1, 2, 2]),
-                                           (RR.FLOOR, [0, 0, 1, 1, 2, 2]), (RR.CEIL, [0, 1, 1, 2, 2, 3])],
+@pytest.mark.parametrize("rounding,want", [(RR.HALF_UP, [0, 1, 1, 2, 3, 3]), (RR.HALF_DOWN, [0, 1, 1, 2, 3, 3]),
+                                           (RR.FLOOR, [0, 0, 1, 2, 2, 3]), (RR.CEIL, [0, 1, 2, 2, 3, 3])],
                          ids=lambda v: getattr(v, "name", ""))
 def test_resize_nearest_rounding_modes(rounding, want):
     """ASYMMETRIC 4 -> 6: x_original = i * 2 / 3 = 0, .67, 1.33, 2, 2.67, 3.33 (clamped to 3)."""
@@ -745,9 +750,11 @@ def test_resize_cubic_exclude_outside():
         L.exclude_outside, L.cubic_coeff = True, -0.5
     got = resize_net(x, (1, 1, 1, 8), IM.CUBIC, RC.HALF_PIXEL, setup)
 
-    def w(d, a=-0.5):
+    def w(d, a=-0.5):  # the cubic weight IResizeLayer documents for coefficient A
         d = abs(d)
-        return ((a + 2) * d - (a + 3)) * d * d + 1 if d <= 1 else ((a * d - 5 * a) * d + 8 * a) * d - 4 * a if d < 2 else 0
+        if d <= 1:
+            return ((a + 2) * d - (a + 3)) * d * d + 1
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a if d < 2 else 0
     want = []
     for o in range(8):
         c = (o + 0.5) / 2 - 0.5
@@ -771,14 +778,25 @@ def test_fill_linspace_and_non_zero():
     np.testing.assert_array_equal(got[1], np.array(np.nonzero(x)))
 
 
+def test_fill_linspace_static_int():
+    n = Net()
+    fill = n.net.add_fill((5,), t.FillOperation.LINSPACE, t.int32)
+    fill.alpha, fill.beta = 2, 3
+    got = n.run({}, fill.get_output(0))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, [2, 5, 8, 11, 14])
+
+
 def test_assertion():
     x = rand(2, 3)
     n = Net()
-    inp = n.input(x.shape)
+    inp = n.input((-1, 3))
     shape = n.net.add_shape(inp).get_output(0)
     n.net.add_assertion(n.net.add_elementwise(shape, n.const(np.array([2, 3], np.int64)), EW.EQUAL).get_output(0),
                         "shape is 2x3")
     close(n.run({"x": x}, n.net.add_identity(inp).get_output(0)), x)
+    with pytest.raises(ValueError, match="shape is 2x3"):
+        run_network(n.net, {"x": rand(4, 3)})
 
 
 def test_float16_network():
@@ -819,10 +837,11 @@ def test_unsupported_layer_type_names_layer():
 
 
 @pytest.mark.parametrize("build,match", [
-    (lambda n, i: setattr(n.net.add_softmax(i), "axes", 0b110) or n.net.get_layer(0), "axes mask 0b110"),
+    (lambda n, i: (lambda L: (setattr(L, "num_elementwise_dims", 1), L)[1])(
+        n.net.add_gather(i, n.const(np.zeros((1, 2), np.int32)), 1)), "num_elementwise_dims 1"),
     (lambda n, i: (lambda L: (setattr(L, "scales", (1, 1, 1.5, 1.5)), L)[1])(n.net.add_resize(i)), "non-integral"),
     (lambda n, i: n.net.add_fill((2, 2), t.FillOperation.RANDOM_UNIFORM, t.float32), "RANDOM_UNIFORM"),
-], ids=["softmax_two_axes", "resize_fractional_scales", "random_fill"])
+], ids=["gather_elementwise_dims", "resize_fractional_scales", "random_fill"])
 def test_unsupported_attribute_names_layer_and_value(build, match):
     x = rand(1, 3, 5, 5)
     n = Net()

@@ -200,3 +200,47 @@ def test_print_graph_table():
                   {"conv1.weight": np.zeros((4, 1, 3, 3), np.float32), "conv1.bias": np.zeros(4, np.float32)})
     text = str(g)
     assert "conv1" in text and "(N, 4, 6, 6)" in text and "40" in text and "relu" in text
+
+
+def test_permute_slice_select_chunk(rng):
+    x = rng.standard_normal((2, 6, 4, 5), dtype=np.float32)
+    check(x, lambda t, w: tn.permute(t, (0, 2, 3, 1)), lambda t: t.permute(0, 2, 3, 1))
+    check(x, lambda t, w: tn.slice(t, 1, 1, 6, 2), lambda t: t[:, 1:6:2])
+    check(x, lambda t, w: tn.slice(t, -1, -3, None), lambda t: t[..., -3:])
+    check(x, lambda t, w: tn.select(t, 2, -1), lambda t: t[:, :, -1])
+    check(x, lambda t, w: tn.concat(tn.chunk(t, 3)[::-1]), lambda t: torch.cat(t.chunk(3, 1)[::-1], 1))
+    with pytest.raises(tn.GraphError, match="keeps the batch"):
+        record(x.shape, lambda t, w: tn.permute(t, (1, 0, 2, 3)))
+    with pytest.raises(tn.GraphError, match="is empty"):
+        record(x.shape, lambda t, w: tn.slice(t, 1, 4, 2))
+    with pytest.raises(tn.GraphError, match="does not split into 4"):
+        record(x.shape, lambda t, w: tn.chunk(t, 4))
+
+
+def test_matmul(rng):
+    x = rng.standard_normal((2, 3, 4, 5), dtype=np.float32)
+    check(x, lambda t, w: tn.matmul(t, t, transpose_b=True), lambda t: t @ t.transpose(-1, -2))
+    check(x, lambda t, w: tn.matmul(tn.permute(t, (0, 1, 3, 2)), t), lambda t: t.transpose(-1, -2) @ t)
+    with pytest.raises(tn.GraphError, match="inner dimensions differ"):
+        record(x.shape, lambda t, w: tn.matmul(t, t))
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_layer_norm(rng, axis):
+    x = rng.standard_normal((2, 6, 4, 5), dtype=np.float32) * 3 + 1
+    c = x.shape[axis]
+    p = {"ln.weight": rng.standard_normal(c, dtype=np.float32), "ln.bias": rng.standard_normal(c, dtype=np.float32)}
+    W, B = torch.from_numpy(p["ln.weight"]), torch.from_numpy(p["ln.bias"])
+    expected = (lambda t: F.layer_norm(t, (c,), W, B, 1e-6)) if axis == -1 else \
+        (lambda t: F.layer_norm(t.permute(0, 2, 3, 1), (c,), W, B, 1e-6).permute(0, 3, 1, 2))
+    check(x, lambda t, w: tn.layer_norm(t, w["ln"], 1e-6, axis), expected, p)
+
+
+def test_constant_and_expand_batch(rng):
+    x = rng.standard_normal((3, 4, 8), dtype=np.float32)
+    cls, pos = rng.standard_normal((1, 1, 8), dtype=np.float32), rng.standard_normal((1, 5, 8), dtype=np.float32)
+    p = {"class_token": cls, "pos": pos}
+    check(x, lambda t, w: tn.concat([tn.expand_batch(tn.constant(t, w, "class_token"), t), t]) + tn.constant(t, w, "pos"),
+          lambda t: torch.cat([torch.from_numpy(cls).expand(3, 1, 8), t], 1) + torch.from_numpy(pos), p)
+    with pytest.raises(tn.GraphError, match="pass shape="):
+        record(x.shape, lambda t, w: tn.constant(t, w, "missing"))

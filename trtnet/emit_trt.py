@@ -24,8 +24,8 @@ class Emission:
     def __init__(self, network):
         self.network, self.t, self.keep, self.tensors = network, trt(), [], {}
 
-    def weights(self, arr):
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
+    def weights(self, arr, dtype=np.float32):
+        arr = np.ascontiguousarray(arr, dtype=dtype)
         self.keep.append(arr)
         return self.t.Weights(arr)
 
@@ -205,6 +205,55 @@ def _upsample(e, n, x):
     else:
         layer.resize_mode = e.t.InterpolationMode.LINEAR
         layer.coordinate_transformation = R.ALIGN_CORNERS if a["align_corners"] else R.HALF_PIXEL
+    return e.named(layer, n.name)
+
+
+@emitter("permute")
+def _permute(e, n, x):
+    layer = e.network.add_shuffle(x)
+    layer.first_transpose = n.attrs["dims"]
+    return e.named(layer, n.name)
+
+
+@emitter("slice", "select")
+def _index(e, n, x):
+    """A gather of constant indices: unlike ISliceLayer it needs no runtime size for the dynamic batch."""
+    idx = n.attrs["index"]
+    layer = e.network.add_constant(idx.shape, e.weights(idx, np.int32))
+    indices = e.named(layer, f"{n.name}/indices")
+    return e.named(e.network.add_gather(x, indices, n.attrs["axis"]), n.name)
+
+
+@emitter("matmul")
+def _matmul(e, n, a, b):
+    r = len(n.shape)
+    a, b = (e.unsqueeze_to(v, r, f"{n.name}/{i}") for i, v in (("lhs", a), ("rhs", b)))
+    M = e.t.MatrixOperation
+    return e.named(e.network.add_matrix_multiply(a, M.NONE, b, M.TRANSPOSE if n.attrs["transpose_b"] else M.NONE), n.name)
+
+
+@emitter("layer_norm")
+def _layer_norm(e, n, x):
+    axis, r = n.attrs["axis"], len(n.shape)
+    shape = [1] * r
+    shape[axis] = n.shape[axis]
+    scale = e.constant(n.params["weight"].reshape(shape), f"{n.name}/weight")
+    bias = e.constant(n.params["bias"].reshape(shape), f"{n.name}/bias")
+    layer = e.network.add_normalization(x, scale, bias, 1 << axis)
+    layer.epsilon = n.attrs["eps"]
+    return e.named(layer, n.name)
+
+
+@emitter("expand_batch")
+def _expand(e, n, c, like):
+    """Slice with stride 0 on the batch axis, sized at run time from like's batch (a shape tensor)."""
+    r = len(n.shape)
+    batch = e.named(e.network.add_slice(e.named(e.network.add_shape(like), f"{n.name}/shape"), (0,), (1,), (1,)),
+                    f"{n.name}/batch")
+    rest = e.network.add_constant((r - 1,), e.weights(np.array(n.shape[1:], np.int64), np.int64))
+    size = e.network.add_concatenation([batch, e.named(rest, f"{n.name}/rest")])
+    layer = e.network.add_slice(c, (0,) * r, (1, *n.shape[1:]), (0,) + (1,) * (r - 1))
+    layer.set_input(2, e.named(size, f"{n.name}/size"))
     return e.named(layer, n.name)
 
 

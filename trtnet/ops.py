@@ -179,19 +179,19 @@ def relu6(x, name=None):
     return clip(x, 0.0, 6.0, name=name or "relu6")
 
 
-def fc(x, w, out=None, name=None):
-    """nn.Linear over the last dimension: y = x @ weight.T + bias."""
+def fc(x, w, out=None, name=None, keys=("weight", "bias")):
+    """nn.Linear over the last dimension: y = x @ weight.T + bias (`keys` for other names, e.g. in_proj_weight)."""
     L = _Layer("fc", x, name or w.prefix)
     if x.rank < 2:
         L.fail(f"expects at least a rank-2 input, got '{x.name}' of shape {x.shape}")
     k = x.shape[-1]
-    raw = w.get("weight")
+    raw = w.get(keys[0])
     if out is None:
         if raw is None or raw.ndim != 2:
-            L.fail(f"pass out=: '{w.full('weight')}' has no 2D shape to take it from")
+            L.fail(f"pass out=: '{w.full(keys[0])}' has no 2D shape to take it from")
         out = raw.shape[0]
-    weight = L.param(w, "weight", (out, k))
-    bias = L.param(w, "bias", (out,), required=False)
+    weight = L.param(w, keys[0], (out, k))
+    bias = L.param(w, keys[1], (out,), required=False)
     params = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
     return L.emit([x], (*x.shape[:-1], out), dict(out=out), params)
 
@@ -299,6 +299,88 @@ def upsample(x, scale=None, size=None, mode="nearest", align_corners=False, name
     if oh < 1 or ow < 1:
         L.fail(f"output size {oh}x{ow} is empty")
     return L.emit([x], (-1, c, oh, ow), dict(mode=mode, size=(oh, ow), scales=scales, align_corners=align_corners))
+
+
+def permute(x, dims, name=None):
+    """torch.permute; the batch dimension stays first."""
+    L = _Layer("permute", x, name)
+    dims = tuple(d % x.rank for d in dims)
+    if sorted(dims) != list(range(x.rank)) or dims[0] != 0:
+        L.fail(f"dims {dims} must be a permutation of 0..{x.rank - 1} that keeps the batch dimension 0 first")
+    return L.emit([x], tuple(x.shape[d] for d in dims), dict(dims=dims))
+
+
+def slice(x, axis, start, end, step=1, name=None):
+    """x[..., start:end:step, ...] along one non-batch `axis` (Python slice bounds)."""
+    L = _Layer("slice", x, name)
+    axis = axis % x.rank
+    if axis == 0:
+        L.fail("the batch dimension cannot be sliced")
+    idx = range(x.shape[axis])[start:end:step]
+    if not idx:
+        L.fail(f"slice {start}:{end}:{step} of axis {axis} (size {x.shape[axis]}) is empty")
+    shape = list(x.shape)
+    shape[axis] = len(idx)
+    return L.emit([x], shape, dict(axis=axis, index=np.array(idx, np.int32)))
+
+
+def select(x, axis, index, name=None):
+    """x[..., index, ...]: one entry of a non-batch `axis`, which disappears (ViT's class token x[:, 0])."""
+    L = _Layer("select", x, name)
+    axis = axis % x.rank
+    if axis == 0 or not -x.shape[axis] <= index < x.shape[axis]:
+        L.fail(f"index {index} of axis {axis} is out of range for shape {x.shape}")
+    return L.emit([x], x.shape[:axis] + x.shape[axis + 1:], dict(axis=axis, index=np.array(index % x.shape[axis], np.int32)))
+
+
+def chunk(x, n, axis=1, name=None):
+    """torch.chunk into `n` equal parts."""
+    size = x.shape[axis]
+    if size % n:
+        _Layer("chunk", x, name).fail(f"axis {axis} of size {size} does not split into {n} equal chunks")
+    step = size // n
+    return [slice(x, axis, i * step, (i + 1) * step, name=f"{name or 'chunk'}.{i}") for i in range(n)]
+
+
+def matmul(a, b, transpose_b=False, name=None):
+    """torch.matmul on rank >= 2 operands, batch dimensions broadcast; `transpose_b` uses b's last two swapped."""
+    L = _Layer("matmul", a, name)
+    if a.rank < 2 or b.rank < 2:
+        L.fail(f"operands must be at least rank 2, got {a.shape} and {b.shape}")
+    bm, bn_ = (b.shape[-1], b.shape[-2]) if transpose_b else b.shape[-2:]
+    if a.shape[-1] != bm:
+        L.fail(f"inner dimensions differ: {a.shape} @ {b.shape}{'^T' if transpose_b else ''}")
+    batch = _broadcast(L, a.shape[:-2], b.shape[:-2])
+    return L.emit([a, b], (*batch, a.shape[-2], bn_), dict(transpose_b=transpose_b))
+
+
+def layer_norm(x, w, eps=1e-5, axis=-1, name=None):
+    """nn.LayerNorm over one axis (the last, or 1 for ConvNeXt's LayerNorm2d on NCHW)."""
+    L = _Layer("layer_norm", x, name or w.prefix)
+    axis = axis % x.rank
+    if axis == 0:
+        L.fail("cannot normalize over the batch dimension")
+    c = x.shape[axis]
+    params = {k: L.param(w, k, (c,)) for k in ("weight", "bias")}
+    return L.emit([x], x.shape, dict(eps=float(eps), axis=axis), params)
+
+
+def constant(x, w, key, shape=None, name=None):
+    """A weight used as a tensor (a class token, a positional embedding, a layer scale) in `x`'s graph."""
+    L = _Layer("const", x, name or w.full(key))
+    raw = w.get(key)
+    shape = shape or (None if raw is None else raw.shape)
+    if shape is None:
+        L.fail(f"pass shape=: '{w.full(key)}' has no shape to take it from")
+    return L.emit([], shape, params={"value": L.param(w, key, shape)}, dtype=x.dtype)
+
+
+def expand_batch(c, like, name=None):
+    """Repeat a (1, ...) tensor along the batch of `like`, e.g. to concatenate a class token."""
+    L = _Layer("expand_batch", c, name)
+    if c.shape[0] != 1:
+        L.fail(f"expects a leading dimension of 1, got {c.shape}")
+    return L.emit([c, like], (-1, *c.shape[1:]))
 
 
 def identity(x, name=None):

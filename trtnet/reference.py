@@ -10,9 +10,10 @@ import torch.nn.functional as F
 REF = {}
 
 
-def ref(op):
+def ref(*ops):
     def register(fn):
-        REF[op] = fn
+        for op in ops:
+            REF[op] = fn
         return fn
     return register
 
@@ -126,6 +127,34 @@ def _upsample(n, x):
     a = n.attrs
     kw = dict(scale_factor=a["scales"]) if a["scales"] else dict(size=a["size"])
     return F.interpolate(x, mode=a["mode"], align_corners=a["align_corners"] if a["mode"] == "bilinear" else None, **kw)
+
+
+@ref("permute")
+def _permute(n, x):
+    return x.permute(*n.attrs["dims"])
+
+
+@ref("slice", "select")
+def _index(n, x):
+    return torch.index_select(x, n.attrs["axis"], _t(n.attrs["index"]).long().reshape(-1)).reshape(
+        (x.shape[0], *n.shape[1:]))
+
+
+@ref("matmul")
+def _matmul(n, a, b):
+    return torch.matmul(a, b.transpose(-1, -2) if n.attrs["transpose_b"] else b)
+
+
+@ref("layer_norm")
+def _layer_norm(n, x):
+    axis = n.attrs["axis"]
+    y = F.layer_norm(x.movedim(axis, -1), (x.shape[axis],), _t(n.params["weight"]), _t(n.params["bias"]), n.attrs["eps"])
+    return y.movedim(-1, axis)
+
+
+@ref("expand_batch")
+def _expand(n, c, like):
+    return c.expand(like.shape[0], *c.shape[1:])
 
 
 @ref("identity")

@@ -50,25 +50,20 @@ class MissingWeightError(KeyError):
         return self.args[0]
 
 
-def _normalise(a):
-    """Floating arrays become C-contiguous float32 (what TensorRT weights take); others stay as they are."""
-    a = np.asarray(a)
-    return np.asarray(a, np.float32 if np.issubdtype(a.dtype, np.floating) else None, order="C")
-
-
 def _to_numpy(value):
-    """numpy array from an array-like or a torch tensor (any device, bf16 included)."""
-    if hasattr(value, "detach"):
+    """C-contiguous array; floating values become float32 (what TensorRT weights take), integers stay."""
+    if hasattr(value, "detach"):  # a torch tensor: any device, bf16 included
         value = value.detach().cpu()
         value = (value.float() if value.is_floating_point() else value).numpy()
-    return _normalise(value)
+    a = np.asarray(value)
+    return np.asarray(a, np.float32 if np.issubdtype(a.dtype, np.floating) else None, order="C")
 
 
 class WeightMap(Mapping):
     """Tensors by state_dict name; a prefix such as "layer1.0" gives a view onto the names below it."""
 
     def __init__(self, tensors, source="<memory>"):
-        self._tensors = {name: _normalise(a) for name, a in tensors.items()}
+        self._tensors = {name: _to_numpy(a) for name, a in tensors.items()}
         self._prefixes = {name.rsplit(".", i)[0] for name in self._tensors for i in range(1, name.count(".") + 1)}
         self._used = set()
         self.source = str(source)
@@ -313,9 +308,8 @@ def save_wts(tensors, path):
             if not name or name.split() != [name]:
                 raise ValueError(f"tensor name {name!r} cannot be written to .wts (empty or has blanks)")
             flat = _to_numpy(value).astype(">f4").reshape(-1)
-            f.write(b"%s %d" % (name.encode(), flat.size))
-            if flat.size:
-                f.write(b" " + flat.tobytes().hex(" ", 4).encode())
+            f.write(b"%s %d%s" % (name.encode(), flat.size, b" " if flat.size else b""))
+            f.write(flat.tobytes().hex(" ", 4).encode())
             f.write(b"\n")
     _atomic_write(path, write)
 

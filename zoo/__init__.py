@@ -5,7 +5,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-MODULES = ("lenet", "resnet")
+MODULES = ("lenet", "resnet", "shufflenet", "convnext", "vit")
 MODELS = {}
 
 
@@ -59,18 +59,25 @@ def names():
     return sorted(MODELS)
 
 
-def randomize_norm_stats(module, seed=0):
-    """Give BatchNorm layers non-trivial statistics and affine terms, so that folding them is really tested."""
+def randomize_trivial(module, seed=0):
+    """Seeded values for what a fresh init leaves trivial, so that every weight's path is really tested:
+    BatchNorm statistics and affine terms, and constant tensors (zero biases and heads, unit norm scales,
+    tiny layer scales)."""
     import torch
     gen = torch.Generator().manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            c = m.num_features
-            with torch.no_grad():
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                c = m.num_features
                 m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
                 m.running_var.copy_(torch.rand(c, generator=gen) * 1.5 + 0.5)
                 m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
                 m.bias.copy_(torch.randn(c, generator=gen) * 0.1)
+        for p in module.parameters():
+            flat = p.detach().flatten()
+            if flat.numel() and bool((flat == flat[0]).all()):
+                v = float(flat[0])
+                p.add_(torch.randn(p.shape, generator=gen) * (0.1 * abs(v) if abs(v) >= 0.5 else 0.02))
 
 
 def export_state(name, checkpoint=None, seed=0):
@@ -86,5 +93,5 @@ def export_state(name, checkpoint=None, seed=0):
     elif spec.train is not None:
         spec.train(module)
     else:
-        randomize_norm_stats(module, seed)
+        randomize_trivial(module, seed)
     return {k: v.detach().float().numpy() for k, v in module.state_dict().items()}

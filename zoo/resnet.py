@@ -10,8 +10,9 @@ from trtnet import Graph, bn, conv, fc, global_avg_pool, max_pool, relu, flatten
 from zoo import register
 
 
-def conv_bn(x, w, conv_name, bn_name, out, k, stride=1, groups=1):
-    return bn(conv(x, w[conv_name], out, k, stride, k // 2, groups=groups), w[bn_name])
+def conv_bn(x, w, conv_name, bn_name, out, k, stride=1, groups=1, dilation=1):
+    y = conv(x, w[conv_name], out, k, stride, dilation * (k // 2), dilation, groups)
+    return bn(y, w[bn_name])
 
 
 def shortcut(x, w, out, stride):
@@ -27,22 +28,32 @@ def basic_block(x, w, planes, stride, **_):
     return relu(y + shortcut(x, w, planes, stride))
 
 
-def bottleneck(x, w, planes, stride, groups=1, width_per_group=64):
+def bottleneck(x, w, planes, stride, groups=1, width_per_group=64, dilation=1):
     width = planes * width_per_group // 64 * groups
     y = relu(conv_bn(x, w, "conv1", "bn1", width, 1))
-    y = relu(conv_bn(y, w, "conv2", "bn2", width, 3, stride, groups))
+    y = relu(conv_bn(y, w, "conv2", "bn2", width, 3, stride, groups, dilation))
     y = conv_bn(y, w, "conv3", "bn3", planes * 4, 1)
     return relu(y + shortcut(x, w, planes * 4, stride))
 
 
+def backbone(x, w, block, depths, dilate=(False, False, False), **block_kw):
+    """Stem and four stages; `dilate` trades stages 2-4's stride for dilation, as segmentation backbones do."""
+    x = max_pool(relu(conv_bn(x, w, "conv1", "bn1", 64, 7, 2)), 3, 2, 1)
+    dilation = 1
+    for stage, (planes, depth) in enumerate(zip((64, 128, 256, 512), depths), start=1):
+        stride = 1 if stage == 1 else 2
+        first_dilation = dilation
+        if stage > 1 and dilate[stage - 2]:
+            dilation, stride = dilation * stride, 1
+        for i in range(depth):
+            extra = dict(dilation=first_dilation if i == 0 else dilation) if block is bottleneck else {}
+            x = block(x, w[f"layer{stage}.{i}"], planes, stride if i == 0 else 1, **block_kw, **extra)
+    return x
+
+
 def resnet(w, shape, block, depths, name, num_classes=1000, **block_kw):
     g = Graph(name)
-    x = g.input("data", shape)
-    x = max_pool(relu(conv_bn(x, w, "conv1", "bn1", 64, 7, 2)), 3, 2, 1)
-    for stage, (planes, depth) in enumerate(zip((64, 128, 256, 512), depths), start=1):
-        for i in range(depth):
-            stride = 2 if stage > 1 and i == 0 else 1
-            x = block(x, w[f"layer{stage}.{i}"], planes, stride, **block_kw)
+    x = backbone(g.input("data", shape), w, block, depths, **block_kw)
     x = flatten(global_avg_pool(x, name="avgpool"))
     g.output(fc(x, w["fc"], num_classes), "logits")
     return g

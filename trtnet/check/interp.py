@@ -12,6 +12,7 @@ Precision: float16/bfloat16 tensors are computed in float32 and rounded to the t
 at each layer output; every output takes the type TensorRT inferred for it. The output shapes
 TensorRT inferred (where known at definition time) are checked against the computed ones.
 """
+import heapq
 import math
 from functools import lru_cache
 
@@ -41,7 +42,9 @@ _LAYERS = {}
 
 
 def _layer(kind, cls):
-    """Register `fn(layer, *inputs)` for LayerType `kind`, read back as TensorRT class `cls`."""
+    """Register `fn(layer, *inputs)` for the LayerType named `kind`, read back as class `cls`.
+
+    Keyed by name so that importing this module does not choose the TensorRT flavour."""
     def register(fn):
         _LAYERS[kind] = (fn, cls)
         return fn
@@ -80,7 +83,7 @@ def _w(array):
     return x.float() if x.dtype in _LOW else x
 
 
-def _same_rank(layer, *xs):
+def _same_rank(*xs):
     ranks = {x.dim() for x in xs}
     if len(ranks) > 1:
         raise ValueError(f"inputs of ranks {sorted(ranks)}: TensorRT broadcasting needs equal ranks")
@@ -129,7 +132,7 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
-def _spatial(layer, x, window):
+def _spatial(x, window):
     n = len(window)
     _need(n in _CONV, f"{n}-D window")
     _need(x.dim() == n + 2, f"{n}-D window on a rank-{x.dim()} input (expects N, C + {n} spatial dims)")
@@ -147,7 +150,7 @@ def _kernel_bias(layer, w, b):
 def _convolution(layer, x, w=None, b=None):
     """Grouped cross-correlation; kernel in GKCRS order (torch's layout), zero padding per PaddingMode."""
     k = _ints(layer.kernel_size_nd)
-    n = _spatial(layer, x, k)
+    n = _spatial(x, k)
     w, b = _kernel_bias(layer, w, b)
     g, s, d = layer.num_groups, _ints(layer.stride_nd), _ints(layer.dilation_nd)
     w = w.reshape(layer.num_output_maps, x.shape[1] // g, *k)
@@ -164,7 +167,7 @@ def _deconvolution(layer, x, w=None, b=None):
     by pre/post padding (EXPLICIT modes) or by P = max(DK - S, 0) split per SAME_UPPER/LOWER."""
     PM = trt().PaddingMode
     k = _ints(layer.kernel_size_nd)
-    n = _spatial(layer, x, k)
+    n = _spatial(x, k)
     w, b = _kernel_bias(layer, w, b)
     g, s, d = layer.num_groups, _ints(layer.stride_nd), _ints(layer.dilation_nd)
     w = w.reshape(x.shape[1], layer.num_output_maps // g, *k)
@@ -254,7 +257,7 @@ def _activation(layer, x):
 @_layer("PARAMETRIC_RELU", "IParametricReLULayer")
 def _parametric_relu(layer, x, slope):
     """x >= 0 ? x : slope * x, slope broadcast to the input."""
-    _same_rank(layer, x, slope)
+    _same_rank(x, slope)
     return torch.where(x >= 0, x, slope * x)
 
 
@@ -290,7 +293,7 @@ _BINARY = {
 @_layer("ELEMENTWISE", "IElementWiseLayer")
 def _elementwise(layer, a, b):
     """Binary op; equal ranks, a dimension of 1 broadcasts against the other input's."""
-    _same_rank(layer, a, b)
+    _same_rank(a, b)
     op = layer.op.name
     _need(op in _BINARY, f"operation {layer.op}")
     return _BINARY[op](a, b)
@@ -329,7 +332,7 @@ def _identity(layer, x):
 @_layer("SELECT", "ISelectLayer")
 def _select(layer, cond, a, b):
     """numpy.where(cond, a, b) with multidirectional broadcasting over equal ranks."""
-    _same_rank(layer, cond, a, b)
+    _same_rank(cond, a, b)
     return torch.where(cond, a, b)
 
 
@@ -402,7 +405,7 @@ def _sample_indices(mode, idx, size):
     if mode == SM.CLAMP:
         return idx.clamp(0, size - 1), None
     if mode == SM.FILL:
-        return idx.clamp(0, max(size - 1, 0)), inside
+        return idx.clamp(0, size - 1), inside
     _need(mode == SM.REFLECT, f"slice mode {mode}")
     if size == 1:
         return torch.zeros_like(idx), None
@@ -430,10 +433,11 @@ def _slice(layer, x, start=None, size=None, stride=None, fill=None, axes=None):
         if sd[d] > 0 and (sz[d] == 0 or (st[d] >= 0 and int(idx[-1]) < x.shape[d])):
             x = x[(slice(None),) * d + (slice(st[d], st[d] + sd[d] * (sz[d] - 1) + 1, sd[d]),)]
             continue
-        if x.shape[d] == 0 and sz[d] > 0 and layer.mode != trt().SampleMode.FILL:
+        if x.shape[d] == 0:
+            _need(layer.mode != trt().SampleMode.FILL, "FILL sampling of an empty dimension")
             raise ValueError(f"sampling {sz[d]} elements from an empty dimension")
         idx, inside = _sample_indices(layer.mode, idx, x.shape[d])
-        x = x.index_select(d, idx) if x.shape[d] else x.new_zeros(*x.shape[:d], sz[d], *x.shape[d + 1:])
+        x = x.index_select(d, idx)
         if inside is not None:
             inside = inside.reshape([-1 if i == d else 1 for i in range(rank)])
             mask = inside if mask is None else mask & inside
@@ -479,7 +483,7 @@ def _gather(layer, data, idx):
         k = idx.shape[-1]
         parts = [_gather_index(idx[..., j], data.shape[j]) for j in range(k)]
         out = data[tuple(p for p, _ in parts)]
-        inside = torch.stack([m for _, m in parts]).all(0) if k else torch.ones(idx.shape[:-1], dtype=torch.bool)
+        inside = torch.stack([m for _, m in parts]).all(0)
         inside = inside.reshape(inside.shape + (1,) * (out.dim() - inside.dim()))
     return torch.where(inside, out, torch.zeros((), dtype=out.dtype))
 
@@ -520,7 +524,7 @@ def _matrix_multiply(layer, a, b):
         a = a.unsqueeze(-2)
     if ops[1] == MO.VECTOR:
         b = b.unsqueeze(-1)
-    _same_rank(layer, a, b)
+    _same_rank(a, b)
     if ops[0] == MO.TRANSPOSE:
         a = a.transpose(-1, -2)
     if ops[1] == MO.TRANSPOSE:
@@ -591,7 +595,7 @@ def _cumulative(layer, x, axis):
     a = int(axis) % x.dim()
     y = torch.cumsum(x.flip(a) if layer.reverse else x, a)
     if layer.exclusive:
-        y = torch.cat([torch.zeros_like(y.narrow(a, 0, min(1, y.shape[a]))), y.narrow(a, 0, max(y.shape[a] - 1, 0))], a)
+        y = F.pad(y.movedim(a, -1), (1, -1)).movedim(-1, a)  # shift by one, zero first
     return y.flip(a) if layer.reverse else y
 
 
@@ -616,6 +620,9 @@ def _normalization(layer, x, scale, bias):
     y = (grouped - mean) / torch.sqrt(var + eps)
     if getattr(layer, "is_v2", False):
         return y.reshape(x.shape) * scale + bias
+    if scale.numel() != g or bias.numel() != g:
+        raise ValueError(f"addNormalization with num_groups {g} takes [1, {g}, 1...] scale and bias, got "
+                         f"{tuple(scale.shape)}; per-channel ones need addNormalizationV2")
     per_group = (1, g) + (1,) * (x.dim() - 1)
     return (y * scale.reshape(per_group) + bias.reshape(per_group)).reshape(x.shape)
 
@@ -718,7 +725,7 @@ def _conform(x, tensor):
     x = x.to(_dtype(tensor.dtype))
     dims = _ints(tensor.shape)
     if len(dims) != x.dim() or any(d >= 0 and d != n for d, n in zip(dims, x.shape)):
-        raise ValueError(f"tensor {tensor.name!r} computed with shape {tuple(x.shape)}, TensorRT says {dims}")
+        raise ValueError(f"tensor {tensor.name!r} has shape {tuple(x.shape)}, TensorRT says {dims}")
     return x
 
 
@@ -733,6 +740,32 @@ def _feed(tensor, value):
         raise UnsupportedLayerError(f"network input {tensor.name!r}: {e} not supported") from None
     x = torch.as_tensor(np.asarray(value))
     return _conform(x.to(dtype) if x.dtype != dtype else x, tensor)
+
+
+def _topological(network):
+    """Layers in an order where each one's inputs are computed first, otherwise in creation order
+    (a layer may take tensors from layers created after it, e.g. through set_input)."""
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    producer = {layer.get_output(j).name: i for i, layer in enumerate(layers) for j in range(layer.num_outputs)}
+    users, waiting = [[] for _ in layers], []
+    for i, layer in enumerate(layers):
+        deps = {producer[x.name] for x in map(layer.get_input, range(layer.num_inputs))
+                if x is not None and x.name in producer}
+        for d in deps:
+            users[d].append(i)
+        waiting.append(len(deps))
+    ready = [i for i, n in enumerate(waiting) if n == 0]
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(layers[i])
+        for u in users[i]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) < len(layers):
+        raise ValueError("the network's layers form a cycle")
+    return order
 
 
 def run_network(network, inputs, outputs="marked"):
@@ -753,8 +786,7 @@ def run_network(network, inputs, outputs="marked"):
             raise KeyError(f"no value for network input {tensor.name!r}")
         env[tensor.name] = _feed(tensor, inputs[tensor.name])
     with torch.no_grad():
-        for i in range(network.num_layers):
-            layer = network.get_layer(i)
+        for layer in _topological(network):
             kind = layer.type
             what = f"layer {layer.name!r} ({kind})"
             if kind.name not in _LAYERS:

@@ -1,0 +1,74 @@
+"""Time the CPU interpreter on ResNet-50 (ONNX -> OnnxParser) against PyTorch CPU inference.
+
+    python benchmarks/interp_speed.py [--repeat 5] [--batch 1] [--size 224]
+
+Random weights (no download); prints the best of `--repeat` runs for each and their ratio. The two
+are timed alternately so that load from other processes affects both alike.
+"""
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import torch
+import torchvision
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from trtnet.backend import logger, trt  # noqa: E402
+from trtnet.check import run_network  # noqa: E402
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--size", type=int, default=224)
+    args = ap.parse_args()
+
+    t = trt()
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50(weights=None).eval()
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "resnet50.onnx")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, x, path, dynamo=False, opset_version=17, input_names=["x"])
+        builder = t.Builder(logger())
+        network = builder.create_network(1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+        parser = t.OnnxParser(network, logger())
+        if not parser.parse_from_file(path):
+            sys.exit("OnnxParser failed: " + "; ".join(parser.get_error(i).desc() for i in range(parser.num_errors)))
+
+    feeds = {"x": x.numpy()}
+    interp_s = torch_s = math.inf
+    with torch.no_grad():
+        for _ in range(args.repeat):
+            seconds, got = timed(lambda: run_network(network, feeds))
+            interp_s = min(interp_s, seconds)
+            seconds, want = timed(lambda: model(x))
+            torch_s = min(torch_s, seconds)
+    got, want = next(iter(got.values())), want.numpy()
+    err = float(np.abs(got - want).max() / np.abs(want).max())
+
+    print(f"resnet50 batch {args.batch} {args.size}x{args.size}, {network.num_layers} layers, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {t.__name__} {t.__version__}")
+    print(f"interpreter:   {interp_s:.3f} s (best of {args.repeat})")
+    print(f"pytorch (cpu): {torch_s:.3f} s (best of {args.repeat})")
+    print(f"ratio:         {interp_s / torch_s:.2f}x")
+    print(f"max |diff| / max |output|: {err:.2e}")
+
+
+if __name__ == "__main__":
+    main()

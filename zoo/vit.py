@@ -1,0 +1,55 @@
+"""Vision Transformer (Dosovitskiy et al., 2021): 16x16 patches as tokens, a class token, pre-norm encoder blocks."""
+import math
+
+import torchvision
+
+from trtnet import (Graph, concat, constant, conv, expand_batch, fc, gelu, layer_norm, matmul, permute, reshape,
+                    select, slice, softmax)
+from zoo import register
+
+EPS = 1e-6
+
+
+def attention(x, w, heads):
+    """nn.MultiheadAttention(batch_first=True) on self: packed q/k/v projection, scaled dot product, out_proj."""
+    _, tokens, dim = x.shape
+    qkv = fc(x, w, 3 * dim, name=f"{w.prefix}.in_proj", keys=("in_proj_weight", "in_proj_bias"))
+
+    def split_heads(i):  # (N, T, dim) part i of q/k/v -> (N, heads, T, dim/heads)
+        part = slice(qkv, 2, i * dim, (i + 1) * dim)
+        return permute(reshape(part, (tokens, heads, dim // heads)), (0, 2, 1, 3))
+
+    q, k, v = (split_heads(i) for i in range(3))
+    scores = softmax(matmul(q, k, transpose_b=True) * (1 / math.sqrt(dim // heads)), axis=-1)
+    y = reshape(permute(matmul(scores, v), (0, 2, 1, 3)), (tokens, dim))
+    return fc(y, w["out_proj"], dim)
+
+
+def encoder_block(x, w, heads, mlp_dim):
+    dim = x.shape[-1]
+    x = x + attention(layer_norm(x, w["ln_1"], EPS), w["self_attention"], heads)
+    y = fc(gelu(fc(layer_norm(x, w["ln_2"], EPS), w["mlp.0"], mlp_dim)), w["mlp.3"], dim)
+    return x + y
+
+
+def vit(w, shape, name, patch, layers, heads, dim, mlp_dim):
+    g = Graph(name)
+    x = g.input("data", shape)
+    x = conv(x, w["conv_proj"], dim, patch, patch)                       # (N, dim, H/p, W/p)
+    tokens = x.shape[2] * x.shape[3]
+    x = permute(reshape(x, (dim, tokens)), (0, 2, 1))                   # (N, tokens, dim)
+    x = concat([expand_batch(constant(x, w, "class_token", (1, 1, dim)), x), x])
+    x = x + constant(x, w, "encoder.pos_embedding", (1, tokens + 1, dim))
+    for i in range(layers):
+        x = encoder_block(x, w[f"encoder.layers.encoder_layer_{i}"], heads, mlp_dim)
+    x = select(layer_norm(x, w["encoder.ln"], EPS), 1, 0)                # the class token
+    g.output(fc(x, w["heads.head"], 1000), "logits")
+    return g
+
+
+def _vit_b_16(w, shape):
+    return vit(w, shape, "vit_b_16", 16, 12, 12, 768, 3072)
+
+
+register("vit_b_16", (3, 224, 224), torchvision.models.vit_b_16, doc="torchvision vit_b_16, 3x224x224",
+         slow=True)(_vit_b_16)
