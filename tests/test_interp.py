@@ -4,6 +4,7 @@ Tolerances: float32 layers use rtol=1e-5 with atol=1e-5 scaled to the values' ma
 below); whole networks compare the largest error with 1e-4 of the output's largest magnitude.
 """
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -213,7 +214,7 @@ def test_pool_round_up_keeps_window_starting_in_padding():
 @pytest.mark.parametrize("mode,kind,exclude", [
     (PM.SAME_UPPER, "avg", True), (PM.SAME_LOWER, "avg", True), (PM.SAME_UPPER, "avg", False),
     (PM.SAME_LOWER, "max", True), (PM.EXPLICIT_ROUND_UP, "avg", False), (PM.EXPLICIT_ROUND_UP, "blend", True),
-])
+], ids=lambda v: getattr(v, "name", str(v)))
 def test_pool_modes_against_loop_reference(mode, kind, exclude):
     x = rand(1, 2, 7, 8)
     k, s = (4, 3), (2, 3)
@@ -283,7 +284,7 @@ SM = t.ScaleMode
 
 
 @pytest.mark.parametrize("mode,axis", [(SM.UNIFORM, 1), (SM.CHANNEL, 1), (SM.CHANNEL, 2), (SM.ELEMENTWISE, 1),
-                                       (SM.ELEMENTWISE, 2)])
+                                       (SM.ELEMENTWISE, 2)], ids=lambda v: getattr(v, "name", f"axis{v}"))
 def test_scale(mode, axis):
     """(x * scale + shift) ^ power with coefficients per tensor / per channel_axis / per element."""
     x = rand(2, 3, 4, 5, lo=0.5, hi=2.0)
@@ -499,7 +500,7 @@ SAMPLE = t.SampleMode
 
 
 @pytest.mark.parametrize("mode,np_mode", [(SAMPLE.WRAP, "wrap"), (SAMPLE.CLAMP, "edge"), (SAMPLE.REFLECT, "reflect"),
-                                          (SAMPLE.FILL, "constant")])
+                                          (SAMPLE.FILL, "constant")], ids=["WRAP", "CLAMP", "REFLECT", "FILL"])
 def test_slice_sample_modes(mode, np_mode):
     """Coordinates -4 .. 8 step 1 on H (size 4) and -2, 1, 4, 7 on W (size 5)."""
     x = rand(2, 4, 5)
@@ -566,6 +567,27 @@ def test_gather_modes():
     close(got[2], data[nd_idx[:, 0], nd_idx[:, 1]])
 
 
+def test_scatter_modes():
+    data, upd = rand(3, 4), rand(2, 4, seed=1)
+    n = Net()
+    inp = n.input(data.shape)
+    el_idx = np.array([[2, 0, 1, 2], [0, 1, 2, 0]], np.int32)
+    element = n.net.add_scatter(inp, n.const(el_idx), n.const(upd), t.ScatterMode.ELEMENT)
+    element.axis = 0
+    nd = n.net.add_scatter(inp, n.const(np.array([[2], [0]], np.int64)), n.const(upd), t.ScatterMode.ND)
+    dup = n.net.add_scatter(inp, n.const(np.array([[1], [1]], np.int64)), n.const(upd), t.ScatterMode.ND)
+    got = n.run({"x": data}, element.get_output(0), nd.get_output(0))
+    want = data.copy()
+    np.put_along_axis(want, el_idx, upd, 0)
+    close(got[0], want)
+    want = data.copy()
+    want[[2, 0]] = upd
+    close(got[1], want)
+    n.net.mark_output(dup.get_output(0))
+    with pytest.raises(ValueError, match="more than once"):
+        run_network(n.net, {"x": data})
+
+
 # --- reductions, softmax, normalization ---------------------------------------------------
 
 @pytest.mark.parametrize("axis", [0, 1, 2, 3])
@@ -587,14 +609,16 @@ def test_softmax_default_axis_is_rank_minus_three():
 RO = t.ReduceOperation
 
 
-@pytest.mark.parametrize("op,ref", [(RO.SUM, np.sum), (RO.PROD, np.prod), (RO.MAX, np.max), (RO.MIN, np.min),
-                                    (RO.AVG, np.mean)], ids=lambda v: getattr(v, "name", ""))
-@pytest.mark.parametrize("keep", [True, False])
-def test_reduce(op, ref, keep):
+REDUCE = {RO.SUM: np.sum, RO.PROD: np.prod, RO.MAX: np.max, RO.MIN: np.min, RO.AVG: np.mean}
+
+
+@pytest.mark.parametrize("op", list(REDUCE), ids=lambda o: o.name)
+@pytest.mark.parametrize("keep", [True, False], ids=["keep_dims", "drop_dims"])
+def test_reduce(op, keep):
     x = rand(2, 3, 4, 5, lo=0.5, hi=1.5)
     n = Net()
     out = n.net.add_reduce(n.input(x.shape), op, 0b1010, keep).get_output(0)
-    close(n.run({"x": x}, out), ref(x, axis=(1, 3), keepdims=keep))
+    close(n.run({"x": x}, out), REDUCE[op](x, axis=(1, 3), keepdims=keep))
 
 
 def test_topk():
@@ -718,7 +742,7 @@ def test_resize_linear_asymmetric_by_hand():
 
 @pytest.mark.parametrize("rounding,want", [(RR.HALF_UP, [0, 1, 1, 2, 3, 3]), (RR.HALF_DOWN, [0, 1, 1, 2, 3, 3]),
                                            (RR.FLOOR, [0, 0, 1, 2, 2, 3]), (RR.CEIL, [0, 1, 2, 2, 3, 3])],
-                         ids=lambda v: getattr(v, "name", ""))
+                         ids=["HALF_UP", "HALF_DOWN", "FLOOR", "CEIL"])
 def test_resize_nearest_rounding_modes(rounding, want):
     """ASYMMETRIC 4 -> 6: x_original = i * 2 / 3 = 0, .67, 1.33, 2, 2.67, 3.33 (clamped to 3)."""
     x = np.arange(4, dtype=np.float32).reshape(1, 1, 1, 4)
@@ -870,7 +894,8 @@ def check_onnx(model, x, tmp_path, dynamic_batch=False, tol=1e-4):
     """Export, parse with OnnxParser, interpret; max error within tol * the output's largest magnitude."""
     path = str(tmp_path / "model.onnx")
     axes = {"x": {0: "batch"}} if dynamic_batch else None
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated
         torch.onnx.export(model, x, path, dynamo=False, opset_version=17, input_names=["x"], dynamic_axes=axes)
         want = model(x)
     builder = t.Builder(logger())
@@ -897,11 +922,9 @@ def torchvision_model(name, **kw):
     return randomize_batchnorm(ctor(weights=None, **kw))
 
 
-@pytest.mark.parametrize("name,kw", [
-    ("resnet18", {}), ("mobilenet_v2", {}), ("squeezenet1_1", {}),
-    ("googlenet", {"init_weights": True, "aux_logits": False}),
-])
-def test_onnx_classification_models(name, kw, tmp_path):
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "squeezenet1_1", "googlenet"])
+def test_onnx_classification_models(name, tmp_path):
+    kw = {"init_weights": True, "aux_logits": False} if name == "googlenet" else {}
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     check_onnx(torchvision_model(name, **kw), x, tmp_path, dynamic_batch=name == "resnet18")
 

@@ -40,6 +40,14 @@ class Emission:
         out.name = name
         return out
 
+    def runtime_dims(self, like, keep, rest, name):
+        """A shape tensor: `like`'s first `keep` dimensions at run time (the dynamic batch), then `rest`."""
+        shape = self.named(self.network.add_shape(like), f"{name}/shape")
+        head = self.named(self.network.add_slice(shape, (0,), (keep,), (1,)), f"{name}/batch")
+        tail = self.named(self.network.add_constant((len(rest),), self.weights(np.array(rest, np.int64), np.int64)),
+                          f"{name}/rest")
+        return self.named(self.network.add_concatenation([head, tail]), f"{name}/dims")
+
     def unsqueeze_to(self, x, rank, name):
         """Prepend unit dimensions: TensorRT broadcasts only between tensors of equal rank."""
         if len(x.shape) == rank:
@@ -195,8 +203,10 @@ def _reshape(e, n, x):
 def _upsample(e, n, x):
     a = n.attrs
     layer = e.network.add_resize(x)
-    scales = a["scales"] or tuple(o / i for o, i in zip(a["size"], x.shape[2:]))
-    layer.scales = [1.0, 1.0, *scales]
+    if a["scales"]:
+        layer.scales = [1.0, 1.0, *a["scales"]]
+    else:  # an exact output size, as F.interpolate(size=...) has: coordinates then scale by in/out
+        layer.set_input(1, e.runtime_dims(x, 2, a["size"], n.name))
     R = e.t.ResizeCoordinateTransformation
     if a["mode"] == "nearest":  # PyTorch 'nearest': src = floor(dst / scale)
         layer.resize_mode = e.t.InterpolationMode.NEAREST
@@ -248,12 +258,8 @@ def _layer_norm(e, n, x):
 def _expand(e, n, c, like):
     """Slice with stride 0 on the batch axis, sized at run time from like's batch (a shape tensor)."""
     r = len(n.shape)
-    batch = e.named(e.network.add_slice(e.named(e.network.add_shape(like), f"{n.name}/shape"), (0,), (1,), (1,)),
-                    f"{n.name}/batch")
-    rest = e.network.add_constant((r - 1,), e.weights(np.array(n.shape[1:], np.int64), np.int64))
-    size = e.network.add_concatenation([batch, e.named(rest, f"{n.name}/rest")])
     layer = e.network.add_slice(c, (0,) * r, (1, *n.shape[1:]), (0,) + (1,) * (r - 1))
-    layer.set_input(2, e.named(size, f"{n.name}/size"))
+    layer.set_input(2, e.runtime_dims(like, 1, n.shape[1:], n.name))
     return e.named(layer, n.name)
 
 

@@ -19,7 +19,7 @@ def ref(*ops):
 
 
 def _t(a):
-    return torch.from_numpy(np.ascontiguousarray(a))
+    return torch.from_numpy(np.ascontiguousarray(a).reshape(np.shape(a)))  # keeps 0-d scalars 0-d
 
 
 @ref("conv")

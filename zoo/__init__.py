@@ -5,7 +5,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-MODULES = ("lenet", "resnet", "shufflenet", "convnext", "vit")
+MODULES = ("lenet", "resnet", "alexnet", "vgg", "squeezenet", "densenet", "googlenet", "inception", "mobilenet",
+           "mnasnet", "efficientnet", "regnet", "shufflenet", "convnext", "vit", "segmentation")
 MODELS = {}
 
 
@@ -83,13 +84,13 @@ def randomize_trivial(module, seed=0):
 def export_state(name, checkpoint=None, seed=0):
     """{state_dict name: float32 array} for a zoo model: from `checkpoint`, by training on bundled data, or seeded."""
     import torch
+    from trtnet.build import load_state
     from trtnet.weights import load_weights
     spec = get(name)
     torch.manual_seed(seed)
     module = spec.torch_module()
     if checkpoint:
-        w = load_weights(checkpoint)
-        module.load_state_dict({k: torch.from_numpy(w[k]).reshape(v.shape) for k, v in module.state_dict().items()})
+        load_state(module, load_weights(checkpoint))
     elif spec.train is not None:
         spec.train(module)
     else:

@@ -45,6 +45,6 @@ def densenet(w, shape, name, growth_rate, block_config, num_init_features, bn_si
 
 
 @register("densenet121", (3, 224, 224), torchvision.models.densenet121, doc="torchvision densenet121, 3x224x224",
-          test_shape=(3, 64, 64))
+          test_shape=(3, 64, 64), slow=True)
 def densenet121(w, shape):
     return densenet(w, shape, "densenet121", 32, (6, 12, 24, 16), 64)

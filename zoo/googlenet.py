@@ -3,7 +3,8 @@
 
 torchvision's "5x5" branch uses a 3x3 kernel, and so does this graph, so its checkpoint loads unchanged. The
 auxiliary classifiers only run in training; the module is built without them (`aux_logits=False`), so its
-state_dict holds exactly the tensors the graph reads.
+state_dict holds exactly the tensors the graph reads; a full torchvision checkpoint still loads, its
+`aux1.*`/`aux2.*` tensors reported as unused.
 """
 import functools
 

@@ -16,16 +16,6 @@ STACKS = [(24, 3, 2, 3, 3), (40, 5, 2, 3, 3), (80, 5, 2, 6, 3), (96, 3, 1, 6, 2)
           (320, 3, 1, 6, 1)]
 
 
-class MNASNet(torchvision.models.MNASNet):
-    """torchvision's MNASNet, also loading a plain dict of tensors (as read from a .wts file).
-
-    torchvision's checks the state_dict's `_metadata` version, which only `module.state_dict()` carries;
-    without it, the tensors are taken to be of the current layout (version 2)."""
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args):
-        super()._load_from_state_dict(state_dict, prefix, {"version": self._version, **local_metadata}, *args)
-
-
 def depths(alpha):
     """torchvision's `_get_depths`: the stem, separable-conv and stack widths scaled by `alpha`, rounded to 8."""
     def round8(v, bias=0.9):
@@ -65,5 +55,5 @@ def mnasnet(w, shape, alpha, name, num_classes=1000):
     return g
 
 
-register("mnasnet1_0", (3, 224, 224), functools.partial(MNASNet, 1.0), doc="torchvision mnasnet1_0, 3x224x224",
+register("mnasnet1_0", (3, 224, 224), torchvision.models.mnasnet1_0, doc="torchvision mnasnet1_0, 3x224x224",
          test_shape=(3, 64, 64))(functools.partial(mnasnet, alpha=1.0, name="mnasnet1_0"))

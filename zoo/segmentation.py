@@ -101,16 +101,17 @@ def segmentation(w, shape, name, scores, num_classes=21):
     return g
 
 
-MODELS = {
+VARIANTS = {
     "fcn_resnet50": fcn_resnet50_scores,
     "deeplabv3_mobilenet_v3_large": deeplabv3_mobilenet_v3_large_scores,
     "lraspp_mobilenet_v3_large": lraspp_mobilenet_v3_large_scores,
 }
 
-for _name, _scores in MODELS.items():
-    # torchvision's presets resize to 520; the test shape keeps every feature map at least 4x4
-    register(_name, (3, 520, 520),
+for _name, _scores in VARIANTS.items():
+    # torchvision evaluates at about 520 pixels; 512 keeps every resize an exact multiple (output stride 8 or 16).
+    # The test shape keeps every feature map at least 4x4.
+    register(_name, (3, 512, 512),
              functools.partial(getattr(torchvision.models.segmentation, _name), weights=None, weights_backbone=None,
                                aux_loss=False),
-             doc=f"torchvision {_name} (21 classes, no aux head), 3x520x520", test_shape=(3, 64, 64))(
+             doc=f"torchvision {_name} (21 classes, no aux head), 3x512x512", test_shape=(3, 64, 64))(
         functools.partial(segmentation, name=_name, scores=_scores))

@@ -23,33 +23,39 @@ def find_weights(name, weights=None, directory="weights"):
                           f"write them with `python scripts/export_wts.py {name}` or pass --weights PATH")
 
 
-def load_model(name, weights=None):
+def load_model(name, weights=None, shape=None):
     """(zoo spec, WeightMap, recorded graph) for a zoo model name."""
     import zoo
     spec = zoo.get(name)
     w = load_weights(find_weights(name, weights))
-    return spec, w, spec.graph(w)
+    return spec, w, spec.graph(w, shape)
 
 
-def torch_reference(spec, w):
-    """The zoo's PyTorch module holding the same weights (shapes from the module: .wts stores none)."""
+def load_state(module, w):
+    """Copy WeightMap `w` into `module` (shapes from the module: .wts stores none)."""
     import torch
-    module = spec.torch_module()
-    state = {}
-    for k, v in module.state_dict().items():
+    state = module.state_dict()  # keeps `_metadata`, which some modules' loaders check (MNASNet)
+    for k, v in state.items():
         arr = np.asarray(w[k])
         if arr.size != v.numel():
             raise WeightFileError(f"{w.source}: tensor '{k}' has {arr.size} values, the PyTorch model expects "
                                   f"{tuple(v.shape)} ({v.numel()} values)")
         state[k] = torch.from_numpy(arr.reshape(tuple(v.shape))).to(v.dtype)
     module.load_state_dict(state)
-    return module.eval()
+    return module
 
 
-def run_torch(module, x):
+def torch_reference(spec, w):
+    """The zoo's PyTorch module holding the same weights."""
+    return load_state(spec.torch_module(), w).eval()
+
+
+def run_torch(module, x, output=None):
+    """The module's output as numpy; `output` picks an entry where it returns a dict (segmentation's 'out')."""
     import torch
     with torch.no_grad():
-        return module(torch.from_numpy(x)).numpy()
+        y = module(torch.from_numpy(x))
+    return (y[output] if isinstance(y, dict) else y).numpy()
 
 
 @dataclass
@@ -62,6 +68,11 @@ class BuildReport:
     reason: str               # why the engine itself was not executed ("" when it was)
     checks: list = field(default_factory=list)   # (what was compared, metrics dict)
     accuracy: dict = field(default_factory=dict)
+
+    @property
+    def ok(self):
+        from ..check.report import DEFAULT_TOL
+        return all(m["rel"] <= DEFAULT_TOL for _, m in self.checks)
 
     def summary(self):
         e = self.engine
@@ -77,7 +88,8 @@ class BuildReport:
             lines.append(f"  NOTE: the engine itself was not executed: {self.reason}.")
         for what, m in self.checks:
             top1 = "" if m["top1"] is None else f", top-1 agreement {m['top1'] * 100:.1f}%"
-            lines.append(f"  check    {what}: max abs error {m['max_abs']:.3g}, relative error {m['rel']:.3g}{top1}")
+            bad = f"; first layer over tolerance: '{m['first_bad']}'" if m.get("first_bad") else ""
+            lines.append(f"  check    {what}: max abs error {m['max_abs']:.3g}, relative error {m['rel']:.3g}{top1}{bad}")
         for what, acc in self.accuracy.items():
             lines.append(f"  accuracy {what}: {acc * 100:.2f}% on the held-out set")
         return "\n".join(lines)
@@ -99,13 +111,18 @@ def build(model, weights=None, output=None, batch=(1, 8, 32), device=0, verify=T
     if spec.dataset is not None:
         x, labels = spec.dataset()
     module = torch_reference(spec, w)
-    expected = run_torch(module, x)
     out = graph.outputs[0].name
+    expected = run_torch(module, x, out)
     if report.executed:
         got = np.concatenate([run_engine(plan, {graph.inputs[0].name: x[i:i + batch[2]]}, device)[out]
                               for i in range(0, len(x), batch[2])])
         what = f"TensorRT engine on GPU {device} vs PyTorch"
-    else:
+    else:  # what TensorRT holds, run layer by layer on the CPU; and the recorded graph itself
+        from ..check.report import check_graph
+        check = check_graph(graph, {graph.inputs[0].name: x}, {out: expected})
+        report.checks.append(("TensorRT network (trtnet.check interpreter) vs PyTorch", check.final[out]))
+        if check.first_bad:
+            report.checks[-1][1]["first_bad"] = check.first_bad
         got = run_reference(graph, {graph.inputs[0].name: x})[out]
         what = "recorded graph (PyTorch reference executor) vs PyTorch"
     report.checks.append((what, compare(got, expected)))

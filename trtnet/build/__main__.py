@@ -52,7 +52,10 @@ def main(argv=None):
         report = build(args.model, args.weights, args.output, profile, args.device, not args.no_verify,
                        not args.quiet, args.workspace, tf32=args.tf32)
         print(report.summary())
-        return 0
+        if not report.ok:
+            print(f"error: {args.model}: the comparison with PyTorch is over tolerance (see the checks above)",
+                  file=sys.stderr)
+        return 0 if report.ok else 1
 
     return main_guard(run)
 

@@ -488,6 +488,38 @@ def _gather(layer, data, idx):
     return torch.where(inside, out, torch.zeros((), dtype=out.dtype))
 
 
+def _scatter_index(idx, size):
+    """Indices within [0, size); IScatterLayer documents no meaning for others."""
+    idx = idx.long()
+    _need(bool((idx >= 0).all()), "negative scatter indices")
+    if bool((idx >= size).any()):
+        raise ValueError(f"scatter index {int(idx.max())} outside [0, {size})")
+    return idx
+
+
+@_layer("SCATTER", "IScatterLayer")
+def _scatter(layer, data, idx, updates):
+    """A copy of data with elements replaced by updates: ELEMENT (ONNX ScatterElements) writes
+    updates[J] to J with J[axis] replaced by indices[J]; ND (ONNX ScatterND) writes the slices
+    updates[i...] to data[indices[i...]]. Repeated targets are undefined in TensorRT: an error here."""
+    SM = trt().ScatterMode
+    out = data.clone()
+    if layer.mode == SM.ELEMENT:
+        axis = layer.axis % data.dim()
+        idx = _scatter_index(idx, data.shape[axis])
+        out.scatter_(axis, idx, updates)
+        target = torch.zeros_like(out, dtype=torch.int64).scatter_add_(axis, idx, torch.ones_like(idx))
+    else:
+        _need(layer.mode == SM.ND, f"scatter mode {layer.mode}")
+        where = tuple(_scatter_index(idx[..., j], data.shape[j]) for j in range(idx.shape[-1]))
+        out[where] = updates
+        target = torch.zeros(data.shape[:len(where)], dtype=torch.int64).index_put_(
+            where, torch.ones(where[0].shape, dtype=torch.int64), accumulate=True)
+    if bool((target > 1).any()):
+        raise ValueError("scatter writes an element more than once (undefined in TensorRT)")
+    return out
+
+
 @_layer("FILL", "IFillLayer")
 def _fill(layer, dims=None, alpha=None, beta=None):
     """LINSPACE: element [i, j, ...] = alpha + beta[0] * i + beta[1] * j + ...; a static beta b is
@@ -608,15 +640,12 @@ def _normalization(layer, x, scale, bias):
     g, eps = layer.num_groups, layer.epsilon
     axes = _bits(layer.axes, x.dim())
     if g == 1:
-        mean = x.mean(axes, keepdim=True)
-        var = (x - mean).square().mean(axes, keepdim=True)
+        var, mean = torch.var_mean(x, axes, correction=0, keepdim=True)
         return (x - mean) / torch.sqrt(var + eps) * scale + bias
     _need(axes == list(range(2, x.dim())), f"axes mask {layer.axes:#b} with num_groups {g}")
     n, c = x.shape[:2]
     grouped = x.reshape(n, g, c // g, *x.shape[2:])
-    axes = list(range(2, grouped.dim()))
-    mean = grouped.mean(axes, keepdim=True)
-    var = (grouped - mean).square().mean(axes, keepdim=True)
+    var, mean = torch.var_mean(grouped, list(range(2, grouped.dim())), correction=0, keepdim=True)
     y = (grouped - mean) / torch.sqrt(var + eps)
     if getattr(layer, "is_v2", False):
         return y.reshape(x.shape) * scale + bias
@@ -742,28 +771,39 @@ def _feed(tensor, value):
     return _conform(x.to(dtype) if x.dtype != dtype else x, tensor)
 
 
-def _topological(network):
-    """Layers in an order where each one's inputs are computed first, otherwise in creation order
-    (a layer may take tensors from layers created after it, e.g. through set_input)."""
+def _schedule(network, wanted):
+    """The layers to run, each after the layers whose outputs it takes, otherwise in creation order
+    (a layer may take tensors from layers created after it, e.g. through set_input). With `wanted`
+    (tensor names) only the layers they depend on run, plus output-less ones (assertions), as in
+    an engine; with None, all of them."""
     layers = [network.get_layer(i) for i in range(network.num_layers)]
     producer = {layer.get_output(j).name: i for i, layer in enumerate(layers) for j in range(layer.num_outputs)}
-    users, waiting = [[] for _ in layers], []
-    for i, layer in enumerate(layers):
-        deps = {producer[x.name] for x in map(layer.get_input, range(layer.num_inputs))
-                if x is not None and x.name in producer}
-        for d in deps:
-            users[d].append(i)
-        waiting.append(len(deps))
-    ready = [i for i, n in enumerate(waiting) if n == 0]
+    deps = [{producer[x.name] for x in map(layer.get_input, range(layer.num_inputs))
+             if x is not None and x.name in producer} for layer in layers]
+    keep = set(range(len(layers)))
+    if wanted is not None:
+        keep = set()
+        todo = [producer[n] for n in wanted if n in producer] + [i for i, L in enumerate(layers) if not L.num_outputs]
+        while todo:
+            i = todo.pop()
+            if i not in keep:
+                keep.add(i)
+                todo.extend(deps[i])
+    users, waiting = [[] for _ in layers], [len(d) for d in deps]
+    for i, d in enumerate(deps):
+        for j in d:
+            users[j].append(i)
+    ready = [i for i in keep if waiting[i] == 0]
+    heapq.heapify(ready)
     order = []
     while ready:
         i = heapq.heappop(ready)
         order.append(layers[i])
         for u in users[i]:
             waiting[u] -= 1
-            if waiting[u] == 0:
+            if waiting[u] == 0 and u in keep:
                 heapq.heappush(ready, u)
-    if len(order) < len(layers):
+    if len(order) < len(keep):
         raise ValueError("the network's layers form a cycle")
     return order
 
@@ -772,8 +812,9 @@ def run_network(network, inputs, outputs="marked"):
     """Run `network` (an INetworkDefinition) on the CPU and return numpy arrays by tensor name.
 
     inputs: {input tensor name: array}, with the actual sizes of dynamic (-1) dims.
-    outputs: "marked" for the network's marked outputs, "all" for every layer output and input
-    (for per-layer comparisons). bfloat16 tensors come back as float32 arrays.
+    outputs: "marked" for the network's marked outputs (computing only the layers they need, as an
+    engine would), "all" for every layer output and input (for per-layer comparisons). bfloat16
+    tensors come back as float32 arrays.
     Raises UnsupportedLayerError for layers or attribute values this interpreter does not cover.
     """
     if outputs not in ("marked", "all"):
@@ -785,8 +826,9 @@ def run_network(network, inputs, outputs="marked"):
         if tensor.name not in inputs:
             raise KeyError(f"no value for network input {tensor.name!r}")
         env[tensor.name] = _feed(tensor, inputs[tensor.name])
+    wanted = None if outputs == "all" else [network.get_output(i).name for i in range(network.num_outputs)]
     with torch.no_grad():
-        for layer in _topological(network):
+        for layer in _schedule(network, wanted):
             kind = layer.type
             what = f"layer {layer.name!r} ({kind})"
             if kind.name not in _LAYERS:
@@ -806,5 +848,4 @@ def run_network(network, inputs, outputs="marked"):
                 raise UnsupportedLayerError(f"{what}: {e} not supported") from None
             except (ValueError, RuntimeError, IndexError) as e:
                 raise type(e)(f"{what}: {e}") from e
-    names = env if outputs == "all" else [network.get_output(i).name for i in range(network.num_outputs)]
-    return {name: _numpy(env[name]) for name in names}
+    return {name: _numpy(env[name]) for name in (env if wanted is None else wanted)}

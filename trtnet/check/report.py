@@ -1,0 +1,104 @@
+"""Layer-by-layer comparison of what TensorRT holds (run by the interpreter) with a reference."""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..engine import compare
+from .interp import run_network
+
+DEFAULT_TOL = 1e-4  # relative to each tensor's largest magnitude: fp32 through ~50 layers stays well below it
+
+
+@dataclass
+class Row:
+    name: str
+    kind: str
+    shape: tuple
+    rel: float = None     # None: no reference tensor of that name
+    note: str = ""
+
+
+@dataclass
+class CheckReport:
+    title: str
+    rows: list
+    final: dict                   # output name -> metrics against the independent reference
+    tol: float
+    first_bad: str = None         # first layer whose error exceeds tol
+    notes: list = field(default_factory=list)
+
+    @property
+    def ok(self):
+        return self.first_bad is None and all(m["rel"] <= self.tol for m in self.final.values())
+
+    def table(self, all_rows=False):
+        rows = self.rows if all_rows else [r for r in self.rows if r.rel is not None or r.name == self.first_bad]
+        width = max([len(r.name) for r in rows] + [5])
+        lines = [f"{'layer':{width}s}  {'TensorRT type':16s}  {'output':22s}  rel. error"]
+        for r in rows:
+            err = "-" if r.rel is None else f"{r.rel:.2e}"
+            mark = "  <-- first mismatch" if r.name == self.first_bad else ""
+            lines.append(f"{r.name:{width}s}  {r.kind:16s}  {str(r.shape):22s}  {err}{r.note}{mark}")
+        return "\n".join(lines)
+
+    def summary(self):
+        lines = [self.title]
+        for name, m in self.final.items():
+            top1 = "" if m["top1"] is None else f", top-1 agreement {m['top1'] * 100:.1f}%"
+            lines.append(f"  output {name}: max abs error {m['max_abs']:.3g}, relative error {m['rel']:.3g}{top1}")
+        lines += [f"  {n}" for n in self.notes]
+        verdict = "PASS" if self.ok else "FAIL"
+        where = f"; first layer over tolerance: '{self.first_bad}'" if self.first_bad else ""
+        lines.append(f"  {verdict} (tolerance {self.tol:g} relative){where}")
+        return "\n".join(lines)
+
+
+def rel_error(got, want):
+    if got.shape != want.shape:
+        return float("inf")
+    return compare(got, want)["rel"]
+
+
+def layer_rows(network, values, references, tol):
+    """One row per TensorRT layer output, with its error against the same-named reference tensor."""
+    rows, first_bad = [], None
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        for j in range(layer.num_outputs):
+            name = layer.get_output(j).name
+            got = values.get(name)
+            shape = None if got is None else tuple(got.shape)
+            row = Row(name, str(layer.type).split(".")[-1], shape)
+            if got is not None and name in references:
+                want = references[name]
+                row.rel = rel_error(got, want)
+                if got.shape != want.shape:
+                    row.note = f" (reference shape {tuple(want.shape)})"
+                if row.rel > tol and first_bad is None:
+                    first_bad = name
+            rows.append(row)
+    return rows, first_bad
+
+
+def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="check"):
+    """Run `network` on `inputs`; compare every layer with `references` and the outputs with `finals`."""
+    values = run_network(network, inputs, outputs="all")
+    rows, first_bad = layer_rows(network, values, references, tol)
+    final = {k: compare(values[k], v) if values[k].shape == v.shape else
+             {"max_abs": float("inf"), "rel": float("inf"), "top1": None} for k, v in finals.items()}
+    return CheckReport(title, rows, final, tol, first_bad)
+
+
+def check_graph(graph, inputs, expected, tol=DEFAULT_TOL):
+    """Emit `graph` into a TensorRT network and check it: layers against the graph's PyTorch reference
+    executor, outputs against `expected` (the original PyTorch module's outputs)."""
+    from ..engine import create_network
+    from ..reference import run_reference
+    _, network, emission = create_network(graph)
+    references = run_reference(graph, inputs, outputs="all")
+    finals = {o.name: np.asarray(expected[o.name]) for o in graph.outputs}
+    report = check_network(network, inputs, references, finals, tol,
+                           f"TensorRT network of '{graph.name}' ({network.num_layers} layers, run by trtnet.check) "
+                           "vs PyTorch")
+    del emission
+    return report
