@@ -3,8 +3,9 @@
 Nothing here depends on TensorRT: emitters (`emit_trt`, `reference`) walk `graph.nodes` in order.
 Shapes are tuples whose first entry is `-1`, the dynamic batch dimension.
 """
+import functools
 import os
-import traceback
+import sys
 
 import numpy as np
 
@@ -17,10 +18,15 @@ class GraphError(ValueError):
 
 def user_line():
     """file:line of the innermost caller outside trtnet, so errors point at the model code."""
-    for frame in reversed(traceback.extract_stack()):
-        if not os.path.abspath(frame.filename).startswith(_PKG):
-            return f"{os.path.relpath(frame.filename)}:{frame.lineno}"
-    return "<unknown>"
+    frame = sys._getframe(1)
+    while frame is not None and _inside(frame.f_code.co_filename):
+        frame = frame.f_back
+    return "<unknown>" if frame is None else f"{os.path.relpath(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+@functools.lru_cache(maxsize=None)
+def _inside(filename):
+    return os.path.abspath(filename).startswith(_PKG + os.sep)
 
 
 def fmt_shape(shape):

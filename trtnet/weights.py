@@ -90,10 +90,7 @@ class WeightMap(Mapping):
 
     def get(self, key, default=None):
         """The tensor (or view), or `default` when absent: for optional entries such as a bias."""
-        try:
-            return self[key]
-        except MissingWeightError:
-            return default
+        return self[key] if key in self else default
 
     def __contains__(self, key):
         """True for a tensor name or a prefix; does not count as reading the tensor."""
