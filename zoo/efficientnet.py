@@ -10,22 +10,11 @@ import math
 import torchvision
 from torchvision.models._utils import _make_divisible
 
-from trtnet import Graph, bn, conv, dropout, fc, flatten, global_avg_pool, mul, sigmoid, silu
-from zoo import register
+from trtnet import Graph, dropout, fc, flatten, global_avg_pool, sigmoid, silu
+from zoo import blocks, register
 
-
-def conv_bn_act(x, w, out, k, stride=1, groups=1, act=silu):
-    """torchvision's Conv2dNormActivation: conv "0" (no bias, 'same' padding), BatchNorm "1", activation "2"."""
-    y = bn(conv(x, w["0"], out, k, stride, (k - 1) // 2, groups=groups), w["1"])
-    return act(y, name=f"{w.prefix}.2") if act else y
-
-
-def squeeze_excitation(x, w, squeeze, act=silu, scale_act=sigmoid):
-    """torchvision's SqueezeExcitation: x * scale_act(fc2(act(fc1(avgpool(x))))), fc1/fc2 being 1x1 convs."""
-    s = global_avg_pool(x, name=f"{w.prefix}.avgpool")
-    s = act(conv(s, w["fc1"], squeeze, 1), name=f"{w.prefix}.activation")
-    s = scale_act(conv(s, w["fc2"], x.shape[1], 1), name=f"{w.prefix}.scale_activation")
-    return mul(x, s, name=w.prefix)
+conv_bn_act = functools.partial(blocks.conv_bn_act, act=silu)
+squeeze_excitation = functools.partial(blocks.squeeze_excitation, act=silu, scale_act=sigmoid)
 
 
 # expand ratio, kernel, stride of the first block, input channels, output channels, layers: torchvision's
