@@ -52,32 +52,30 @@ def is_rtx():
     return trt().__name__ == "tensorrt_rtx"
 
 
-_LEVELS = None
+_loggers = {}
 
 
 def logger():
-    """An ILogger that forwards TensorRT's messages to Python logging (one per process)."""
-    global _LEVELS
+    """The ILogger (one per TensorRT module) that forwards TensorRT's messages to Python logging."""
     t = trt()
-    if getattr(logger, "_inst", None) is not None and logger._mod is t:
-        return logger._inst
-    S = t.ILogger.Severity
-    _LEVELS = {S.INTERNAL_ERROR: logging.CRITICAL, S.ERROR: logging.ERROR, S.WARNING: logging.WARNING,
-               S.INFO: logging.INFO, S.VERBOSE: logging.DEBUG}
+    if t not in _loggers:
+        S = t.ILogger.Severity
+        levels = {S.INTERNAL_ERROR: logging.CRITICAL, S.ERROR: logging.ERROR, S.WARNING: logging.WARNING,
+                  S.INFO: logging.INFO, S.VERBOSE: logging.DEBUG}
 
-    class PyLogger(t.ILogger):
-        def __init__(self):
-            t.ILogger.__init__(self)
-            self.errors = []
+        class PyLogger(t.ILogger):
+            def __init__(self):
+                t.ILogger.__init__(self)
+                self.errors = []  # kept for error messages: TensorRT reports failures only through its log
 
-        def log(self, severity, msg):
-            level = _LEVELS.get(severity, logging.INFO)
-            if level >= logging.ERROR:
-                self.errors.append(msg)
-            log.log(level, msg)
+            def log(self, severity, msg):
+                level = levels.get(severity, logging.INFO)
+                if level >= logging.ERROR:
+                    self.errors.append(msg)
+                log.log(level, msg)
 
-    logger._inst, logger._mod = PyLogger(), t
-    return logger._inst
+        _loggers[t] = PyLogger()
+    return _loggers[t]
 
 
 def progress_monitor(stream=sys.stderr):
