@@ -3,7 +3,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,7 +27,6 @@ class EngineInfo:
     seconds: float
     size: int = 0
     path: str = ""
-    notes: list = field(default_factory=list)
 
 
 def create_network(graph):

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..engine import EngineInfo, build_engine, compare, execution_unavailable, run_engine, write_atomic
-from ..graph import fmt_shape
+from ..graph import Graph, fmt_shape
 from ..reference import run_reference
 from ..weights import WeightFileError, load_weights
 
@@ -97,37 +97,46 @@ class BuildReport:
 
 def build(model, weights=None, output=None, batch=(1, 8, 32), device=0, verify=True, progress=True,
           workspace_mb=None, samples=8, tf32=False):
-    """Build zoo `model` into an engine file and compare it (or, without a GPU, its graph) with PyTorch."""
-    spec, w, graph = load_model(model, weights)
-    unused = w.unused()
-    plan, info = build_engine(graph, batch, workspace_mb, progress, tf32)
-    info.path = output or os.path.join("engines", f"{model}.engine")
-    write_atomic(info.path, plan)
-    reason = execution_unavailable(device)
-    if not verify:
-        return BuildReport(model, w.source, info, unused, False, "")
-    report = BuildReport(model, w.source, info, unused, reason is None, reason or "")
-    x = spec.sample_inputs(samples)
-    if spec.dataset is not None:
-        x, labels = spec.dataset()
-    module = torch_reference(spec, w)
-    out = graph.outputs[0].name
-    expected = run_torch(module, x, out)
-    if report.executed:
-        got = np.concatenate([run_engine(plan, {graph.inputs[0].name: x[i:i + batch[2]]}, device)[out]
-                              for i in range(0, len(x), batch[2])])
-        what = f"TensorRT engine on GPU {device} vs PyTorch"
-    else:  # what TensorRT holds, run layer by layer on the CPU; and the recorded graph itself
-        from ..check.report import check_graph
-        check = check_graph(graph, {graph.inputs[0].name: x}, {out: expected})
-        report.checks.append(("TensorRT network (trtnet.check interpreter) vs PyTorch", check.final[out]))
-        if check.first_bad:
-            report.checks[-1][1]["first_bad"] = check.first_bad
-        got = run_reference(graph, {graph.inputs[0].name: x})[out]
-        what = "recorded graph (PyTorch reference executor) vs PyTorch"
-    report.checks.append((what, compare(got, expected)))
-    if spec.dataset is not None:
-        report.accuracy["PyTorch"] = float((expected.argmax(1) == labels).mean())
-        report.accuracy["engine" if report.executed else "reference executor"] = float((got.argmax(1) == labels).mean())
-    return report
+    """Build `model` (a zoo name, or a recorded Graph) into an engine file and compare it with PyTorch.
 
+    A zoo model is compared with its PyTorch module; a Graph with its own PyTorch reference executor. Where
+    the engine cannot execute, the TensorRT network is run by trtnet.check's interpreter instead."""
+    if isinstance(model, Graph):
+        spec, w, graph = None, None, model
+    else:
+        spec, w, graph = load_model(model, weights)
+    plan, info = build_engine(graph, batch, workspace_mb, progress, tf32)
+    info.path = output or os.path.join("engines", f"{graph.name if spec is None else model}.engine")
+    write_atomic(info.path, plan)
+    report = BuildReport(graph.name, w.source if w else "(in the graph)", info, w.unused() if w else [], False, "")
+    if not verify:
+        return report
+    reason = execution_unavailable(device)
+    report.executed, report.reason = reason is None, reason or ""
+    labels = None
+    if spec is None:
+        x = np.random.default_rng(0).standard_normal((samples, *graph.inputs[0].shape[1:]), dtype=np.float32)
+    elif spec.dataset is not None:
+        x, labels = spec.dataset()
+    else:
+        x = spec.sample_inputs(samples)
+    name, out = graph.inputs[0].name, graph.outputs[0].name
+    recorded = run_reference(graph, {name: x})[out]
+    against = "PyTorch reference executor" if spec is None else "PyTorch"
+    expected = recorded if spec is None else run_torch(torch_reference(spec, w), x, out)
+    if report.executed:
+        got = np.concatenate([run_engine(plan, {name: x[i:i + batch[2]]}, device)[out]
+                              for i in range(0, len(x), batch[2])])
+        report.checks.append((f"TensorRT engine on GPU {device} vs {against}", compare(got, expected)))
+    else:  # what TensorRT holds, run layer by layer on the CPU
+        from ..check.report import check_graph
+        check = check_graph(graph, {name: x}, {out: expected})
+        got = check.values[out]
+        report.checks.append((f"TensorRT network (trtnet.check interpreter) vs {against}",
+                              dict(check.final[out], first_bad=check.first_bad)))
+    if spec is not None:
+        report.checks.append(("recorded graph (PyTorch reference executor) vs PyTorch", compare(recorded, expected)))
+    if labels is not None:
+        report.accuracy["PyTorch"] = float((expected.argmax(1) == labels).mean())
+        report.accuracy["engine" if report.executed else "TensorRT network"] = float((got.argmax(1) == labels).mean())
+    return report

@@ -25,7 +25,7 @@ class CheckReport:
     final: dict                   # output name -> metrics against the independent reference
     tol: float
     first_bad: str = None         # first layer whose error exceeds tol
-    notes: list = field(default_factory=list)
+    values: dict = field(default_factory=dict, repr=False)   # every tensor the interpreter computed
 
     @property
     def ok(self):
@@ -46,7 +46,6 @@ class CheckReport:
         for name, m in self.final.items():
             top1 = "" if m["top1"] is None else f", top-1 agreement {m['top1'] * 100:.1f}%"
             lines.append(f"  output {name}: max abs error {m['max_abs']:.3g}, relative error {m['rel']:.3g}{top1}")
-        lines += [f"  {n}" for n in self.notes]
         verdict = "PASS" if self.ok else "FAIL"
         where = f"; first layer over tolerance: '{self.first_bad}'" if self.first_bad else ""
         lines.append(f"  {verdict} (tolerance {self.tol:g} relative){where}")
@@ -86,7 +85,7 @@ def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="c
     rows, first_bad = layer_rows(network, values, references, tol)
     final = {k: compare(values[k], v) if values[k].shape == v.shape else
              {"max_abs": float("inf"), "rel": float("inf"), "top1": None} for k, v in finals.items()}
-    return CheckReport(title, rows, final, tol, first_bad)
+    return CheckReport(title, rows, final, tol, first_bad, values)
 
 
 def check_graph(graph, inputs, expected, tol=DEFAULT_TOL):
