@@ -115,3 +115,19 @@ def test_build_api_on_a_recorded_graph(tmp_path, rng):
     assert (tmp_path / "mine.engine").stat().st_size == report.engine.size > 0
     assert report.ok and report.checks and report.checks[0][1]["rel"] <= 1e-5, report.summary()
     assert "mine.engine" in report.summary()
+
+
+def test_export_from_checkpoint(tmp_path):
+    """A torchvision-style checkpoint dict exports unchanged (bit-exact) to .wts; no random init involved."""
+    import torch
+    import torchvision
+    torch.manual_seed(3)
+    state = torchvision.models.resnet18().state_dict()
+    torch.save({"epoch": 7, "state_dict": state}, tmp_path / "ck.pth")
+    export(tmp_path, "resnet18", "--checkpoint", "ck.pth", "-o", "r18.wts")
+    w = load_weights(tmp_path / "r18.wts")
+    for k, v in state.items():
+        np.testing.assert_array_equal(w[k], v.numpy().astype(np.float32).ravel(), err_msg=k)
+    torch.save({"epoch": 7}, tmp_path / "empty.pth")
+    r = run(os.path.join(ROOT, "scripts", "export_wts.py"), "resnet18", "--checkpoint", "empty.pth", cwd=tmp_path)
+    one_line_error(r, "empty.pth")
