@@ -21,7 +21,10 @@ def user_line():
     frame = sys._getframe(1)
     while frame is not None and _inside(frame.f_code.co_filename):
         frame = frame.f_back
-    return "<unknown>" if frame is None else f"{os.path.relpath(frame.f_code.co_filename)}:{frame.f_lineno}"
+    if frame is None:
+        return "<unknown>"
+    path = os.path.relpath(frame.f_code.co_filename)
+    return f"{frame.f_code.co_filename if path.startswith('..') else path}:{frame.f_lineno}"
 
 
 @functools.lru_cache(maxsize=None)
