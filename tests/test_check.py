@@ -142,3 +142,15 @@ def test_scalar_constants_line_up():
     xs = np.random.default_rng(0).standard_normal((2, 4), dtype=np.float32)
     report = check_graph(g, {"data": xs}, {"y": xs * 0.5 + 1.0})
     assert report.ok and [r.rel for r in report.rows if r.name == "const"] == [0.0], report.table(True)
+
+
+def test_fp16_network_checks_at_half_precision():
+    """The fp16 network agrees with PyTorch to FP16_TOL, and really computes in half (errors above fp32's)."""
+    from trtnet.check.report import FP16_TOL
+    spec = zoo.get("resnet18")
+    w = tn.WeightMap(zoo.export_state("resnet18"))
+    g = spec.graph(w, (3, 64, 64))
+    x = np.random.default_rng(1).standard_normal((2, 3, 64, 64), dtype=np.float32)
+    report = check_graph(g, {"data": x}, {"logits": run_torch(torch_reference(spec, w), x, "logits")}, FP16_TOL, fp16=True)
+    assert report.ok, report.summary()
+    assert 1e-5 < report.final["logits"]["rel"] <= FP16_TOL and report.final["logits"]["top1"] == 1.0

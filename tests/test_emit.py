@@ -140,3 +140,22 @@ def test_attention_ops_emit_and_build(rng):
     np.testing.assert_array_equal(idx.weights, [4, 5, 6, 7])
     plan, info = build_engine(g, (1, 2, 4), progress=False)
     assert info.size == len(plan) > 0
+
+
+def test_fp16_network_reads_back_half_weights_and_builds():
+    """--fp16: weights stored as float16 in the layers, float32 inputs and outputs through cast layers."""
+    t = trt()
+    spec = zoo.get("lenet")
+    state = {k: v.numpy() for k, v in spec.torch_module().state_dict().items()}
+    g = spec.graph(tn.WeightMap(state))
+    _, network, keep = create_network(g, fp16=True)
+    L = layers(network)
+    conv = L["conv1"]
+    assert conv.kernel.dtype == np.float16
+    np.testing.assert_array_equal(conv.kernel, state["conv1.weight"].astype(np.float16).ravel())
+    assert network.get_input(0).dtype == t.float32 and network.get_output(0).dtype == t.float32
+    assert network.get_output(0).name == "prob" and L["data/fp16"].get_output(0).dtype == t.float16
+    assert L["conv1"].get_output(0).dtype == t.float16
+    plan, info = build_engine(g, (1, 2, 4), progress=False, fp16=True)
+    plan32, _ = build_engine(g, (1, 2, 4), progress=False)
+    assert info.precision == "fp16" and len(plan) < len(plan32), "half-size weights in the plan"

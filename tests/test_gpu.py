@@ -21,20 +21,21 @@ def test_unavailability_is_explained():
 
 @needs_engine
 @pytest.mark.gpu
-@pytest.mark.parametrize("name,batch", [("lenet", 16), ("resnet18", 4)])
-def test_engine_matches_pytorch(name, batch):
-    """fp32 with TF32 off: the engine should agree with PyTorch to ~1e-5 of the output scale (deep nets: 1e-4)."""
+@pytest.mark.parametrize("name,batch,fp16", [("lenet", 16, False), ("resnet18", 4, False), ("resnet18", 4, True)])
+def test_engine_matches_pytorch(name, batch, fp16):
+    """fp32 with TF32 off: the engine should agree with PyTorch to ~1e-5 of the output scale (deep nets: 1e-4);
+    fp16 to 1e-2."""
     spec = zoo.get(name)
     w = tn.WeightMap(zoo.export_state(name))
     graph = spec.graph(w)
-    plan, _ = build_engine(graph, (1, batch, batch), progress=False)
+    plan, _ = build_engine(graph, (1, batch, batch), progress=False, fp16=fp16)
     x = np.random.default_rng(0).standard_normal((batch, *spec.input_shape), dtype=np.float32)
     got = run_engine(plan, {graph.inputs[0].name: x}, 0)[graph.outputs[0].name]
     module = torch_reference(spec, w)
     with torch.no_grad():
         want = module(torch.from_numpy(x)).numpy()
     m = compare(got, want)
-    assert m["rel"] <= (1e-5 if name == "lenet" else 1e-4) and m["top1"] == 1.0, m
+    assert m["rel"] <= (1e-2 if fp16 else 1e-5 if name == "lenet" else 1e-4) and m["top1"] == 1.0, m
 
 
 @needs_engine

@@ -21,13 +21,18 @@ def emitter(*ops):
 class Emission:
     """The network being filled, with the numpy arrays TensorRT reads until the build ends."""
 
-    def __init__(self, network):
-        self.network, self.t, self.keep, self.tensors = network, trt(), [], {}
+    def __init__(self, network, float_type=np.float32):
+        self.network, self.t, self.keep, self.tensors, self.float = network, trt(), [], {}, float_type
 
-    def weights(self, arr, dtype=np.float32):
-        arr = np.ascontiguousarray(arr, dtype=dtype)
+    def weights(self, arr, dtype=None):
+        """TensorRT weights; floating ones in the network's precision (a strongly typed network takes the
+        type of its weights)."""
+        arr = np.ascontiguousarray(arr, dtype=dtype or self.float)
         self.keep.append(arr)
         return self.t.Weights(arr)
+
+    def no_weights(self):
+        return self.t.Weights(self.t.float16 if self.float == np.float16 else self.t.float32)
 
     def constant(self, arr, name):
         arr = np.asarray(arr, dtype=np.float32)
@@ -66,7 +71,7 @@ def _input(e, n):
 @emitter("conv")
 def _conv(e, n, x):
     a, p = n.attrs, n.params
-    bias = e.weights(p["bias"]) if "bias" in p else e.t.Weights()
+    bias = e.weights(p["bias"]) if "bias" in p else e.no_weights()
     layer = e.network.add_convolution_nd(x, a["out"], a["kernel"], e.weights(p["weight"]), bias)
     layer.stride_nd, layer.padding_nd, layer.dilation_nd = a["stride"], a["padding"], a["dilation"]
     layer.num_groups = a["groups"]
@@ -168,7 +173,7 @@ def _bn(e, n, x):
     p = n.params
     scale = p["weight"] / np.sqrt(p["running_var"] + n.attrs["eps"])
     shift = p["bias"] - p["running_mean"] * scale
-    layer = e.network.add_scale_nd(x, e.t.ScaleMode.CHANNEL, e.weights(shift), e.weights(scale), e.t.Weights(), 1)
+    layer = e.network.add_scale_nd(x, e.t.ScaleMode.CHANNEL, e.weights(shift), e.weights(scale), e.no_weights(), 1)
     return e.named(layer, n.name)
 
 
@@ -268,13 +273,26 @@ def _identity(e, n, x):
     return e.named(e.network.add_identity(x), n.name)
 
 
-def emit(graph, network):
-    """Fill `network` from `graph`; returns the Emission, which must outlive the engine build."""
-    e = Emission(network)
+def emit(graph, network, fp16=False):
+    """Fill `network` from `graph`; returns the Emission, which must outlive the engine build.
+
+    With `fp16`, weights are stored in half precision and the network computes in it, while its inputs and
+    outputs stay float32 (cast layers `NAME/fp16` and `NAME/fp32`), so callers' buffers do not change."""
+    e = Emission(network, np.float16 if fp16 else np.float32)
     for n in graph.nodes:
         if n.op not in EMIT:
             raise NotImplementedError(f"layer '{n.name}': no TensorRT emitter for op '{n.op}'")
-        e.tensors[n.name] = EMIT[n.op](e, n, *(e.tensors[i.name] for i in n.inputs))
+        out = EMIT[n.op](e, n, *(e.tensors[i.name] for i in n.inputs))
+        if fp16 and n.op == "input":
+            out = e.named(network.add_cast(out, e.t.float16), f"{n.name}/fp16")
+        e.tensors[n.name] = out
     for o in graph.outputs:
-        network.mark_output(e.tensors[o.name])
+        y = e.tensors[o.name]
+        if fp16:
+            y.name = f"{o.name}/fp16"
+            cast = network.add_cast(y, e.t.float32)
+            cast.name = f"{o.name}/fp32"
+            y = cast.get_output(0)
+            y.name = o.name
+        network.mark_output(y)
     return e

@@ -25,19 +25,20 @@ class EngineInfo:
     outputs: dict
     profile: tuple           # (min, opt, max) batch
     seconds: float
+    precision: str = "fp32"
     size: int = 0
     path: str = ""
 
 
-def create_network(graph):
+def create_network(graph, fp16=False):
     """A strongly typed TensorRT network filled from `graph`: (builder, network, emission)."""
     t = backend.trt()
     builder = t.Builder(backend.logger())
     network = builder.create_network(1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    return builder, network, emit(graph, network)
+    return builder, network, emit(graph, network, fp16)
 
 
-def build_engine(graph, batch=(1, 8, 32), workspace_mb=None, progress=True, tf32=False):
+def build_engine(graph, batch=(1, 8, 32), workspace_mb=None, progress=True, tf32=False, fp16=False):
     """Emit and build `graph`; returns (serialized plan bytes, EngineInfo).
 
     TF32 is off unless asked for: TensorRT enables it by default, which would make an fp32 engine differ
@@ -47,7 +48,7 @@ def build_engine(graph, batch=(1, 8, 32), workspace_mb=None, progress=True, tf32
         raise BuildError(f"batch profile must satisfy 1 <= min <= opt <= max, got {lo},{opt},{hi}")
     t = backend.trt()
     start = time.perf_counter()
-    builder, network, emission = create_network(graph)
+    builder, network, emission = create_network(graph, fp16)
     config = builder.create_builder_config()
     if not tf32:
         config.clear_flag(t.BuilderFlag.TF32)
@@ -69,7 +70,7 @@ def build_engine(graph, batch=(1, 8, 32), workspace_mb=None, progress=True, tf32
     del emission  # TensorRT has copied the weights into the plan
     info = EngineInfo(backend.flavour(), network.num_layers,
                       {n.name: n.shape for n in graph.inputs}, {o.name: o.shape for o in graph.outputs},
-                      (lo, opt, hi), time.perf_counter() - start, plan.nbytes)
+                      (lo, opt, hi), time.perf_counter() - start, "fp16" if fp16 else "fp32", plan.nbytes)
     return bytes(plan), info
 
 
@@ -78,7 +79,10 @@ def write_atomic(path, data):
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.fchmod(fd, 0o666 & ~umask)  # the mode a plain open() would give, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..check.report import DEFAULT_TOL, FP16_TOL, check_graph
 from ..engine import EngineInfo, build_engine, compare, execution_unavailable, run_engine, write_atomic
 from ..graph import Graph, fmt_shape
 from ..reference import run_reference
@@ -66,17 +67,17 @@ class BuildReport:
     unused: list
     executed: bool
     reason: str               # why the engine itself was not executed ("" when it was)
+    tol: float = 1e-4         # relative error allowed in each check
     checks: list = field(default_factory=list)   # (what was compared, metrics dict)
     accuracy: dict = field(default_factory=dict)
 
     @property
     def ok(self):
-        from ..check.report import DEFAULT_TOL
-        return all(m["rel"] <= DEFAULT_TOL for _, m in self.checks)
+        return all(m["rel"] <= self.tol for _, m in self.checks)
 
     def summary(self):
         e = self.engine
-        lines = [f"built {self.model} with {e.flavour}: {e.layers} TensorRT layers in {e.seconds:.1f} s",
+        lines = [f"built {self.model} ({e.precision}) with {e.flavour}: {e.layers} TensorRT layers in {e.seconds:.1f} s",
                  f"  engine   {e.path} ({e.size / 2**20:.1f} MiB)",
                  f"  weights  {self.weights}" + (f" ({len(self.unused)} tensors unused: "
                                                  f"{', '.join(self.unused[:5])}{'...' if len(self.unused) > 5 else ''})"
@@ -96,7 +97,7 @@ class BuildReport:
 
 
 def build(model, weights=None, output=None, batch=(1, 8, 32), device=0, verify=True, progress=True,
-          workspace_mb=None, samples=8, tf32=False):
+          workspace_mb=None, samples=8, tf32=False, fp16=False):
     """Build `model` (a zoo name, or a recorded Graph) into an engine file and compare it with PyTorch.
 
     A zoo model is compared with its PyTorch module; a Graph with its own PyTorch reference executor. Where
@@ -105,10 +106,11 @@ def build(model, weights=None, output=None, batch=(1, 8, 32), device=0, verify=T
         spec, w, graph = None, None, model
     else:
         spec, w, graph = load_model(model, weights)
-    plan, info = build_engine(graph, batch, workspace_mb, progress, tf32)
+    plan, info = build_engine(graph, batch, workspace_mb, progress, tf32, fp16)
     info.path = output or os.path.join("engines", f"{graph.name if spec is None else model}.engine")
     write_atomic(info.path, plan)
-    report = BuildReport(graph.name, w.source if w else "(in the graph)", info, w.unused() if w else [], False, "")
+    report = BuildReport(graph.name, w.source if w else "(in the graph)", info, w.unused() if w else [], False, "",
+                         FP16_TOL if fp16 else DEFAULT_TOL)
     if not verify:
         return report
     reason = execution_unavailable(device)
@@ -129,8 +131,7 @@ def build(model, weights=None, output=None, batch=(1, 8, 32), device=0, verify=T
                               for i in range(0, len(x), batch[2])])
         report.checks.append((f"TensorRT engine on GPU {device} vs {against}", compare(got, expected)))
     else:  # what TensorRT holds, run layer by layer on the CPU
-        from ..check.report import check_graph
-        check = check_graph(graph, {name: x}, {out: expected})
+        check = check_graph(graph, {name: x}, {out: expected}, report.tol, fp16)
         got = check.values[out]
         report.checks.append((f"TensorRT network (trtnet.check interpreter) vs {against}",
                               dict(check.final[out], first_bad=check.first_bad)))

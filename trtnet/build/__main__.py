@@ -32,6 +32,8 @@ def main(argv=None):
                    help="dynamic batch optimization profile (default 1,8,32)")
     p.add_argument("--device", type=int, default=0, metavar="N", help="GPU that runs the engine (default 0)")
     p.add_argument("--workspace", type=int, metavar="MB", help="builder workspace limit in MiB")
+    p.add_argument("--fp16", action="store_true",
+                   help="half-precision weights and math (inputs and outputs stay float32); checked at 1e-2")
     p.add_argument("--tf32", action="store_true", help="allow TF32 math in fp32 layers (faster on GPUs, ~1e-3 error)")
     p.add_argument("--no-verify", action="store_true", help="build only; skip the comparison with PyTorch")
     p.add_argument("--print-graph", action="store_true", help="print the recorded graph before building")
@@ -50,7 +52,7 @@ def main(argv=None):
         if not args.quiet:
             print(f"building {args.model} ...", file=sys.stderr)
         report = build(args.model, args.weights, args.output, profile, args.device, not args.no_verify,
-                       not args.quiet, args.workspace, tf32=args.tf32)
+                       not args.quiet, args.workspace, tf32=args.tf32, fp16=args.fp16)
         print(report.summary())
         if not report.ok:
             print(f"error: {args.model}: the comparison with PyTorch is over tolerance (see the checks above)",

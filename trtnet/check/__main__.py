@@ -4,7 +4,7 @@ import sys
 import numpy as np
 
 from ..cli import list_models, main_guard, parser, setup
-from .report import DEFAULT_TOL
+from .report import DEFAULT_TOL, FP16_TOL
 
 EPILOG = """examples:
   python -m trtnet.check lenet
@@ -26,12 +26,13 @@ def check_zoo(args):
         np.random.default_rng(0).standard_normal((args.batch, *shape), dtype=np.float32)
     out = graph.outputs[0].name
     expected = {out: run_torch(torch_reference(spec, w), x, out)}
-    return check_graph(graph, {graph.inputs[0].name: x}, expected, args.tol)
+    tol = args.tol or (FP16_TOL if args.fp16 else DEFAULT_TOL)
+    return check_graph(graph, {graph.inputs[0].name: x}, expected, tol, args.fp16)
 
 
 def check_onnx(args):
     from .onnx import check_onnx_file
-    return check_onnx_file(args.onnx, args.batch, args.tol)
+    return check_onnx_file(args.onnx, args.batch, args.tol or DEFAULT_TOL)
 
 
 def main(argv=None):
@@ -40,7 +41,8 @@ def main(argv=None):
     p.add_argument("--onnx", metavar="FILE", help="check an ONNX file parsed by TensorRT's OnnxParser against onnxruntime")
     p.add_argument("--batch", type=int, default=2, help="batch of inputs to run (default 2)")
     p.add_argument("--shape", metavar="C,H,W", help="sample shape for zoo models (default: the model's own)")
-    p.add_argument("--tol", type=float, default=DEFAULT_TOL, help=f"relative error tolerance (default {DEFAULT_TOL:g})")
+    p.add_argument("--tol", type=float, help=f"relative error tolerance (default {DEFAULT_TOL:g}, {FP16_TOL:g} with --fp16)")
+    p.add_argument("--fp16", action="store_true", help="check the half-precision network trtnet.build --fp16 emits")
     p.add_argument("--all", action="store_true", help="list every layer, also those without a reference tensor")
     args = p.parse_args(argv)
     if args.list:

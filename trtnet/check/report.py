@@ -7,6 +7,7 @@ from ..engine import compare
 from .interp import run_network
 
 DEFAULT_TOL = 1e-4  # relative to each tensor's largest magnitude: fp32 through ~50 layers stays well below it
+FP16_TOL = 1e-2     # half precision keeps ~3 decimal digits per op; the zoo's deep networks reach a few 1e-3
 
 
 @dataclass
@@ -88,16 +89,17 @@ def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="c
     return CheckReport(title, rows, final, tol, first_bad, values)
 
 
-def check_graph(graph, inputs, expected, tol=DEFAULT_TOL):
+def check_graph(graph, inputs, expected, tol=DEFAULT_TOL, fp16=False):
     """Emit `graph` into a TensorRT network and check it: layers against the graph's PyTorch reference
-    executor, outputs against `expected` (the original PyTorch module's outputs)."""
+    executor (fp32), outputs against `expected` (the original PyTorch module's outputs)."""
     from ..engine import create_network
     from ..reference import run_reference
-    _, network, emission = create_network(graph)
+    _, network, emission = create_network(graph, fp16)
     references = run_reference(graph, inputs, outputs="all")
     finals = {o.name: np.asarray(expected[o.name]) for o in graph.outputs}
     report = check_network(network, inputs, references, finals, tol,
-                           f"TensorRT network of '{graph.name}' ({network.num_layers} layers, run by trtnet.check) "
+                           f"TensorRT {'fp16' if fp16 else 'fp32'} network of '{graph.name}' ({network.num_layers} layers, "
+                           "run by trtnet.check) "
                            "vs PyTorch")
     del emission
     return report
