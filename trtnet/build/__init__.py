@@ -1,4 +1,4 @@
-"""`trtnet.build`: zoo model + weights -> serialized engine, then an honest comparison with PyTorch."""
+"""`trtnet.build`: a zoo model (or a recorded Graph) -> serialized engine, then an honest comparison with PyTorch."""
 import os
 from dataclasses import dataclass, field
 
