@@ -45,6 +45,8 @@ def test_engine_runs_on_chosen_device():
     spec = zoo.get("lenet")
     graph = spec.graph(tn.WeightMap(zoo.export_state("lenet")))
     plan, _ = build_engine(graph, (1, 2, 2), progress=False)
-    x = np.zeros((2, 1, 32, 32), np.float32)
-    out = run_engine(plan, {"data": x}, device)["prob"]
+    x = np.random.default_rng(0).standard_normal((5, 1, 32, 32), dtype=np.float32)
+    out = run_engine(plan, {"data": x}, device, max_batch=2)["prob"]  # chunks of 2, 2 and 1 in one context
+    assert out.shape == (5, 10)
+    np.testing.assert_allclose(out[3:], run_engine(plan, {"data": x[3:]}, device)["prob"], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(out.sum(1), 1.0, rtol=1e-5)

@@ -97,7 +97,7 @@ class BuildReport:
 
 
 def build(model, weights=None, output=None, batch=(1, 8, 32), device=0, verify=True, progress=True,
-          workspace_mb=None, samples=8, tf32=False, fp16=False):
+          workspace_mb=None, samples=8, tf32=False, fp16=False, show_graph=False):
     """Build `model` (a zoo name, or a recorded Graph) into an engine file and compare it with PyTorch.
 
     A zoo model is compared with its PyTorch module; a Graph with its own PyTorch reference executor. Where
@@ -106,6 +106,8 @@ def build(model, weights=None, output=None, batch=(1, 8, 32), device=0, verify=T
         spec, w, graph = None, None, model
     else:
         spec, w, graph = load_model(model, weights)
+    if show_graph:
+        print(graph)
     plan, info = build_engine(graph, batch, workspace_mb, progress, tf32, fp16)
     info.path = output or os.path.join("engines", f"{graph.name if spec is None else model}.engine")
     write_atomic(info.path, plan)
@@ -127,8 +129,7 @@ def build(model, weights=None, output=None, batch=(1, 8, 32), device=0, verify=T
     against = "PyTorch reference executor" if spec is None else "PyTorch"
     expected = recorded if spec is None else run_torch(torch_reference(spec, w), x, out)
     if report.executed:
-        got = np.concatenate([run_engine(plan, {name: x[i:i + batch[2]]}, device)[out]
-                              for i in range(0, len(x), batch[2])])
+        got = run_engine(plan, {name: x}, device, max_batch=batch[2])[out]
         report.checks.append((f"TensorRT engine on GPU {device} vs {against}", compare(got, expected)))
     else:  # what TensorRT holds, run layer by layer on the CPU
         check = check_graph(graph, {name: x}, {out: expected}, report.tol, fp16)

@@ -46,13 +46,10 @@ def main(argv=None):
 
     def run():
         setup(args)
-        if args.print_graph:
-            from . import load_model
-            print(load_model(args.model, args.weights)[2])
         if not args.quiet:
             print(f"building {args.model} ...", file=sys.stderr)
         report = build(args.model, args.weights, args.output, profile, args.device, not args.no_verify,
-                       not args.quiet, args.workspace, tf32=args.tf32, fp16=args.fp16)
+                       not args.quiet, args.workspace, tf32=args.tf32, fp16=args.fp16, show_graph=args.print_graph)
         print(report.summary())
         if not report.ok:
             print(f"error: {args.model}: the comparison with PyTorch is over tolerance (see the checks above)",
