@@ -496,6 +496,19 @@ def test_squeeze_unsqueeze():
     close(got[1], x.reshape(1, 2, 3, 1))
 
 
+def test_squeeze_without_axes_drops_static_unit_dims():
+    """No axes input: every dimension that is 1 in the definition goes; a dynamic one stays, and
+    being 1 at run time is an error (it would change the rank)."""
+    n = Net()
+    inp = n.input((1, -1, 1, 3))
+    layer = n.net.add_squeeze(inp)
+    assert layer.num_inputs == 1 and tuple(layer.get_output(0).shape) == (-1, 3)
+    x = rand(1, 4, 1, 3)
+    close(n.run({"x": x}, layer.get_output(0)), x.reshape(4, 3))
+    with pytest.raises(ValueError, match="dynamic dimension"):
+        run_network(n.net, {"x": rand(1, 1, 1, 3)})
+
+
 SAMPLE = t.SampleMode
 
 
@@ -567,6 +580,72 @@ def test_gather_modes():
     close(got[2], data[nd_idx[:, 0], nd_idx[:, 1]])
 
 
+def test_gather_elementwise_dims():
+    """num_elementwise_dims: DEFAULT with 1 gathers each batch element from its own slice; ND with
+    b is ONNX GatherND with batch_dims = b."""
+    data = rand(3, 4, 5)
+    n = Net()
+    inp = n.input(data.shape)
+    idx = np.array([[0, 3], [1, 1], [2, 0]], np.int32)
+    default = n.net.add_gather(inp, n.const(idx), 2)
+    default.num_elementwise_dims = 1
+    nd_idx = np.array([[[0, 4], [3, 1]], [[1, 1], [2, 2]], [[3, 0], [0, 3]]], np.int32)
+    nd = n.net.add_gather_v2(inp, n.const(nd_idx), GM.ND)
+    nd.num_elementwise_dims = 1
+    got = n.run({"x": data}, default.get_output(0), nd.get_output(0))
+    close(got[0], np.stack([data[b][:, idx[b]] for b in range(3)]))
+    close(got[1], np.stack([[data[b][i, j] for i, j in nd_idx[b]] for b in range(3)]))
+
+
+def test_reverse_sequence():
+    """Sequence axis 0, batch axis 1 (the defaults): column b has its first lengths[b] rows reversed."""
+    x = rand(5, 4, 3)
+    lengths = np.array([5, 1, 3, 0], np.int32)
+    n = Net()
+    layer = n.net.add_reverse_sequence(n.input(x.shape), n.const(lengths))
+    assert (layer.batch_axis, layer.sequence_axis) == (1, 0)
+    got = n.run({"x": x}, layer.get_output(0))
+    want = x.copy()
+    for b, k in enumerate(lengths):
+        want[:k, b] = x[:k, b][::-1]
+    close(got, want)
+    n2 = Net()
+    swapped = n2.net.add_reverse_sequence(n2.input(x.shape), n2.const(np.array([2, 4, 4, 1, 3], np.int32)))
+    swapped.batch_axis, swapped.sequence_axis = 0, 1
+    want = x.copy()
+    for b, k in enumerate([2, 4, 4, 1, 3]):
+        want[b, :k] = x[b, :k][::-1]
+    close(n2.run({"x": x}, swapped.get_output(0)), want)
+
+
+def test_one_hot_against_torch():
+    """values [off, on]; negative indices count from depth; out-of-range ones give all off."""
+    idx = np.array([[0, 3, -1], [2, 4, -5]], np.int32)
+    n = Net()
+    inp = n.input(idx.shape, t.int32)
+    values, depth = n.const(np.array([-0.5, 2.0], np.float32)), n.const(np.array(4, np.int32))
+    last = n.net.add_one_hot(inp, values, depth, -1).get_output(0)
+    first = n.net.add_one_hot(inp, values, depth, 0).get_output(0)
+    got = n.run({"x": idx}, last, first)
+    wrapped = np.where(idx < 0, idx + 4, idx)
+    hot = F.one_hot(tt(np.where((wrapped >= 0) & (wrapped < 4), wrapped, 4)).long(), 5)[..., :4].numpy()
+    want = np.where(hot == 1, 2.0, -0.5).astype(np.float32)
+    np.testing.assert_array_equal(got[0], want)
+    np.testing.assert_array_equal(got[1], np.moveaxis(want, -1, 0))
+
+
+def test_grid_sample_linear_modes():
+    x = rand(2, 3, 5, 6)
+    grid = rand(2, 4, 7, 2, seed=1, lo=-1.3, hi=1.3)
+    for mode, pad in ((SAMPLE.FILL, "zeros"), (SAMPLE.CLAMP, "border"), (SAMPLE.REFLECT, "reflection")):
+        for align in (False, True):
+            n = Net()
+            layer = n.net.add_grid_sample(n.input(x.shape), n.const(grid))
+            layer.sample_mode, layer.align_corners = mode, align
+            want = F.grid_sample(tt(x), tt(grid), "bilinear", pad, align)
+            close(n.run({"x": x}, layer.get_output(0)), want.numpy())
+
+
 def test_scatter_modes():
     data, upd = rand(3, 4), rand(2, 4, seed=1)
     n = Net()
@@ -635,6 +714,20 @@ def test_topk():
     v, i = torch.topk(tt(x), 2, 2, largest=False)
     close(got[2], v.numpy())
     np.testing.assert_array_equal(got[3], i.numpy())
+
+
+@pytest.mark.parametrize("op", [t.TopKOperation.MAX, t.TopKOperation.MIN], ids=["MAX", "MIN"])
+def test_topk_ties_lowest_index_first(op):
+    x = np.array([[1, 3, 3, 0, 3, 1, 0, 1]], np.float32)
+    n = Net()
+    layer = n.net.add_topk(n.input(x.shape), op, 5, 1 << 1)
+    values, indices = n.run({"x": x}, layer.get_output(0), layer.get_output(1))
+    if op == t.TopKOperation.MAX:
+        np.testing.assert_array_equal(indices, [[1, 2, 4, 0, 5]])
+        np.testing.assert_array_equal(values, [[3, 3, 3, 1, 1]])
+    else:
+        np.testing.assert_array_equal(indices, [[3, 6, 0, 5, 7]])
+        np.testing.assert_array_equal(values, [[0, 0, 1, 1, 1]])
 
 
 def test_cumulative():
@@ -861,11 +954,11 @@ def test_unsupported_layer_type_names_layer():
 
 
 @pytest.mark.parametrize("build,match", [
-    (lambda n, i: (lambda L: (setattr(L, "num_elementwise_dims", 1), L)[1])(
-        n.net.add_gather(i, n.const(np.zeros((1, 2), np.int32)), 1)), "num_elementwise_dims 1"),
+    (lambda n, i: (lambda L: (setattr(L, "interpolation_mode", IM.CUBIC), L)[1])(
+        n.net.add_grid_sample(i, n.const(np.zeros((1, 2, 2, 2), np.float32)))), "grid sample InterpolationMode.CUBIC"),
     (lambda n, i: (lambda L: (setattr(L, "scales", (1, 1, 1.5, 1.5)), L)[1])(n.net.add_resize(i)), "non-integral"),
     (lambda n, i: n.net.add_fill((2, 2), t.FillOperation.RANDOM_UNIFORM, t.float32), "RANDOM_UNIFORM"),
-], ids=["gather_elementwise_dims", "resize_fractional_scales", "random_fill"])
+], ids=["grid_sample_cubic", "resize_fractional_scales", "random_fill"])
 def test_unsupported_attribute_names_layer_and_value(build, match):
     x = rand(1, 3, 5, 5)
     n = Net()

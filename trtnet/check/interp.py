@@ -8,12 +8,15 @@ padding modes follow the PaddingMode formulas, and so on. The point is to catch 
 emitted networks without a GPU, so anything that cannot be reproduced exactly raises
 ``UnsupportedLayerError`` instead of being approximated.
 
-Precision: float16/bfloat16 tensors are computed in float32 and rounded to the tensor's type
-at each layer output; every output takes the type TensorRT inferred for it. The output shapes
+Precision: float16/bfloat16/FP8 tensors are computed in float32 and rounded to the tensor's type
+at each layer output; every output takes the type TensorRT inferred for it (FP8 E4M3 values are
+held as torch.float8_e4m3fn, INT4 ones as int8, and come back as float32 and int8 arrays). The output shapes
 TensorRT inferred (where known at definition time) are checked against the computed ones.
 """
 import heapq
 import math
+from collections import ChainMap
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -54,8 +57,10 @@ def _layer(kind, cls):
 @lru_cache(maxsize=None)
 def _torch_types(module):
     D = module.DataType
+    # INT4 values live in int8 tensors (torch has no int4); FP8 is E4M3 without infinities.
     return {D.FLOAT: torch.float32, D.HALF: torch.float16, D.BF16: torch.bfloat16, D.INT8: torch.int8,
-            D.INT32: torch.int32, D.INT64: torch.int64, D.BOOL: torch.bool, D.UINT8: torch.uint8}
+            D.INT32: torch.int32, D.INT64: torch.int64, D.BOOL: torch.bool, D.UINT8: torch.uint8,
+            D.FP8: torch.float8_e4m3fn, D.INT4: torch.int8}
 
 
 def _dtype(trt_type):
@@ -65,7 +70,7 @@ def _dtype(trt_type):
     return types[trt_type]
 
 
-_LOW = (torch.float16, torch.bfloat16)
+_LOW = (torch.float16, torch.bfloat16, torch.float8_e4m3fn)
 
 
 def _ints(dims):
@@ -323,6 +328,54 @@ def _cast(layer, x):
     return x.to(_dtype(layer.to_type))
 
 
+_QRANGE = {"INT8": 127, "INT4": 7, "FP8": 448}
+
+
+def _qscale(layer, x, scale, zero_point):
+    """The scale broadcast to x: a scalar (per tensor), 1-D along `axis` (per axis), or of x's rank
+    with x's dims divided into blocks (block_shape, -1 meaning the whole dim; inferred from the
+    shapes where unset). The zero point must be all zeros (symmetric quantization only)."""
+    _need(zero_point is None or not bool(zero_point.float().any()), "non-zero zero point")
+    if scale.dim() == 0:
+        return scale
+    if scale.dim() == 1 and x.dim() != 1:
+        axis = layer.axis % x.dim()
+        if scale.numel() != x.shape[axis]:
+            raise ValueError(f"{scale.numel()} scales for axis {axis} of length {x.shape[axis]}")
+        return scale.reshape([-1 if d == axis else 1 for d in range(x.dim())])
+    if scale.dim() != x.dim():
+        raise ValueError(f"rank-{scale.dim()} scale for a rank-{x.dim()} input")
+    try:
+        blocks = [n if b == -1 else b for b, n in zip(_ints(layer.block_shape), x.shape)]
+    except RuntimeError:  # no block shape set: TensorRT derives it from the two shapes
+        blocks = [n // s if s and n % s == 0 else 0 for n, s in zip(x.shape, scale.shape)]
+    if [b * s for b, s in zip(blocks, scale.shape)] != list(x.shape):
+        raise ValueError(f"scale {tuple(scale.shape)} does not tile input {tuple(x.shape)} in blocks {blocks}")
+    for d, b in enumerate(blocks):
+        scale = scale.repeat_interleave(b, d)
+    return scale
+
+
+@_layer("QUANTIZE", "IQuantizeLayer")
+def _quantize(layer, x, scale, zero_point=None):
+    """clamp(round_half_to_even(x / scale)) into INT8 [-128, 127], INT4 [-8, 7] or FP8 E4M3
+    (nearest-even on its grid, saturating at +-448); x / scale in float32."""
+    kind = layer.to_type.name
+    _need(kind in _QRANGE, f"quantization to {layer.to_type}")
+    y = x.float() / _qscale(layer, x, scale.float(), zero_point)
+    top = _QRANGE[kind]
+    if kind == "FP8":
+        return y.clamp(-top, top).to(torch.float8_e4m3fn)
+    return torch.round(y).clamp(-top - 1, top)
+
+
+@_layer("DEQUANTIZE", "IDequantizeLayer")
+def _dequantize(layer, x, scale, zero_point=None):
+    """x * scale (zero point 0), the product formed exactly (float64) and rounded once to the
+    output type."""
+    return x.double() * _qscale(layer, x, scale.double(), zero_point)
+
+
 @_layer("IDENTITY", "IIdentityLayer")
 def _identity(layer, x):
     """Copies the input; a type change (weakly typed networks) happens at the output."""
@@ -375,8 +428,15 @@ def _concatenation(layer, *xs):
 
 
 @_layer("SQUEEZE", "ISqueezeLayer")
-def _squeeze(layer, x, axes):
-    """Removes the unit dimensions at `axes` (input 1; negative counts from the back)."""
+def _squeeze(layer, x, axes=None):
+    """Removes the unit dimensions at `axes` (input 1; negative counts from the back). Without
+    axes, the dimensions that are 1 in the network definition go; dynamic ones stay, and must
+    not be 1 at run time (the output rank is fixed when the network is defined)."""
+    if axes is None:
+        static = _ints(layer.get_input(0).shape)
+        if any(d < 0 and n == 1 for d, n in zip(static, x.shape)):
+            raise ValueError(f"a dynamic dimension of {static} is 1 at run time: squeezing it would change the rank")
+        return x.reshape([n for d, n in zip(static, x.shape) if d != 1])
     drop = {a % x.dim() for a in axes.tolist()}
     if any(x.shape[a] != 1 for a in drop):
         raise ValueError(f"squeezing non-unit dimensions {sorted(drop)} of {tuple(x.shape)}")
@@ -455,6 +515,36 @@ def _padding(layer, x):
     return _pad(x, list(zip(pre, post)))
 
 
+@_layer("REVERSE_SEQUENCE", "IReverseSequenceLayer")
+def _reverse_sequence(layer, x, lengths):
+    """For each index b along batch_axis, the first lengths[b] elements along sequence_axis are
+    reversed and the rest kept."""
+    ba, sa = layer.batch_axis % x.dim(), layer.sequence_axis % x.dim()
+    n = x.shape[sa]
+    lengths = lengths.long()
+    if bool(((lengths < 0) | (lengths > n)).any()):
+        raise ValueError(f"sequence lengths {lengths.tolist()} outside [0, {n}]")
+    pos = torch.arange(n).reshape(1, -1)
+    src = torch.where(pos < lengths.reshape(-1, 1), lengths.reshape(-1, 1) - 1 - pos, pos)  # [batch, seq]
+    shape = [1] * x.dim()
+    shape[ba], shape[sa] = src.shape
+    src = (src if ba < sa else src.T).reshape(shape).expand(x.shape)
+    return torch.gather(x, sa, src)
+
+
+@_layer("ONE_HOT", "IOneHotLayer")
+def _one_hot(layer, idx, values, depth):
+    """values[1] where the index along the new `axis` equals indices (negative ones count from
+    depth, as ONNX OneHot), values[0] elsewhere; indices outside [-depth, depth) give all off."""
+    d = int(depth)
+    axis = layer.axis % (idx.dim() + 1)
+    idx = idx.long()
+    idx = torch.where(idx < 0, idx + d, idx)
+    shape = [-1 if i == axis else 1 for i in range(idx.dim() + 1)]
+    hot = idx.unsqueeze(axis) == torch.arange(d).reshape(shape)
+    return torch.where(hot, values[1], values[0])
+
+
 def _gather_index(idx, size):
     """Negative indices count from the back; out-of-bounds ones gather zero."""
     idx = idx.long()
@@ -466,22 +556,37 @@ def _gather_index(idx, size):
 @_layer("GATHER", "IGatherLayer")
 def _gather(layer, data, idx):
     """DEFAULT (ONNX Gather: data dims with `axis` replaced by the indices' dims), ELEMENT
-    (ONNX GatherElements) and ND (ONNX GatherND); zero is stored for out-of-bounds indices."""
+    (ONNX GatherElements) and ND (ONNX GatherND); zero is stored for out-of-bounds indices.
+    num_elementwise_dims e > 0 makes the leading e dims of data and indices shared batch dims,
+    each batch element gathering from its own slice (DEFAULT: e = 1 with axis past it; ND: ONNX
+    GatherND's batch_dims)."""
     GM = trt().GatherMode
-    mode, axis = layer.mode, layer.axis % max(data.dim(), 1)
-    _need(layer.num_elementwise_dims == 0, f"num_elementwise_dims {layer.num_elementwise_dims}")
-    if mode == GM.DEFAULT:
+    mode, e = layer.mode, layer.num_elementwise_dims
+    if mode == GM.ELEMENT:
+        axis = layer.axis % data.dim()
         i, inside = _gather_index(idx, data.shape[axis])
-        out = data.index_select(axis, i.reshape(-1))
-        out = out.reshape(data.shape[:axis] + idx.shape + data.shape[axis + 1:])
+        return torch.where(inside, torch.gather(data, axis, i), torch.zeros((), dtype=data.dtype))
+    _need(mode in (GM.DEFAULT, GM.ND), f"gather mode {mode}")
+    if not e:
+        return _gather_one(mode, data, idx, layer.axis % max(data.dim(), 1))
+    _need(mode == GM.ND or (e == 1 and layer.axis >= 1), f"num_elementwise_dims {e} with axis {layer.axis}")
+    if data.shape[:e] != idx.shape[:e]:
+        raise ValueError(f"elementwise dims {tuple(data.shape[:e])} and {tuple(idx.shape[:e])} differ")
+    axis = layer.axis - e if mode == GM.DEFAULT else 0
+    parts = [_gather_one(mode, d, i, axis) for d, i in
+             zip(data.reshape(-1, *data.shape[e:]), idx.reshape(-1, *idx.shape[e:]))]
+    out = torch.stack(parts)
+    return out.reshape(*data.shape[:e], *out.shape[1:])
+
+
+def _gather_one(mode, data, idx, axis):
+    """A DEFAULT or ND gather without shared leading dims."""
+    if mode == trt().GatherMode.DEFAULT:
+        i, inside = _gather_index(idx, data.shape[axis])
+        out = data.index_select(axis, i.reshape(-1)).reshape(data.shape[:axis] + idx.shape + data.shape[axis + 1:])
         inside = inside.reshape((1,) * axis + idx.shape + (1,) * (data.dim() - axis - 1))
-    elif mode == GM.ELEMENT:
-        i, inside = _gather_index(idx, data.shape[axis])
-        out = torch.gather(data, axis, i)
     else:
-        _need(mode == GM.ND, f"gather mode {mode}")
-        k = idx.shape[-1]
-        parts = [_gather_index(idx[..., j], data.shape[j]) for j in range(k)]
+        parts = [_gather_index(idx[..., j], data.shape[j]) for j in range(idx.shape[-1])]
         out = data[tuple(p for p, _ in parts)]
         inside = torch.stack([m for _, m in parts]).all(0)
         inside = inside.reshape(inside.shape + (1,) * (out.dim() - inside.dim()))
@@ -583,6 +688,54 @@ def _softmax(layer, x):
     return torch.softmax(x, dim=axes[0])
 
 
+def _attention(att, q, k, v, mask):
+    """normalize(Q K^T + mask) V over the last two dims, with no scaling of Q K^T (the ONNX
+    parser scales Q and K by sqrt(scale) before the layer). Key/value heads may be fewer than
+    query heads (grouped queries: query head h reads key/value head h // (Hq / Hkv)). A bool mask
+    keeps the True positions; a float mask is added. causal_kind keeps key j <= query i
+    (UPPER_LEFT) or j <= i + Skv - Sq (LOWER_RIGHT). Normalization SOFTMAX over the keys, or NONE."""
+    t = trt()
+    _need(att.query_form == t.AttentionIOForm.PADDED_BHND and att.key_value_form == t.AttentionIOForm.PADDED_BHND,
+          f"attention forms {att.query_form}/{att.key_value_form}")
+    _need(att.key_value_lengths is None and att.query_lengths is None, "attention key/value lengths")
+    _need(att.normalization_quantize_scale is None, "quantized attention normalization")
+    _need(att.num_ranks == 1, f"attention over {att.num_ranks} ranks")
+    hq, hkv = q.shape[1], k.shape[1]
+    if hq % hkv:
+        raise ValueError(f"{hq} query heads for {hkv} key/value heads")
+    k, v = k.repeat_interleave(hq // hkv, 1), v.repeat_interleave(hq // hkv, 1)
+    scores = q @ k.transpose(-1, -2)
+    sq, skv = scores.shape[-2:]
+    keep = None
+    if att.causal_kind != t.CausalMaskKind.NONE:
+        shift = skv - sq if att.causal_kind == t.CausalMaskKind.LOWER_RIGHT else 0
+        keep = torch.arange(skv).reshape(1, -1) <= torch.arange(sq).reshape(-1, 1) + shift
+    elif mask is not None and mask.dtype == torch.bool:
+        keep = mask
+    elif mask is not None:
+        scores = scores + mask
+    if att.norm_op == t.AttentionNormalizationOp.NONE:
+        _need(keep is None, "a causal or bool mask without softmax normalization")
+        return scores @ v
+    if keep is not None:
+        keep = keep.expand(scores.shape)
+        _need(bool(keep.any(-1).all()), "a query whose every key is masked")
+        scores = scores.masked_fill(~keep, -math.inf)
+    return torch.softmax(scores, -1) @ v
+
+
+@_layer("ATTENTION_INPUT", "IAttentionInputLayer")
+def _attention_input(layer, q, k, v, mask=None, *_):
+    """The input boundary of an IAttention holds its inputs; the whole attention is computed here
+    and the output boundary passes it on."""
+    return _attention(layer.attention, q, k, v, mask)
+
+
+@_layer("ATTENTION_OUTPUT", "IAttentionOutputLayer")
+def _attention_output(layer, x):
+    return x
+
+
 def _prod(x, axes, keep):
     for a in sorted(axes, reverse=True):
         x = x.prod(a, keepdim=keep)
@@ -611,12 +764,12 @@ def _reduce(layer, x):
 @_layer("TOPK", "ITopKLayer")
 def _topk(layer, x, k=None):
     """The k largest (MAX) or smallest (MIN) values along the single axis in `axes`, sorted, and
-    their indices; k from input 1 when present."""
+    their indices, tied values lowest index first (as ONNX requires); k from input 1 when present."""
     axes = _bits(layer.axes, x.dim())
     _need(len(axes) == 1, f"topk axes mask {layer.axes:#b} (exactly one axis bit)")
     k = int(k) if k is not None else layer.k
-    values, indices = torch.topk(x, k, dim=axes[0], largest=layer.op == trt().TopKOperation.MAX)
-    return values, indices
+    values, indices = torch.sort(x, dim=axes[0], descending=layer.op == trt().TopKOperation.MAX, stable=True)
+    return values.narrow(axes[0], 0, k), indices.narrow(axes[0], 0, k)
 
 
 @_layer("CUMULATIVE", "ICumulativeLayer")
@@ -739,6 +892,18 @@ def _resize(layer, x, dims=None):
     return x
 
 
+@_layer("GRID_SAMPLE", "IGridSampleLayer")
+def _grid_sample(layer, x, grid):
+    """ONNX GridSample with linear interpolation: grid [N, H, W, 2] (or [N, D, H, W, 3]) of
+    normalized (x, y[, z]) coordinates, -1 and 1 being the edge pixels' centres (align_corners)
+    or outer edges; outside points per sample_mode FILL (zeros), CLAMP (edge) or REFLECT."""
+    SM = trt().SampleMode
+    _need(layer.interpolation_mode == trt().InterpolationMode.LINEAR, f"grid sample {layer.interpolation_mode}")
+    pad = {SM.FILL: "zeros", SM.CLAMP: "border", SM.REFLECT: "reflection"}.get(layer.sample_mode)
+    _need(pad is not None, f"grid sample mode {layer.sample_mode}")
+    return F.grid_sample(x, grid.to(x.dtype), "bilinear", pad, layer.align_corners)
+
+
 @_layer("ASSERTION", "IAssertionLayer")
 def _assertion(layer, cond):
     """Fails when any element of the boolean input is false."""
@@ -759,7 +924,7 @@ def _conform(x, tensor):
 
 
 def _numpy(x):
-    return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
+    return (x.float() if x.dtype in (torch.bfloat16, torch.float8_e4m3fn) else x).numpy()
 
 
 def _feed(tensor, value):
@@ -771,41 +936,265 @@ def _feed(tensor, value):
     return _conform(x.to(dtype) if x.dtype != dtype else x, tensor)
 
 
-def _schedule(network, wanted):
-    """The layers to run, each after the layers whose outputs it takes, otherwise in creation order
-    (a layer may take tensors from layers created after it, e.g. through set_input). With `wanted`
-    (tensor names) only the layers they depend on run, plus output-less ones (assertions), as in
-    an engine; with None, all of them."""
-    layers = [network.get_layer(i) for i in range(network.num_layers)]
-    producer = {layer.get_output(j).name: i for i, layer in enumerate(layers) for j in range(layer.num_outputs)}
-    deps = [{producer[x.name] for x in map(layer.get_input, range(layer.num_inputs))
-             if x is not None and x.name in producer} for layer in layers]
-    keep = set(range(len(layers)))
-    if wanted is not None:
-        keep = set()
-        todo = [producer[n] for n in wanted if n in producer] + [i for i, L in enumerate(layers) if not L.num_outputs]
+_BOUNDARY = ("TRIP_LIMIT", "ITERATOR", "RECURRENCE", "LOOP_OUTPUT")
+
+
+class _Loop:
+    """A loop as one schedulable unit: its boundary layers and the units of its body."""
+
+    def __init__(self, name, boundary):
+        self.name, self.boundary, self.members, self.units = name, boundary, set(boundary), []
+
+
+def _find_loops(layers):
+    """Loops by their boundary layers (ILoopBoundaryLayer.loop; the binding hands back one Python
+    object per ILoop). A loop's members are its boundary layers plus every layer that depends on
+    its recurrences or iterators without passing through its loop outputs (layers that depend on
+    neither are loop-invariant and run once, outside); a nested loop belongs whole or not at all."""
+    t, owners, loops = trt(), [], []
+    for i, layer in enumerate(layers):
+        if layer.type.name in _BOUNDARY:
+            layer.__class__ = t.ILoopBoundaryLayer
+            loop = layer.loop
+            k = next((j for j, o in enumerate(owners) if o is loop), None)
+            if k is None:
+                owners.append(loop)
+                loops.append(_Loop(loop.name, []))
+                k = len(loops) - 1
+            loops[k].boundary.append(i)
+    users = {}
+    for i, layer in enumerate(layers):
+        for j in range(layer.num_inputs):
+            x = layer.get_input(j)
+            if x is not None:
+                users.setdefault(x.name, []).append(i)
+    of = {i: lp for lp in loops for i in lp.boundary}
+    for lp in loops:
+        own = set(lp.boundary)
+        todo = [i for i in lp.boundary if layers[i].type.name in ("ITERATOR", "RECURRENCE")]
+        members = set(todo)
         while todo:
             i = todo.pop()
-            if i not in keep:
-                keep.add(i)
-                todo.extend(deps[i])
-    users, waiting = [[] for _ in layers], [len(d) for d in deps]
-    for i, d in enumerate(deps):
+            nested = of[i].boundary if i in of and of[i] is not lp else []
+            for j in [u for k in range(layers[i].num_outputs) for u in users.get(layers[i].get_output(k).name, [])] + nested:
+                if j not in members and not (j in own and layers[j].type.name != "RECURRENCE"):
+                    members.add(j)
+                    todo.append(j)
+        lp.members = members | own
+    return loops
+
+
+def _units(indices, loops):
+    """The schedulable units among `indices`: the outermost loops whose members lie there, and the
+    layers outside them. Loop bodies get their own units, recursively."""
+    inside = [lp for lp in loops if lp.members <= indices]
+    outer = [lp for lp in inside if not any(lp is not o and lp.members < o.members for o in inside)]
+    taken = set().union(*(lp.members for lp in outer))
+    for lp in outer:
+        body = lp.members - set(lp.boundary)
+        lp.units = _units(body, [o for o in inside if o.members < lp.members])
+    return outer + sorted(indices - taken)
+
+
+def _unit_layers(unit):
+    return sorted(unit.members) if isinstance(unit, _Loop) else [unit]
+
+
+def _order(units, layers, wanted, extra=()):
+    """Units each after the units whose outputs it takes, otherwise in creation order. With
+    `wanted` (tensor names) only the units they depend on run, plus output-less layers
+    (assertions), as in an engine; with None, all of them. `extra`: further tensors needed."""
+    produced, key = {}, []
+    for u, unit in enumerate(units):
+        members = _unit_layers(unit)
+        key.append(members[0])
+        outs = [i for i in members if not isinstance(unit, _Loop) or layers[i].type.name == "LOOP_OUTPUT"]
+        for i in outs:
+            for j in range(layers[i].num_outputs):
+                produced[layers[i].get_output(j).name] = u
+    deps = []
+    for unit in units:
+        members = _unit_layers(unit)
+        mine = {layers[i].get_output(j).name for i in members for j in range(layers[i].num_outputs)}
+        names = {x.name for i in members for x in map(layers[i].get_input, range(layers[i].num_inputs))
+                 if x is not None and x.name not in mine}
+        deps.append({produced[n] for n in names if n in produced})
+    keep = set(range(len(units)))
+    if wanted is not None:
+        keep = set()
+        todo = [produced[n] for n in list(wanted) + list(extra) if n in produced]
+        todo += [u for u, unit in enumerate(units) if not isinstance(unit, _Loop) and not layers[unit].num_outputs]
+        while todo:
+            u = todo.pop()
+            if u not in keep:
+                keep.add(u)
+                todo.extend(deps[u])
+    users, waiting = [[] for _ in units], [len(d) for d in deps]
+    for u, d in enumerate(deps):
         for j in d:
-            users[j].append(i)
-    ready = [i for i in keep if waiting[i] == 0]
+            users[j].append(u)
+    ready = [(key[u], u) for u in keep if waiting[u] == 0]
     heapq.heapify(ready)
     order = []
     while ready:
-        i = heapq.heappop(ready)
-        order.append(layers[i])
-        for u in users[i]:
-            waiting[u] -= 1
-            if waiting[u] == 0 and u in keep:
-                heapq.heappush(ready, u)
+        _, u = heapq.heappop(ready)
+        order.append(units[u])
+        for v in users[u]:
+            waiting[v] -= 1
+            if waiting[v] == 0 and v in keep:
+                heapq.heappush(ready, (key[v], v))
     if len(order) < len(keep):
         raise ValueError("the network's layers form a cycle")
     return order
+
+
+def _schedule(network, wanted):
+    """The layers (ints into `layers`) and loops to run in order, and the network's layers."""
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    loops = _find_loops(layers)
+    units = _order(_units(set(range(len(layers))), loops), layers, wanted)
+    for lp in loops:
+        lp.units = _order(lp.units, layers, [], _loop_needs(lp, layers))
+    return units, layers
+
+
+def _loop_needs(lp, layers):
+    """The body tensors a loop reads back: next values, trip conditions, loop output values."""
+    needs = []
+    for i in lp.boundary:
+        kind = layers[i].type.name
+        if kind in ("RECURRENCE", "LOOP_OUTPUT", "TRIP_LIMIT"):
+            x = layers[i].get_input(1 if kind == "RECURRENCE" else 0)
+            if x is not None:
+                needs.append(x.name)
+    return needs
+
+
+@contextmanager
+def _naming(what):
+    """Errors raised inside name the layer or loop (`what`)."""
+    try:
+        yield
+    except _Unsupported as e:
+        raise UnsupportedLayerError(f"{what}: {e} not supported") from None
+    except (ValueError, RuntimeError, IndexError) as e:
+        raise type(e)(f"{what}: {e}") from e
+
+
+def _run_layer(layer, env):
+    t = trt()
+    kind = layer.type
+    what = f"layer {layer.name!r} ({kind})"
+    if kind.name not in _LAYERS:
+        raise UnsupportedLayerError(f"{what}: layer type not supported")
+    fn, cls = _LAYERS[kind.name]
+    layer.__class__ = getattr(t, cls)
+    args = [layer.get_input(j) for j in range(layer.num_inputs)]
+    args = [None if a is None else env[a.name] for a in args]
+    args = [a.float() if a is not None and a.dtype in _LOW else a for a in args]
+    with _naming(what):
+        result = fn(layer, *args)
+        result = result if isinstance(result, tuple) else (result,)
+        for j, value in enumerate(result):
+            tensor = layer.get_output(j)
+            env[tensor.name] = _conform(value, tensor)
+
+
+def _run(units, layers, env):
+    for unit in units:
+        if isinstance(unit, _Loop):
+            _run_loop(unit, layers, env)
+        else:
+            _run_layer(layers[unit], env)
+
+
+def _run_loop(lp, layers, env):
+    """Runs the body once per iteration, as TensorRT's loop semantics describe: recurrences start
+    at input 0 and take input 1's value of the previous iteration; iterators give slice i (or
+    M-1-i with reverse, M the COUNT trip limit) along their axis; the loop stops after COUNT
+    iterations or before one whose WHILE condition is false; LAST_VALUE gives a recurrence's final
+    value, CONCATENATE/REVERSE stack each iteration's value (in reverse order) along `axis`."""
+    t = trt()
+    what = f"loop {lp.name!r}"
+    parts = {k: [] for k in _BOUNDARY}
+    for i in lp.boundary:
+        layer = layers[i]
+        layer.__class__ = getattr(t, _LOOP_CLASSES[layer.type.name])
+        parts[layer.type.name].append(layer)
+    with _naming(what):
+        count, cond = _trip_limits(parts["TRIP_LIMIT"], env)
+        state = {r.get_output(0).name: _conform(env[r.get_input(0).name], r.get_output(0)) for r in parts["RECURRENCE"]}
+        first = _order(lp.units, layers, [], [cond] if cond else [])
+        rest = [u for u in lp.units if not any(u is f for f in first)]
+        seen = {o.get_output(0).name: [] for o in parts["LOOP_OUTPUT"]}
+        n = 0
+        while count is None or n < count:
+            scope = ChainMap(_iterate(parts["ITERATOR"], env, n, count), state, env)
+            _run(first, layers, scope)
+            if cond is not None and not bool(scope[cond]):
+                break
+            if len(scope.maps[0]) < len(parts["ITERATOR"]):
+                raise ValueError(f"iteration {n} runs past an iterated tensor's extent")
+            _run(rest, layers, scope)
+            for o in parts["LOOP_OUTPUT"]:
+                seen[o.get_output(0).name].append(scope[o.get_input(0).name])
+            state = {r.get_output(0).name: _conform(scope[r.get_input(1).name], r.get_output(0))
+                     for r in parts["RECURRENCE"]}
+            n += 1
+    for o in parts["LOOP_OUTPUT"]:
+        with _naming(f"layer {o.name!r} ({o.type}) of {what}"):
+            env[o.get_output(0).name] = _conform(_loop_output(o, seen, state, env, n), o.get_output(0))
+
+
+_LOOP_CLASSES = {"TRIP_LIMIT": "ITripLimitLayer", "ITERATOR": "IIteratorLayer", "RECURRENCE": "IRecurrenceLayer",
+                 "LOOP_OUTPUT": "ILoopOutputLayer"}
+
+
+def _trip_limits(limits, env):
+    """(COUNT trip count or None, name of the WHILE condition tensor or None)."""
+    count = cond = None
+    for limit in limits:
+        if limit.kind == trt().TripLimit.COUNT:
+            count = int(env[limit.get_input(0).name])
+        else:
+            cond = limit.get_input(0).name
+    if count is None and cond is None:
+        raise ValueError("a loop without a trip limit")
+    return count, cond
+
+
+def _iterate(iterators, env, n, count):
+    """Iterator outputs for iteration n (left out past the iterated tensor's extent)."""
+    out = {}
+    for it in iterators:
+        x = env[it.get_input(0).name]
+        axis = it.axis % x.dim()
+        if it.reverse and count is None:
+            raise ValueError("a reverse iterator in a loop without a COUNT trip limit")
+        i = count - 1 - n if it.reverse else n
+        if 0 <= i < x.shape[axis]:
+            out[it.get_output(0).name] = _conform(x.select(axis, i), it.get_output(0))
+    return out
+
+
+def _loop_output(o, seen, state, env, n):
+    """A loop output's value after n iterations."""
+    LO = trt().LoopOutput
+    name = o.get_input(0).name
+    if o.kind == LO.LAST_VALUE:
+        if name not in state:
+            raise ValueError("LAST_VALUE of a tensor that is not a recurrence of this loop")
+        return state[name]
+    length = int(env[o.get_input(1).name])
+    if length < n:
+        raise ValueError(f"concatenation length {length} shorter than the {n} iterations")
+    _need(length == n, f"concatenation length {length} past the {n} iterations (arbitrary values)")
+    values = seen[o.get_output(0).name][::-1 if o.kind == LO.REVERSE else 1]
+    if not values:
+        dims = _ints(o.get_output(0).shape)
+        _need(all(d >= 0 for d in dims), "an empty concatenation of dynamic shape")
+        return torch.zeros(dims)
+    return torch.stack(values, o.axis % (values[0].dim() + 1))
 
 
 def run_network(network, inputs, outputs="marked"):
@@ -819,7 +1208,6 @@ def run_network(network, inputs, outputs="marked"):
     """
     if outputs not in ("marked", "all"):
         raise ValueError(f"outputs must be 'marked' or 'all', not {outputs!r}")
-    t = trt()
     env = {}
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
@@ -828,24 +1216,6 @@ def run_network(network, inputs, outputs="marked"):
         env[tensor.name] = _feed(tensor, inputs[tensor.name])
     wanted = None if outputs == "all" else [network.get_output(i).name for i in range(network.num_outputs)]
     with torch.no_grad():
-        for layer in _schedule(network, wanted):
-            kind = layer.type
-            what = f"layer {layer.name!r} ({kind})"
-            if kind.name not in _LAYERS:
-                raise UnsupportedLayerError(f"{what}: layer type not supported")
-            fn, cls = _LAYERS[kind.name]
-            layer.__class__ = getattr(t, cls)
-            args = [layer.get_input(j) for j in range(layer.num_inputs)]
-            args = [None if a is None else env[a.name] for a in args]
-            args = [a.float() if a is not None and a.dtype in _LOW else a for a in args]
-            try:
-                result = fn(layer, *args)
-                result = result if isinstance(result, tuple) else (result,)
-                for j, value in enumerate(result):
-                    tensor = layer.get_output(j)
-                    env[tensor.name] = _conform(value, tensor)
-            except _Unsupported as e:
-                raise UnsupportedLayerError(f"{what}: {e} not supported") from None
-            except (ValueError, RuntimeError, IndexError) as e:
-                raise type(e)(f"{what}: {e}") from e
+        units, layers = _schedule(network, wanted)
+        _run(units, layers, env)
     return {name: _numpy(env[name]) for name in (env if wanted is None else wanted)}
