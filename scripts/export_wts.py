@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import zoo  # noqa: E402
+from trtnet import zoo  # noqa: E402
 from trtnet.cli import main_guard  # noqa: E402
 from trtnet.weights import save_safetensors, save_wts  # noqa: E402
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 import trtnet as tn
-import zoo
+from trtnet import zoo
 from trtnet.backend import trt
 from trtnet.build import run_torch, torch_reference
 from trtnet.check.report import check_graph

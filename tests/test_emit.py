@@ -8,7 +8,7 @@ import trtnet as tn
 from trtnet.backend import trt
 from trtnet.engine import build_engine, create_network
 
-import zoo
+from trtnet import zoo
 
 
 def layers(network):

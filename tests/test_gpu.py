@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import trtnet as tn
-import zoo
+from trtnet import zoo
 from trtnet.build import torch_reference
 from trtnet.engine import build_engine, compare, execution_unavailable, run_engine
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import zoo
+from trtnet import zoo
 from trtnet.build import run_torch, torch_reference
 from trtnet.check.report import check_graph
 from trtnet.engine import build_engine

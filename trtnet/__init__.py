@@ -1,10 +1,13 @@
-"""trtnet: write TensorRT networks in Python, load PyTorch weights, build engines without ONNX, check them."""
+"""trtnet: write TensorRT networks in Python, load PyTorch weights, build engines without ONNX, check them.
+
+`import trtnet` loads neither torch nor TensorRT: commands load them when they need them."""
 from .graph import Graph, GraphError, Node
-from .ops import (activation, adaptive_avg_pool, add, avg_pool, bn, chunk, clip, concat, constant, conv, dropout,
-                  expand_batch, fc, flatten, gelu, global_avg_pool, hardsigmoid, hardswish, identity, layer_norm,
-                  leaky_relu, matmul, max_pool, mul, permute, pool, relu, relu6, reshape, select, sigmoid, silu, slice,
-                  softmax, sub, tanh, upsample)
+from .ops import *  # noqa: F401,F403  (the layer API: see trtnet.ops.__all__)
+from .ops import __all__ as _ops
 from .weights import MissingWeightError, WeightFileError, WeightMap, load_weights, save_safetensors, save_wts
 from .build import build  # noqa: E402  (the function shadows the subpackage name, as intended)
+from .check import check  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+__all__ = ["Graph", "GraphError", "Node", "MissingWeightError", "WeightFileError", "WeightMap", "load_weights",
+           "save_safetensors", "save_wts", "build", "check", *_ops]

@@ -35,7 +35,7 @@ def setup(args):
 
 
 def list_models():
-    import zoo
+    from . import zoo
     for name in zoo.names():
         m = zoo.MODELS[name]
         print(f"{name:22s} {'x'.join(map(str, m.input_shape)):10s} {m.doc.splitlines()[0] if m.doc else ''}")

@@ -21,9 +21,9 @@ class BuildError(RuntimeError):
 class EngineInfo:
     flavour: str
     layers: int
-    inputs: dict             # name -> shape with -1 for the batch
+    inputs: dict             # name -> symbolic shape
     outputs: dict
-    profile: tuple           # (min, opt, max) batch
+    profiles: list           # [{dimension name: (min, opt, max)}], one per optimization profile
     seconds: float
     precision: str = "fp32"
     size: int = 0
@@ -38,14 +38,49 @@ def create_network(graph, fp16=False):
     return builder, network, emit(graph, network, fp16)
 
 
-def build_engine(graph, batch=(1, 8, 32), workspace_mb=None, progress=True, tf32=False, fp16=False):
+def profiles_for(graph, profiles=None):
+    """Optimization profiles as [{dimension name: (min, opt, max)}], every dynamic dimension covered.
+
+    `profiles` may be None (the graph's own ranges), one dict or a list of them (completed from the graph's
+    ranges), or a (min, opt, max) tuple for the batch "N" alone."""
+    if profiles is None:
+        profiles = [{}]
+    elif isinstance(profiles, dict):
+        profiles = [profiles]
+    elif len(profiles) == 3 and all(isinstance(v, int) for v in profiles):
+        profiles = [{"N": tuple(profiles)}]
+    out = []
+    for p in profiles:
+        full = dict(graph.ranges)
+        full.update({k: tuple(int(v) for v in r) for k, r in p.items()})
+        for k in full:
+            if k not in graph.dims:
+                raise BuildError(f"profile names the dimension '{k}', which no input of '{graph.name}' has "
+                                 f"(dimensions: {', '.join(graph.dims) or 'none'})")
+        for k, (inp, axis) in graph.dims.items():
+            if k not in full:
+                raise BuildError(f"dimension '{k}' (input '{inp}', axis {axis}) is dynamic but has no range: give "
+                                 f"it with --shapes or Graph.input(..., ranges={{'{k}': (min, opt, max)}})")
+            lo, opt, hi = full[k]
+            if not 0 <= lo <= opt <= hi:
+                raise BuildError(f"dimension '{k}': the profile must satisfy 0 <= min <= opt <= max, got "
+                                 f"{lo},{opt},{hi}")
+        out.append(full)
+    return out
+
+
+def profile_shapes(graph, profile, which):
+    """{input name: concrete shape} at the profile's min (0), opt (1) or max (2)."""
+    env = {k: v[which] for k, v in profile.items()}
+    return {n.name: graph.concrete(n, env) for n in graph.inputs}
+
+
+def build_engine(graph, profiles=None, workspace_mb=None, progress=True, tf32=False, fp16=False):
     """Emit and build `graph`; returns (serialized plan bytes, EngineInfo).
 
     TF32 is off unless asked for: TensorRT enables it by default, which would make an fp32 engine differ
     from PyTorch by ~1e-3 and hide real emission errors of that size."""
-    lo, opt, hi = batch
-    if not 1 <= lo <= opt <= hi:
-        raise BuildError(f"batch profile must satisfy 1 <= min <= opt <= max, got {lo},{opt},{hi}")
+    profiles = profiles_for(graph, profiles)
     t = backend.trt()
     start = time.perf_counter()
     builder, network, emission = create_network(graph, fp16)
@@ -54,11 +89,12 @@ def build_engine(graph, batch=(1, 8, 32), workspace_mb=None, progress=True, tf32
         config.clear_flag(t.BuilderFlag.TF32)
     if workspace_mb:
         config.set_memory_pool_limit(t.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    profile = builder.create_optimization_profile()
-    for n in graph.inputs:
-        dims = n.shape[1:]
-        profile.set_shape(n.name, (lo, *dims), (opt, *dims), (hi, *dims))
-    config.add_optimization_profile(profile)
+    for prof in profiles:
+        profile = builder.create_optimization_profile()
+        shapes = [profile_shapes(graph, prof, i) for i in range(3)]
+        for n in graph.inputs:
+            profile.set_shape(n.name, *(s[n.name] for s in shapes))
+        config.add_optimization_profile(profile)
     monitor = backend.progress_monitor() if progress else None
     if monitor is not None:
         config.progress_monitor = monitor
@@ -70,7 +106,7 @@ def build_engine(graph, batch=(1, 8, 32), workspace_mb=None, progress=True, tf32
     del emission  # TensorRT has copied the weights into the plan
     info = EngineInfo(backend.flavour(), network.num_layers,
                       {n.name: n.shape for n in graph.inputs}, {o.name: o.shape for o in graph.outputs},
-                      (lo, opt, hi), time.perf_counter() - start, "fp16" if fp16 else "fp32", plan.nbytes)
+                      profiles, time.perf_counter() - start, "fp16" if fp16 else "fp32", plan.nbytes)
     return bytes(plan), info
 
 

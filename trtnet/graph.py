@@ -1,7 +1,8 @@
-"""The recorded network: a list of `Node`s, each a tensor that knows its graph, op, inputs and shape.
+"""The recorded network: a list of `Node`s, each a tensor that knows its graph, op, inputs, shape and dtype.
 
-Nothing here depends on TensorRT: emitters (`emit_trt`, `reference`) walk `graph.nodes` in order.
-Shapes are tuples whose first entry is `-1`, the dynamic batch dimension.
+Nothing here depends on TensorRT or torch: emitters (`emit_trt`, `reference`) walk `graph.nodes` in order.
+A dimension is an int or a symbolic `Expr` over the inputs' named dimensions (see `trtnet.shape`), so any
+axis may be dynamic; `Graph.ranges` holds each name's (min, opt, max) for optimization profiles.
 """
 import functools
 import os
@@ -9,7 +10,12 @@ import sys
 
 import numpy as np
 
+from .shape import Expr, evaluate, fmt_shape, sym
+
 _PKG = os.path.dirname(os.path.abspath(__file__))
+DTYPES = ("float32", "float16", "bfloat16", "int8", "int32", "int64", "bool", "uint8")
+BATCH = "N"
+DEFAULT_BATCH = (1, 8, 32)
 
 
 class GraphError(ValueError):
@@ -32,47 +38,103 @@ def _inside(filename):
     return os.path.abspath(filename).startswith(_PKG + os.sep)
 
 
-def fmt_shape(shape):
-    return "(" + ", ".join("N" if d == -1 else str(d) for d in shape) + ")"
+def _op(name):
+    from . import ops
+    return getattr(ops, name)
 
 
 class Node:
-    __slots__ = ("graph", "op", "name", "inputs", "attrs", "params", "shape", "dtype", "where")
+    """One recorded tensor. Operators follow torch: `a / b`, `a ** 2`, `-a`, `a @ b`, `a < b`, `x[:, 0, ..., None]`."""
+    __slots__ = ("graph", "op", "name", "inputs", "attrs", "params", "shape", "dtype", "where", "index")
+    __hash__ = object.__hash__   # comparisons record ops, as torch's do; identity stays the hash
 
-    def __init__(self, graph, op, name, inputs, shape, dtype, attrs, params, where):
+    def __init__(self, graph, op, name, inputs, shape, dtype, attrs, params, where, index=0):
         self.graph, self.op, self.name, self.inputs = graph, op, name, list(inputs)
         self.shape, self.dtype, self.attrs, self.params, self.where = tuple(shape), dtype, attrs, params, where
+        self.index = index  # which output of a multi-output op (topk, lstm) this node is
 
     @property
     def rank(self):
         return len(self.shape)
 
+    ndim = rank
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+    @property
+    def is_float(self):
+        return self.dtype in ("float32", "float16", "bfloat16")
+
     def num_params(self):
         return sum(int(np.size(p)) for p in self.params.values())
 
-    def __add__(self, other):
-        from .ops import add
-        return add(self, other)
+    def __add__(self, o): return _op("add")(self, o)
+    def __radd__(self, o): return _op("add")(o, self)
+    def __sub__(self, o): return _op("sub")(self, o)
+    def __rsub__(self, o): return _op("sub")(o, self)
+    def __mul__(self, o): return _op("mul")(self, o)
+    def __rmul__(self, o): return _op("mul")(o, self)
+    def __truediv__(self, o): return _op("div")(self, o)
+    def __rtruediv__(self, o): return _op("div")(o, self)
+    def __floordiv__(self, o): return _op("floor_divide")(self, o)
+    def __rfloordiv__(self, o): return _op("floor_divide")(o, self)
+    def __mod__(self, o): return _op("remainder")(self, o)
+    def __pow__(self, o): return _op("pow")(self, o)
+    def __rpow__(self, o): return _op("pow")(o, self)
+    def __neg__(self): return _op("neg")(self)
+    def __abs__(self): return _op("abs")(self)
+    def __invert__(self): return _op("logical_not")(self)
+    def __and__(self, o): return _op("logical_and")(self, o)
+    def __or__(self, o): return _op("logical_or")(self, o)
+    def __matmul__(self, o): return _op("matmul")(self, o)
+    def __rmatmul__(self, o): return _op("matmul")(o, self)
+    def __eq__(self, o): return _op("eq")(self, o)
+    def __ne__(self, o): return _op("ne")(self, o)
+    def __lt__(self, o): return _op("lt")(self, o)
+    def __le__(self, o): return _op("le")(self, o)
+    def __gt__(self, o): return _op("gt")(self, o)
+    def __ge__(self, o): return _op("ge")(self, o)
+    def __getitem__(self, key): return _op("getitem")(self, key)
 
-    def __radd__(self, other):
-        from .ops import add
-        return add(other, self)
+    def __bool__(self):
+        raise GraphError(f"{user_line()}: '{self.name}' is a tensor computed at run time; Python control flow "
+                         "cannot branch on it (use tn.where)")
 
-    def __sub__(self, other):
-        from .ops import sub
-        return sub(self, other)
+    def __iter__(self):
+        """Like a torch tensor: the entries of dim 0 (`q, k, v = qkv`), which must be known when recording."""
+        if not self.shape or isinstance(self.shape[0], Expr):
+            raise GraphError(f"{user_line()}: '{self.name}' of shape {fmt_shape(self.shape)} cannot be iterated: "
+                             "its first dim is not a fixed size")
+        return iter(_op("unbind")(self, 0))
 
-    def __rsub__(self, other):
-        from .ops import sub
-        return sub(other, self)
+    def __len__(self):
+        if not self.shape or isinstance(self.shape[0], Expr):
+            raise GraphError(f"{user_line()}: len() of '{self.name}': its first dim is not a fixed size")
+        return self.shape[0]
 
-    def __mul__(self, other):
-        from .ops import mul
-        return mul(self, other)
+    def float(self): return _op("cast")(self, "float32")
+    def half(self): return _op("cast")(self, "float16")
+    def int(self): return _op("cast")(self, "int32")
+    def long(self): return _op("cast")(self, "int64")
+    def bool(self): return _op("cast")(self, "bool")
+    def to(self, dtype): return _op("cast")(self, dtype)
 
-    def __rmul__(self, other):
-        from .ops import mul
-        return mul(other, self)
+    def reshape(self, *shape): return _op("reshape")(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+    view = reshape
+
+    def permute(self, *dims): return _op("permute")(self, dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims)
+    def transpose(self, a, b): return _op("transpose")(self, a, b)
+    def flatten(self, start_dim=0, end_dim=-1): return _op("flatten")(self, start_dim, end_dim)
+    def unsqueeze(self, dim): return _op("unsqueeze")(self, dim)
+    def squeeze(self, dim=None): return _op("squeeze")(self, dim)
+    def mean(self, dim=None, keepdim=False): return _op("mean")(self, dim, keepdim)
+    def sum(self, dim=None, keepdim=False): return _op("sum")(self, dim, keepdim)
+    def softmax(self, dim): return _op("softmax")(self, dim)
+    def sigmoid(self): return _op("sigmoid")(self)
+    def exp(self): return _op("exp")(self)
+    def sqrt(self): return _op("sqrt")(self)
+    def expand(self, *sizes): return _op("expand")(self, sizes[0] if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes)
 
     def __repr__(self):
         return f"<{self.name}: {self.op} -> {fmt_shape(self.shape)} {self.dtype}>"
@@ -81,6 +143,8 @@ class Node:
 class Graph:
     def __init__(self, name="network"):
         self.name, self.nodes, self.outputs, self._names = name, [], [], set()
+        self.dims = {}     # symbol -> (input name, axis) where its run-time value is read
+        self.ranges = {}   # symbol -> (min, opt, max) for the default optimization profile
 
     def unique(self, base):
         """`base` if free, else `base_1`, `base_2`, ...: TensorRT layer and tensor names must not clash."""
@@ -90,25 +154,58 @@ class Graph:
             name = f"{base}_{i}"
         return name
 
-    def add(self, op, inputs, shape, attrs=None, params=None, name=None, dtype=None):
+    def add(self, op, inputs, shape, attrs=None, params=None, name=None, dtype=None, index=0):
         name = self.unique(name or op)
         for x in inputs:
             if x.graph is not self:
                 raise GraphError(f"{user_line()}: layer '{name}' ({op}): input '{x.name}' belongs to another graph")
         dtype = dtype or (inputs[0].dtype if inputs else "float32")
-        node = Node(self, op, name, inputs, shape, dtype, attrs or {}, params or {}, user_line())
+        node = Node(self, op, name, inputs, shape, dtype, attrs or {}, params or {}, user_line(), index)
         self._names.add(name)
         self.nodes.append(node)
         return node
 
-    def input(self, name, shape, dtype="float32"):
-        """A network input of per-sample `shape`; the batch dimension is added in front and left dynamic."""
+    def input(self, name, shape, dtype="float32", ranges=None):
+        """A network input. `shape` names dynamic dimensions with strings, e.g. ("N", 3, "H", "W"); a shape of
+        ints only is one sample's, and gets a dynamic batch "N" in front. `ranges` gives each name's
+        (min, opt, max) for the default optimization profile (the batch defaults to 1, 8, 32)."""
+        where = user_line()
         if name in self._names:
-            raise GraphError(f"{user_line()}: input '{name}': the name is already used")
-        return self.add("input", [], (-1, *shape), name=name, dtype=dtype)
+            raise GraphError(f"{where}: input '{name}': the name is already used")
+        if dtype not in DTYPES:
+            raise GraphError(f"{where}: input '{name}': dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        shape = tuple(shape)
+        if all(isinstance(d, (int, np.integer)) for d in shape):
+            shape = (BATCH, *shape)
+        dims = []
+        for axis, d in enumerate(shape):
+            if isinstance(d, str):
+                if not d.isidentifier():
+                    raise GraphError(f"{where}: input '{name}': dimension name {d!r} must be an identifier")
+                self.dims.setdefault(d, (name, axis))
+                dims.append(sym(d))
+            elif isinstance(d, (int, np.integer)) and d >= 0:
+                dims.append(int(d))
+            else:
+                raise GraphError(f"{where}: input '{name}': dimension {axis} is {d!r}; expected a size >= 0 or a name "
+                                 "such as 'N' for a dynamic one")
+        for k, v in (ranges or {}).items():
+            self.set_range(k, v)
+        if BATCH in self.dims and BATCH not in self.ranges:
+            self.ranges[BATCH] = DEFAULT_BATCH
+        return self.add("input", [], dims, name=name, dtype=dtype)
+
+    def set_range(self, symbol, rng):
+        lo, opt, hi = (int(v) for v in rng)
+        if not 0 <= lo <= opt <= hi:
+            raise GraphError(f"{user_line()}: dimension '{symbol}': range must satisfy min <= opt <= max, got "
+                             f"{lo}, {opt}, {hi}")
+        self.ranges[symbol] = (lo, opt, hi)
 
     def output(self, x, name=None):
         """Mark `x` as a network output, renaming it to `name` (the engine's output binding)."""
+        if any(o is x for o in self.outputs):
+            raise GraphError(f"{user_line()}: '{x.name}' is already an output")
         if name and name != x.name:
             if name in self._names:
                 raise GraphError(f"{user_line()}: output '{name}': the name is already used")
@@ -125,16 +222,41 @@ class Graph:
     def num_params(self):
         return sum(n.num_params() for n in self.nodes)
 
+    def concrete(self, node_or_shape, env):
+        """A shape with every named dimension replaced by its value in `env`."""
+        shape = node_or_shape.shape if isinstance(node_or_shape, Node) else node_or_shape
+        return tuple(evaluate(d, env) for d in shape)
+
+    def symbols(self):
+        return list(self.dims)
+
     def __str__(self):
-        rows = [("name", "op", "inputs", "output", "params")]
+        rows = [("name", "op", "inputs", "output", "params", "attributes", "line")]
         for n in self.nodes:
             ins = ", ".join(i.name for i in n.inputs)
-            rows.append((n.name, n.op, ins if len(ins) < 40 else ins[:37] + "...", fmt_shape(n.shape) + ("" if n.dtype == "float32" else " " + n.dtype),
-                         f"{n.num_params():,}" if n.params else ""))
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+            attrs = ", ".join(f"{k}={_fmt_attr(v)}" for k, v in n.attrs.items() if v is not None)
+            rows.append((n.name, n.op, ins if len(ins) < 40 else ins[:37] + "...",
+                         fmt_shape(n.shape) + ("" if n.dtype == "float32" else " " + n.dtype),
+                         f"{n.num_params():,}" if n.params else "", attrs if len(attrs) < 50 else attrs[:47] + "...",
+                         n.where))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        ranges = "; ".join(f"{k} in {lo}..{hi} (opt {opt})" for k, (lo, opt, hi) in self.ranges.items())
         lines = [f"graph {self.name}: {len(self.nodes)} nodes, {self.num_params():,} parameters, "
-                 f"outputs {', '.join(o.name for o in self.outputs) or '(none marked)'}"]
+                 f"outputs {', '.join(o.name for o in self.outputs) or '(none marked)'}" +
+                 (f"; dynamic {ranges}" if ranges else "")]
         for r in rows:
-            lines.append("  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+            lines.append("  ".join(c.rjust(w) if i == 4 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
         return "\n".join(lines)
 
+
+def _fmt_attr(v):
+    if isinstance(v, np.ndarray):
+        return f"array{v.shape}" if v.size > 4 else str(v.tolist())
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (tuple, list)):
+        return "(" + ", ".join(_fmt_attr(i) for i in v) + ("," if len(v) == 1 else "") + ")"
+    return str(v)
+
+
+__all__ = ["Graph", "GraphError", "Node", "Expr", "fmt_shape", "user_line"]

@@ -1,5 +1,13 @@
-"""Model registry: each zoo module registers a network definition beside its PyTorch reference."""
+"""Model registry: each zoo module registers a network definition beside its PyTorch reference.
+
+Installed as `trtnet.zoo`. A model file of your own registers its models the same way
+(`from trtnet.zoo import register`) and is named on the command line as `path/to/model.py` or
+`path/to/model.py:name`.
+"""
 import importlib
+import importlib.util
+import os
+import sys
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -14,13 +22,16 @@ MODELS = {}
 class Model:
     name: str
     define: Callable          # WeightMap -> trtnet.Graph
-    input_shape: tuple        # one sample, without the batch dimension
+    input_shape: tuple        # one sample, without the batch dimension (names for dynamic dims allowed)
     torch_module: Callable    # () -> nn.Module with the same state_dict names, freshly initialised
     doc: str = ""
     dataset: Optional[Callable] = None   # () -> (inputs, labels) held out for accuracy, when the model has data
     train: Optional[Callable] = None     # (nn.Module) -> None, for models that can learn on bundled data
     test_shape: Optional[tuple] = None   # a smaller sample shape that keeps CI quick, where the architecture allows
     slow: bool = False                   # skipped by `pytest -m "not slow"`
+    inputs: Optional[Callable] = None    # (graph, {dim: size}, rng) -> {input name: array}, where noise won't do
+    output: Optional[str] = None         # the entry of a dict the module returns (segmentation's "out")
+    file: str = ""                       # the model file, for models outside the package
 
     def graph(self, w, shape=None):
         return self.define(w, tuple(shape or self.input_shape))
@@ -30,6 +41,28 @@ class Model:
         if self.dataset is not None:
             return self.dataset()[0][:batch]
         return np.random.default_rng(seed).standard_normal((batch, *self.input_shape), dtype=np.float32)
+
+    def make_inputs(self, graph, env, seed=0):
+        """{input name: array} for the graph at named sizes `env`: the model's own maker, else seeded samples."""
+        rng = np.random.default_rng(seed)
+        if self.inputs is not None:
+            return self.inputs(graph, env, rng)
+        return random_inputs(graph, env, rng)
+
+
+def random_inputs(graph, env, rng):
+    """Seeded inputs: normal noise for floats, integers in the input's `values` range (default 0..9), random bools."""
+    out = {}
+    for n in graph.inputs:
+        shape = graph.concrete(n, env)
+        if n.is_float:
+            out[n.name] = rng.standard_normal(shape, dtype=np.float32).astype(n.dtype if n.dtype != "bfloat16" else np.float32)
+        elif n.dtype == "bool":
+            out[n.name] = rng.random(shape) < 0.5
+        else:
+            lo, hi = n.attrs.get("values", (0, 10))
+            out[n.name] = rng.integers(lo, hi, shape).astype(n.dtype)
+    return out
 
 
 def register(name, input_shape, torch_module, **kw):
@@ -42,10 +75,47 @@ def register(name, input_shape, torch_module, **kw):
 
 def _load_all():
     for m in MODULES:
-        importlib.import_module(f"zoo.{m}")
+        importlib.import_module(f"{__name__}.{m}")
+
+
+def load_file(path):
+    """Import a model file outside the package; returns the names of the models it registers."""
+    from trtnet.graph import GraphError
+    full = os.path.abspath(path)
+    if not os.path.isfile(full):
+        raise LookupError(f"{path}: no such model file")
+    before = set(MODELS)
+    mod_name = "trtnet_user_" + os.path.splitext(os.path.basename(full))[0].replace("-", "_")
+    spec = importlib.util.spec_from_file_location(mod_name, full)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except (ImportError, SyntaxError) as e:
+        raise GraphError(f"{path}: cannot import the model file: {e}") from e
+    added = sorted(set(MODELS) - before) or sorted(n for n, m in MODELS.items() if m.file == full)
+    for n in added:
+        MODELS[n].file = full
+    if not added:
+        raise LookupError(f"{path}: the file registers no model (use `@register(name, shape, module)` from trtnet.zoo)")
+    return added
+
+
+def is_file_spec(name):
+    return name.split(":", 1)[0].endswith(".py")
 
 
 def get(name):
+    """A zoo model by name, or a model file as `path.py` (its only model) or `path.py:name`."""
+    if is_file_spec(name):
+        path, _, pick = name.partition(":")
+        found = load_file(path)
+        if not pick and len(found) > 1:
+            raise LookupError(f"{path} registers {len(found)} models ({', '.join(found)}); pick one as {path}:NAME")
+        pick = pick or found[0]
+        if pick not in found:
+            raise LookupError(f"{path} registers no model '{pick}' (it has {', '.join(found)})")
+        return MODELS[pick]
     _load_all()
     if name not in MODELS:
         import difflib

@@ -3,7 +3,7 @@ max pools, a 6x6 adaptive average pool and three fully connected layers."""
 import torchvision
 
 from trtnet import Graph, adaptive_avg_pool, conv, dropout, fc, flatten, max_pool, relu
-from zoo import register
+from trtnet.zoo import register
 
 # (index in `features`, out channels, kernel, stride, padding, max pool after it)
 FEATURES = ((0, 64, 11, 4, 2, True), (3, 192, 5, 1, 2, True), (6, 384, 3, 1, 1, False),
@@ -19,7 +19,7 @@ def alexnet(w, shape, num_classes=1000):
         x = relu(conv(x, w[f"features.{i}"], out, k, s, p))
         if pool:
             x = max_pool(x, 3, 2)
-    x = flatten(adaptive_avg_pool(x, 6, name="avgpool"))
+    x = flatten(adaptive_avg_pool(x, 6, name="avgpool"), 1)
     x = relu(fc(dropout(x, name="classifier.0"), w["classifier.1"], 4096))
     x = relu(fc(dropout(x, name="classifier.3"), w["classifier.4"], 4096))
     g.output(fc(x, w["classifier.6"], num_classes), "logits")

@@ -2,7 +2,7 @@
 import torchvision
 
 from trtnet import Graph, constant, conv, fc, flatten, gelu, global_avg_pool, layer_norm, permute
-from zoo import register
+from trtnet.zoo import register
 
 EPS = 1e-6
 
@@ -27,7 +27,7 @@ def convnext(w, shape, name, dims, depths):
         for i in range(depth):
             x = cn_block(x, w[f"features.{2 * stage + 1}.{i}"], dim)
     x = layer_norm(global_avg_pool(x), w["classifier.0"], EPS, axis=1)
-    g.output(fc(flatten(x), w["classifier.2"], 1000), "logits")
+    g.output(fc(flatten(x, 1), w["classifier.2"], 1000), "logits")
     return g
 
 

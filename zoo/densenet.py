@@ -4,12 +4,12 @@ a linear head."""
 import torchvision
 
 from trtnet import Graph, avg_pool, bn, concat, conv, fc, flatten, global_avg_pool, max_pool, relu
-from zoo import register
+from trtnet.zoo import register
 
 
 def dense_layer(features, w, growth_rate, bn_size):
     """BN-ReLU-1x1 conv to `bn_size * growth_rate` channels, then BN-ReLU-3x3 conv to `growth_rate`."""
-    x = concat(features) if len(features) > 1 else features[0]
+    x = concat(features, 1) if len(features) > 1 else features[0]
     x = conv(relu(bn(x, w["norm1"])), w["conv1"], bn_size * growth_rate, 1)
     return conv(relu(bn(x, w["norm2"])), w["conv2"], growth_rate, 3, 1, 1)
 
@@ -18,7 +18,7 @@ def dense_block(x, w, num_layers, growth_rate, bn_size):
     features = [x]
     for i in range(1, num_layers + 1):
         features.append(dense_layer(features, w[f"denselayer{i}"], growth_rate, bn_size))
-    return concat(features)
+    return concat(features, 1)
 
 
 def transition(x, w, out):
@@ -39,7 +39,7 @@ def densenet(w, shape, name, growth_rate, block_config, num_init_features, bn_si
             channels //= 2
             x = transition(x, f[f"transition{i}"], channels)
     x = relu(bn(x, f["norm5"]))
-    x = flatten(global_avg_pool(x, name="avgpool"))
+    x = flatten(global_avg_pool(x, name="avgpool"), 1)
     g.output(fc(x, w["classifier"], num_classes), "logits")
     return g
 

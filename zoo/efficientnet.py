@@ -11,7 +11,7 @@ import torchvision
 from torchvision.models._utils import _make_divisible
 
 from trtnet import Graph, dropout, fc, flatten, global_avg_pool, sigmoid, silu
-from zoo import blocks, register
+from trtnet.zoo import blocks, register
 
 conv_bn_act = functools.partial(blocks.conv_bn_act, act=silu)
 squeeze_excitation = functools.partial(blocks.squeeze_excitation, act=silu, scale_act=sigmoid)
@@ -51,7 +51,7 @@ def efficientnet(w, shape, name, width_mult, depth_mult, num_classes=1000):
         for i in range(layers):
             x = mbconv(x, f[f"{stage}.{i}"], e, k, s if i == 0 else 1, out)
     x = conv_bn_act(x, f[str(len(conf) + 1)], 4 * conf[-1][4], 1)
-    x = flatten(global_avg_pool(x, name="avgpool"))
+    x = flatten(global_avg_pool(x, name="avgpool"), 1)
     x = dropout(x, name="classifier.0")
     g.output(fc(x, w["classifier.1"], num_classes), "logits")
     return g

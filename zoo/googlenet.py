@@ -11,7 +11,7 @@ import functools
 import torchvision
 
 from trtnet import Graph, bn, concat, conv, dropout, fc, flatten, global_avg_pool, max_pool, relu
-from zoo import register
+from trtnet.zoo import register
 
 # name: (ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj), in order; "maxpoolN" is a 3x3/2 max pool (2x2/2
 # for maxpool4), all in ceil mode
@@ -41,7 +41,7 @@ def inception(x, w, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj):
     b3 = basic_conv(basic_conv(x, w["branch3.0"], ch5x5red, 1), w["branch3.1"], ch5x5, 3, 1, 1)
     b4 = max_pool(x, 3, 1, 1, ceil_mode=True, name=f"{w.prefix}.branch4.0")
     b4 = basic_conv(b4, w["branch4.1"], pool_proj, 1)
-    return concat([b1, b2, b3, b4])
+    return concat([b1, b2, b3, b4], 1)
 
 
 @register("googlenet", (3, 224, 224),
@@ -59,6 +59,6 @@ def googlenet(w, shape, num_classes=1000):
             x = max_pool(x, cfg, 2, ceil_mode=True, name=name)
         else:
             x = inception(x, w[name], *cfg)
-    x = dropout(flatten(global_avg_pool(x, name="avgpool")), name="dropout")
+    x = dropout(flatten(global_avg_pool(x, name="avgpool"), 1), name="dropout")
     g.output(fc(x, w["fc"], num_classes), "logits")
     return g

@@ -10,7 +10,7 @@ import functools
 import torchvision
 
 from trtnet import Graph, avg_pool, bn, concat, conv, dropout, fc, flatten, global_avg_pool, max_pool, relu
-from zoo import register
+from trtnet.zoo import register
 
 
 def basic_conv(x, w, out, k, stride=1, padding=0):
@@ -28,14 +28,14 @@ def inception_a(x, w, pool_features):
     b5 = basic_conv(basic_conv(x, w["branch5x5_1"], 48, 1), w["branch5x5_2"], 64, 5, 1, 2)
     b3 = basic_conv(x, w["branch3x3dbl_1"], 64, 1)
     b3 = basic_conv(basic_conv(b3, w["branch3x3dbl_2"], 96, 3, 1, 1), w["branch3x3dbl_3"], 96, 3, 1, 1)
-    return concat([b1, b5, b3, pool_branch(x, w, pool_features)])
+    return concat([b1, b5, b3, pool_branch(x, w, pool_features)], 1)
 
 
 def inception_b(x, w):
     b3 = basic_conv(x, w["branch3x3"], 384, 3, 2)
     bd = basic_conv(x, w["branch3x3dbl_1"], 64, 1)
     bd = basic_conv(basic_conv(bd, w["branch3x3dbl_2"], 96, 3, 1, 1), w["branch3x3dbl_3"], 96, 3, 2)
-    return concat([b3, bd, max_pool(x, 3, 2, name=f"{w.prefix}.max_pool")])
+    return concat([b3, bd, max_pool(x, 3, 2, name=f"{w.prefix}.max_pool")], 1)
 
 
 def inception_c(x, w, c7):
@@ -48,7 +48,7 @@ def inception_c(x, w, c7):
     bd = basic_conv(bd, w["branch7x7dbl_3"], c7, (1, 7), 1, (0, 3))
     bd = basic_conv(bd, w["branch7x7dbl_4"], c7, (7, 1), 1, (3, 0))
     bd = basic_conv(bd, w["branch7x7dbl_5"], 192, (1, 7), 1, (0, 3))
-    return concat([b1, b7, bd, pool_branch(x, w, 192)])
+    return concat([b1, b7, bd, pool_branch(x, w, 192)], 1)
 
 
 def inception_d(x, w):
@@ -57,12 +57,12 @@ def inception_d(x, w):
     b7 = basic_conv(b7, w["branch7x7x3_2"], 192, (1, 7), 1, (0, 3))
     b7 = basic_conv(b7, w["branch7x7x3_3"], 192, (7, 1), 1, (3, 0))
     b7 = basic_conv(b7, w["branch7x7x3_4"], 192, 3, 2)
-    return concat([b3, b7, max_pool(x, 3, 2, name=f"{w.prefix}.max_pool")])
+    return concat([b3, b7, max_pool(x, 3, 2, name=f"{w.prefix}.max_pool")], 1)
 
 
 def split_3x3(x, w, a, b):
     """The expanded 3x3: parallel 1x3 and 3x1 convs, concatenated."""
-    return concat([basic_conv(x, w[a], 384, (1, 3), 1, (0, 1)), basic_conv(x, w[b], 384, (3, 1), 1, (1, 0))])
+    return concat([basic_conv(x, w[a], 384, (1, 3), 1, (0, 1)), basic_conv(x, w[b], 384, (3, 1), 1, (1, 0))], 1)
 
 
 def inception_e(x, w):
@@ -70,7 +70,7 @@ def inception_e(x, w):
     b3 = split_3x3(basic_conv(x, w["branch3x3_1"], 384, 1), w, "branch3x3_2a", "branch3x3_2b")
     bd = basic_conv(basic_conv(x, w["branch3x3dbl_1"], 448, 1), w["branch3x3dbl_2"], 384, 3, 1, 1)
     bd = split_3x3(bd, w, "branch3x3dbl_3a", "branch3x3dbl_3b")
-    return concat([b1, b3, bd, pool_branch(x, w, 192)])
+    return concat([b1, b3, bd, pool_branch(x, w, 192)], 1)
 
 
 # name: (block, extra arguments), in torchvision's order
@@ -105,6 +105,6 @@ def inception_v3(w, shape, num_classes=1000):
     x = max_pool(x, 3, 2, name="maxpool2")
     for name, block, args in MIXED:
         x = block(x, w[name], *args)
-    x = dropout(flatten(global_avg_pool(x, name="avgpool")), name="dropout")
+    x = dropout(flatten(global_avg_pool(x, name="avgpool"), 1), name="dropout")
     g.output(fc(x, w["fc"], num_classes), "logits")
     return g

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trtnet import Graph, avg_pool, conv, flatten, fc, relu, softmax
-from zoo import register
+from trtnet.zoo import register
 
 
 class LeNet(nn.Module):
@@ -62,8 +62,8 @@ def lenet(w, shape):
     x = g.input("data", shape)
     x = avg_pool(relu(conv(x, w["conv1"], 6, 5)), 2)
     x = avg_pool(relu(conv(x, w["conv2"], 16, 5)), 2)
-    x = flatten(x)
+    x = flatten(x, 1)
     x = relu(fc(x, w["fc1"], 120))
     x = relu(fc(x, w["fc2"], 84))
-    g.output(softmax(fc(x, w["fc3"], 10), axis=1), "prob")
+    g.output(softmax(fc(x, w["fc3"], 10), dim=1), "prob")
     return g

@@ -9,7 +9,7 @@ import functools
 import torchvision
 
 from trtnet import Graph, bn, conv, dropout, fc, flatten, global_avg_pool, relu
-from zoo import register
+from trtnet.zoo import register
 
 # output channels, kernel, stride of the first block, expansion, repeats: the paper's Figure 7 (B1)
 STACKS = [(24, 3, 2, 3, 3), (40, 5, 2, 3, 3), (80, 5, 2, 6, 3), (96, 3, 1, 6, 2), (192, 5, 2, 6, 4),
@@ -49,7 +49,7 @@ def mnasnet(w, shape, alpha, name, num_classes=1000):
         for i in range(repeats):
             x = inverted_residual(x, L[f"{s}.{i}.layers"], out, k, stride if i == 0 else 1, expansion)
     x = relu(conv_bn(x, L, 14, 1280, 1), name="layers.16")
-    x = flatten(global_avg_pool(x, name="avgpool"))
+    x = flatten(global_avg_pool(x, name="avgpool"), 1)
     x = dropout(x, name="classifier.0")
     g.output(fc(x, w["classifier.1"], num_classes), "logits")
     return g

@@ -12,7 +12,7 @@ from torchvision.models._utils import _make_divisible
 
 from trtnet import (Graph, bn, conv, dropout, fc, flatten, global_avg_pool, hardsigmoid, hardswish, relu, 
                     relu6)
-from zoo import blocks, register
+from trtnet.zoo import blocks, register
 
 conv_bn_act = blocks.conv_bn_act
 squeeze_excitation = functools.partial(blocks.squeeze_excitation, act=relu, scale_act=hardsigmoid)
@@ -48,7 +48,7 @@ def mobilenet_v2(w, shape, num_classes=1000):
             x = inverted_residual_v2(x, f[str(i)], c, s if j == 0 else 1, t)
             i += 1
     x = conv_bn_act(x, f[str(i)], 1280, 1, act=relu6)
-    x = flatten(global_avg_pool(x, name="avgpool"))
+    x = flatten(global_avg_pool(x, name="avgpool"), 1)
     x = dropout(x, name="classifier.0")
     g.output(fc(x, w["classifier.1"], num_classes), "logits")
     return g
@@ -154,7 +154,7 @@ def mobilenet_v3_features(x, w, arch="large", dilated=False, upto=None, taps=())
 def mobilenet_v3(w, shape, arch, num_classes=1000):
     g = Graph(f"mobilenet_v3_{arch}")
     x, _ = mobilenet_v3_features(g.input("data", shape), w["features"], arch)
-    x = flatten(global_avg_pool(x, name="avgpool"))
+    x = flatten(global_avg_pool(x, name="avgpool"), 1)
     x = hardswish(fc(x, w["classifier.0"], MOBILENET_V3[arch]["last"]), name="classifier.1")
     x = dropout(x, name="classifier.2")
     g.output(fc(x, w["classifier.3"], num_classes), "logits")

@@ -10,7 +10,7 @@ import torchvision
 from torchvision.models.regnet import BlockParams
 
 from trtnet import Graph, fc, flatten, global_avg_pool, relu, sigmoid
-from zoo import blocks, register
+from trtnet.zoo import blocks, register
 
 conv_bn_act = functools.partial(blocks.conv_bn_act, act=relu)
 squeeze_excitation = functools.partial(blocks.squeeze_excitation, act=relu, scale_act=sigmoid)
@@ -37,7 +37,7 @@ def regnet(w, shape, name, params, stem_width=32, num_classes=1000):
         for i in range(depth):
             x = res_bottleneck(x, w[f"trunk_output.block{s}.block{s}-{i}"], out, stride if i == 0 else 1,
                                group_width, bottleneck_multiplier, params.se_ratio)
-    x = flatten(global_avg_pool(x, name="avgpool"))
+    x = flatten(global_avg_pool(x, name="avgpool"), 1)
     g.output(fc(x, w["fc"], num_classes), "logits")
     return g
 

@@ -7,7 +7,7 @@ import functools
 import torchvision
 
 from trtnet import Graph, bn, conv, fc, global_avg_pool, max_pool, relu, flatten
-from zoo import register
+from trtnet.zoo import register
 
 
 def conv_bn(x, w, conv_name, bn_name, out, k, stride=1, groups=1, dilation=1):
@@ -54,7 +54,7 @@ def backbone(x, w, block, depths, dilate=(False, False, False), **block_kw):
 def resnet(w, shape, block, depths, name, num_classes=1000, **block_kw):
     g = Graph(name)
     x = backbone(g.input("data", shape), w, block, depths, **block_kw)
-    x = flatten(global_avg_pool(x, name="avgpool"))
+    x = flatten(global_avg_pool(x, name="avgpool"), 1)
     g.output(fc(x, w["fc"], num_classes), "logits")
     return g
 

@@ -12,10 +12,10 @@ import functools
 
 import torchvision
 
-from trtnet import Graph, bn, concat, conv, dropout, global_avg_pool, relu, sigmoid, upsample
-from zoo import register
-from zoo.mobilenet import mobilenet_v3_blocks, mobilenet_v3_features
-from zoo.resnet import backbone as resnet_backbone, bottleneck
+from trtnet import Graph, bn, concat, conv, dropout, global_avg_pool, interpolate, relu, sigmoid
+from trtnet.zoo import register
+from trtnet.zoo.mobilenet import mobilenet_v3_blocks, mobilenet_v3_features
+from trtnet.zoo.resnet import backbone as resnet_backbone, bottleneck
 
 
 def conv_bn_relu(x, w, out, k=1, dilation=1):
@@ -25,7 +25,7 @@ def conv_bn_relu(x, w, out, k=1, dilation=1):
 
 def resize_to(x, size, name):
     """F.interpolate(x, size, mode="bilinear", align_corners=False), as every torchvision head does."""
-    return upsample(x, size=size, mode="bilinear", align_corners=False, name=name)
+    return interpolate(x, size=size, mode="bilinear", align_corners=False, name=name)
 
 
 def fcn_head(x, w, num_classes):
@@ -39,7 +39,7 @@ def aspp_pooling(x, w, out):
     """Image-level features: global average, 1x1 conv, BN, ReLU, spread back over the feature map."""
     y = global_avg_pool(x, name=w.full("0"))
     y = relu(bn(conv(y, w["1"], out, 1), w["2"]))
-    return resize_to(y, x.shape[2:], w.full("upsample"))
+    return resize_to(y, x.shape[2:], w.full("interpolate"))
 
 
 def aspp(x, w, rates=(12, 24, 36), out=256):
@@ -47,7 +47,7 @@ def aspp(x, w, rates=(12, 24, 36), out=256):
     branches = [conv_bn_relu(x, w["convs.0"], out, 1)]
     branches += [conv_bn_relu(x, w[f"convs.{i}"], out, 3, rate) for i, rate in enumerate(rates, start=1)]
     branches.append(aspp_pooling(x, w[f"convs.{len(rates) + 1}"], out))
-    y = conv_bn_relu(concat(branches, axis=1, name=w.full("cat")), w["project"], out, 1)
+    y = conv_bn_relu(concat(branches, 1, name=w.full("cat")), w["project"], out, 1)
     return dropout(y, name=w.full("project.3"))
 
 
@@ -62,7 +62,7 @@ def lraspp_head(low, high, w, num_classes, inter=128):
     """LRASPPHead: 1x1 conv of the high features gated by their pooled sigmoid, upsampled, plus a low classifier."""
     x = relu(bn(conv(high, w["cbr.0"], inter, 1), w["cbr.1"]))
     s = sigmoid(conv(global_avg_pool(high, name=w.full("scale.0")), w["scale.1"], inter, 1))
-    x = resize_to(x * s, low.shape[2:], w.full("upsample"))
+    x = resize_to(x * s, low.shape[2:], w.full("interpolate"))
     return conv(low, w["low_classifier"], num_classes, 1) + conv(x, w["high_classifier"], num_classes, 1)
 
 
@@ -97,7 +97,7 @@ def segmentation(w, shape, name, scores, num_classes=21):
     """`scores(input, weights, num_classes)` at the backbone's resolution, resized to the input's: output "out"."""
     g = Graph(name)
     x = g.input("data", shape)
-    g.output(resize_to(scores(x, w, num_classes), shape[1:], "upsample"), "out")
+    g.output(resize_to(scores(x, w, num_classes), shape[1:], "interpolate"), "out")
     return g
 
 

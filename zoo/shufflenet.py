@@ -2,7 +2,7 @@
 import torchvision
 
 from trtnet import Graph, bn, chunk, concat, conv, fc, flatten, global_avg_pool, max_pool, permute, relu, reshape
-from zoo import register
+from trtnet.zoo import register
 
 
 def conv_bn(x, w, conv_i, out, k, stride=1, groups=1):
@@ -11,9 +11,9 @@ def conv_bn(x, w, conv_i, out, k, stride=1, groups=1):
 
 def channel_shuffle(x, groups=2):
     """(N, g*c, H, W) -> (N, g, c, H, W) -> swap g and c -> (N, c*g, H, W)."""
-    _, ch, h, wd = x.shape
-    x = permute(reshape(x, (groups, ch // groups, h, wd)), (0, 2, 1, 3, 4))
-    return reshape(x, (ch, h, wd))
+    n, ch, h, wd = x.shape
+    x = permute(reshape(x, (n, groups, ch // groups, h, wd)), (0, 2, 1, 3, 4))
+    return reshape(x, (n, ch, h, wd))
 
 
 def branch(x, w, out, stride):
@@ -26,11 +26,11 @@ def branch(x, w, out, stride):
 def shuffle_block(x, w, out, stride):
     half = out // 2
     if stride == 1:
-        keep, x = chunk(x, 2)
+        keep, x = chunk(x, 2, 1)
     else:  # both halves come from the full input: a depthwise-strided shortcut branch
         c = x.shape[1]
         keep = relu(conv_bn(conv_bn(x, w["branch1"], 0, c, 3, stride, groups=c), w["branch1"], 2, half, 1))
-    return channel_shuffle(concat([keep, branch(x, w["branch2"], half, stride)]))
+    return channel_shuffle(concat([keep, branch(x, w["branch2"], half, stride)], 1))
 
 
 def shufflenet_v2(w, shape, stages=(4, 8, 4), channels=(24, 116, 232, 464, 1024)):
@@ -41,7 +41,7 @@ def shufflenet_v2(w, shape, stages=(4, 8, 4), channels=(24, 116, 232, 464, 1024)
         for i in range(repeats):
             x = shuffle_block(x, w[f"stage{s}.{i}"], out, 2 if i == 0 else 1)
     x = relu(conv_bn(x, w["conv5"], 0, channels[4], 1))
-    g.output(fc(flatten(global_avg_pool(x)), w["fc"], 1000), "logits")
+    g.output(fc(flatten(global_avg_pool(x), 1), w["fc"], 1000), "logits")
     return g
 
 

@@ -3,7 +3,7 @@ expands concatenated) between ceil-mode max pools, and a 1x1 convolution as the 
 import torchvision
 
 from trtnet import Graph, concat, conv, dropout, flatten, global_avg_pool, max_pool, relu
-from zoo import register
+from trtnet.zoo import register
 
 # SqueezeNet 1.1's `features`: ("pool",) or ("fire", squeeze, expand1x1, expand3x3), by index after the stem
 FEATURES = (("pool",), ("fire", 16, 64, 64), ("fire", 16, 64, 64), ("pool",), ("fire", 32, 128, 128),
@@ -13,7 +13,7 @@ FEATURES = (("pool",), ("fire", 16, 64, 64), ("fire", 16, 64, 64), ("pool",), ("
 
 def fire(x, w, squeeze, expand1x1, expand3x3):
     s = relu(conv(x, w["squeeze"], squeeze, 1))
-    return concat([relu(conv(s, w["expand1x1"], expand1x1, 1)), relu(conv(s, w["expand3x3"], expand3x3, 3, 1, 1))])
+    return concat([relu(conv(s, w["expand1x1"], expand1x1, 1)), relu(conv(s, w["expand3x3"], expand3x3, 3, 1, 1))], 1)
 
 
 @register("squeezenet1_1", (3, 224, 224), torchvision.models.squeezenet1_1,
@@ -27,5 +27,5 @@ def squeezenet1_1(w, shape, num_classes=1000):
         else:
             x = fire(x, w[f"features.{i}"], *sizes)
     x = relu(conv(dropout(x, name="classifier.0"), w["classifier.1"], num_classes, 1))
-    g.output(flatten(global_avg_pool(x, name="classifier.3")), "logits")
+    g.output(flatten(global_avg_pool(x, name="classifier.3"), 1), "logits")
     return g

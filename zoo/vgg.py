@@ -8,7 +8,7 @@ import functools
 import torchvision
 
 from trtnet import Graph, adaptive_avg_pool, bn, conv, dropout, fc, flatten, max_pool, relu
-from zoo import register
+from trtnet.zoo import register
 
 CFGS = {
     "A": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
@@ -33,7 +33,7 @@ def features(x, w, cfg, batch_norm):
 def vgg(w, shape, cfg, batch_norm, name, num_classes=1000):
     g = Graph(name)
     x = features(g.input("data", shape), w, CFGS[cfg], batch_norm)
-    x = flatten(adaptive_avg_pool(x, 7, name="avgpool"))
+    x = flatten(adaptive_avg_pool(x, 7, name="avgpool"), 1)
     x = dropout(relu(fc(x, w["classifier.0"], 4096)), name="classifier.2")
     x = dropout(relu(fc(x, w["classifier.3"], 4096)), name="classifier.5")
     g.output(fc(x, w["classifier.6"], num_classes), "logits")

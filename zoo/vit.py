@@ -3,25 +3,20 @@ import math
 
 import torchvision
 
-from trtnet import (Graph, concat, constant, conv, expand_batch, fc, gelu, layer_norm, matmul, permute, reshape,
-                    select, slice, softmax)
-from zoo import register
+from trtnet import Graph, concat, constant, conv, expand, fc, gelu, layer_norm, permute, reshape, select, softmax
+from trtnet.zoo import register
 
 EPS = 1e-6
 
 
 def attention(x, w, heads):
     """nn.MultiheadAttention(batch_first=True) on self: packed q/k/v projection, scaled dot product, out_proj."""
-    _, tokens, dim = x.shape
+    n, tokens, dim = x.shape
     qkv = fc(x, w, 3 * dim, name=f"{w.prefix}.in_proj", keys=("in_proj_weight", "in_proj_bias"))
-
-    def split_heads(i):  # (N, T, dim) part i of q/k/v -> (N, heads, T, dim/heads)
-        part = slice(qkv, 2, i * dim, (i + 1) * dim)
-        return permute(reshape(part, (tokens, heads, dim // heads)), (0, 2, 1, 3))
-
-    q, k, v = (split_heads(i) for i in range(3))
-    scores = softmax(matmul(q, k, transpose_b=True) * (1 / math.sqrt(dim // heads)), axis=-1)
-    y = reshape(permute(matmul(scores, v), (0, 2, 1, 3)), (tokens, dim))
+    # (N, T, 3 * dim) -> (3, N, heads, T, dim / heads): q, k and v
+    q, k, v = permute(reshape(qkv, (n, tokens, 3, heads, dim // heads)), (2, 0, 3, 1, 4))
+    scores = softmax((q @ k.transpose(-2, -1)) * (1 / math.sqrt(dim // heads)), dim=-1)
+    y = reshape(permute(scores @ v, (0, 2, 1, 3)), (n, tokens, dim))
     return fc(y, w["out_proj"], dim)
 
 
@@ -36,9 +31,9 @@ def vit(w, shape, name, patch, layers, heads, dim, mlp_dim):
     g = Graph(name)
     x = g.input("data", shape)
     x = conv(x, w["conv_proj"], dim, patch, patch)                       # (N, dim, H/p, W/p)
-    tokens = x.shape[2] * x.shape[3]
-    x = permute(reshape(x, (dim, tokens)), (0, 2, 1))                   # (N, tokens, dim)
-    x = concat([expand_batch(constant(x, w, "class_token", (1, 1, dim)), x), x])
+    n, tokens = x.shape[0], x.shape[2] * x.shape[3]
+    x = permute(reshape(x, (n, dim, tokens)), (0, 2, 1))                # (N, tokens, dim)
+    x = concat([expand(constant(x, w, "class_token", (1, 1, dim)), (n, 1, dim)), x], 1)
     x = x + constant(x, w, "encoder.pos_embedding", (1, tokens + 1, dim))
     for i in range(layers):
         x = encoder_block(x, w[f"encoder.layers.encoder_layer_{i}"], heads, mlp_dim)

@@ -4,31 +4,32 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..check.report import DEFAULT_TOL, FP16_TOL, check_graph
-from ..engine import EngineInfo, build_engine, compare, execution_unavailable, run_engine, write_atomic
-from ..graph import Graph, fmt_shape
-from ..reference import run_reference
+from ..graph import Graph
+from ..shape import fmt_shape
 from ..weights import WeightFileError, load_weights
 
 WEIGHT_SUFFIXES = (".wts", ".safetensors", ".pth", ".pt")
 
 
-def find_weights(name, weights=None, directory="weights"):
+def find_weights(name, weights=None, directory="weights", spec=None):
+    """The weights file: given, else weights/NAME.* (beside a model file: NAME.* next to it)."""
     if weights:
         return weights
-    tried = [os.path.join(directory, name + s) for s in WEIGHT_SUFFIXES]
+    dirs = [directory] + ([os.path.dirname(spec.file)] if spec is not None and spec.file else [])
+    tried = [os.path.join(d, name + s) for d in dirs for s in WEIGHT_SUFFIXES]
     for p in tried:
         if os.path.exists(p):
             return p
+    what = spec.file if spec is not None and spec.file else name
     raise WeightFileError(f"no weights for '{name}': looked for {', '.join(tried)}; "
-                          f"write them with `python scripts/export_wts.py {name}` or pass --weights PATH")
+                          f"write them with `python scripts/export_wts.py {what}` or pass --weights PATH")
 
 
 def load_model(name, weights=None, shape=None):
-    """(zoo spec, WeightMap, recorded graph) for a zoo model name."""
-    import zoo
+    """(zoo spec, WeightMap, recorded graph) for a zoo model name or a model file (`path.py[:name]`)."""
+    from .. import zoo
     spec = zoo.get(name)
-    w = load_weights(find_weights(name, weights))
+    w = load_weights(find_weights(spec.name, weights, spec=spec))
     return spec, w, spec.graph(w, shape)
 
 
@@ -59,11 +60,34 @@ def run_torch(module, x, output=None):
     return (y[output] if isinstance(y, dict) else y).numpy()
 
 
+def run_module(module, graph, inputs, output=None):
+    """{graph output name: array} from `module` called with the graph's inputs in order. Its outputs (a tensor,
+    a tuple/list, or a dict: by the graph's output names where they match, else `output`, else in order) map
+    to the graph's outputs in order."""
+    import torch
+    args = [torch.from_numpy(np.ascontiguousarray(inputs[n.name])) for n in graph.inputs]
+    with torch.no_grad():
+        y = module(*args)
+    names = [o.name for o in graph.outputs]
+    if isinstance(y, dict):
+        y = [y[k] for k in names] if all(k in y for k in names) else [y[output]] if output else list(y.values())
+    elif hasattr(y, "last_hidden_state") and not isinstance(y, torch.Tensor):
+        y = list(y.values())
+    elif not isinstance(y, (tuple, list)):
+        y = [y]
+    flat = []
+    for v in y:
+        flat.extend(v if isinstance(v, (tuple, list)) else [v])
+    if len(flat) < len(names):
+        raise ValueError(f"the PyTorch module returns {len(flat)} outputs, the graph has {len(names)}")
+    return {k: v.detach().cpu().numpy() for k, v in zip(names, flat)}
+
+
 @dataclass
 class BuildReport:
     model: str
     weights: str
-    engine: EngineInfo
+    engine: object            # EngineInfo
     unused: list
     executed: bool
     reason: str               # why the engine itself was not executed ("" when it was)
@@ -84,11 +108,13 @@ class BuildReport:
                                                  if self.unused else "")]
         lines += [f"  input    {k} {fmt_shape(s)}" for k, s in e.inputs.items()]
         lines += [f"  output   {k} {fmt_shape(s)}" for k, s in e.outputs.items()]
-        lines.append(f"  profile  batch min {e.profile[0]} / opt {e.profile[1]} / max {e.profile[2]}")
+        for i, p in enumerate(e.profiles):
+            dims = ", ".join(f"{k} {lo}/{opt}/{hi}" for k, (lo, opt, hi) in p.items())
+            lines.append(f"  profile  {i}: {dims or 'static shapes'} (min/opt/max)")
         if not self.executed and self.reason:
             lines.append(f"  NOTE: the engine itself was not executed: {self.reason}.")
         for what, m in self.checks:
-            top1 = "" if m["top1"] is None else f", top-1 agreement {m['top1'] * 100:.1f}%"
+            top1 = "" if m.get("top1") is None else f", top-1 agreement {m['top1'] * 100:.1f}%"
             bad = f"; first layer over tolerance: '{m['first_bad']}'" if m.get("first_bad") else ""
             lines.append(f"  check    {what}: max abs error {m['max_abs']:.3g}, relative error {m['rel']:.3g}{top1}{bad}")
         for what, acc in self.accuracy.items():
@@ -96,20 +122,40 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def build(model, weights=None, output=None, batch=(1, 8, 32), device=0, verify=True, progress=True,
-          workspace_mb=None, samples=8, tf32=False, fp16=False, show_graph=False):
-    """Build `model` (a zoo name, or a recorded Graph) into an engine file and compare it with PyTorch.
+def check_shapes(graph, profiles, samples=None):
+    """Named sizes to verify at: each profile's minimum and maximum (the batch capped at `samples`)."""
+    envs = []
+    for p in profiles:
+        for which in (0, 2):
+            env = {k: v[which] for k, v in p.items()}
+            if samples and "N" in env:
+                env["N"] = max(p["N"][0], min(env["N"], samples))
+            env = {k: max(v, 1) for k, v in env.items()}
+            if env not in envs:
+                envs.append(env)
+    return envs
 
-    A zoo model is compared with its PyTorch module; a Graph with its own PyTorch reference executor. Where
-    the engine cannot execute, the TensorRT network is run by trtnet.check's interpreter instead."""
+
+def build(model, weights=None, output=None, profiles=None, device=0, verify=True, progress=True,
+          workspace_mb=None, samples=8, tf32=False, fp16=False, show_graph=False, reference=None):
+    """Build `model` (a zoo name, a model file `path.py[:name]`, or a recorded Graph) into an engine file and
+    compare it with PyTorch at the profile's minimum and maximum shapes.
+
+    A zoo model or model file is compared with its registered PyTorch module, a Graph with `reference` (an
+    nn.Module taking the graph's inputs in order) or else its own PyTorch reference executor. Where the engine
+    cannot execute, the TensorRT network is run by trtnet.check's interpreter instead."""
+    from ..check.report import DEFAULT_TOL, FP16_TOL, check_graph
+    from ..engine import build_engine, compare, execution_unavailable, profiles_for, run_engine, write_atomic
+    from ..reference import run_reference
     if isinstance(model, Graph):
         spec, w, graph = None, None, model
     else:
         spec, w, graph = load_model(model, weights)
     if show_graph:
         print(graph)
-    plan, info = build_engine(graph, batch, workspace_mb, progress, tf32, fp16)
-    info.path = output or os.path.join("engines", f"{graph.name if spec is None else model}.engine")
+    profiles = profiles_for(graph, profiles)
+    plan, info = build_engine(graph, profiles, workspace_mb, progress, tf32, fp16)
+    info.path = output or os.path.join("engines", f"{graph.name if spec is None else spec.name}.engine")
     write_atomic(info.path, plan)
     report = BuildReport(graph.name, w.source if w else "(in the graph)", info, w.unused() if w else [], False, "",
                          FP16_TOL if fp16 else DEFAULT_TOL)
@@ -117,28 +163,42 @@ def build(model, weights=None, output=None, batch=(1, 8, 32), device=0, verify=T
         return report
     reason = execution_unavailable(device)
     report.executed, report.reason = reason is None, reason or ""
-    labels = None
-    if spec is None:
-        x = np.random.default_rng(0).standard_normal((samples, *graph.inputs[0].shape[1:]), dtype=np.float32)
-    elif spec.dataset is not None:
-        x, labels = spec.dataset()
-    else:
-        x = spec.sample_inputs(samples)
-    name, out = graph.inputs[0].name, graph.outputs[0].name
-    recorded = run_reference(graph, {name: x})[out]
-    against = "PyTorch reference executor" if spec is None else "PyTorch"
-    expected = recorded if spec is None else run_torch(torch_reference(spec, w), x, out)
-    if report.executed:
-        got = run_engine(plan, {name: x}, device, max_batch=batch[2])[out]
-        report.checks.append((f"TensorRT engine on GPU {device} vs {against}", compare(got, expected)))
-    else:  # what TensorRT holds, run layer by layer on the CPU
-        check = check_graph(graph, {name: x}, {out: expected}, report.tol, fp16)
-        got = check.values[out]
-        report.checks.append((f"TensorRT network (trtnet.check interpreter) vs {against}",
-                              dict(check.final[out], first_bad=check.first_bad)))
-    if spec is not None:
-        report.checks.append(("recorded graph (PyTorch reference executor) vs PyTorch", compare(recorded, expected)))
-    if labels is not None:
-        report.accuracy["PyTorch"] = float((expected.argmax(1) == labels).mean())
-        report.accuracy["engine" if report.executed else "TensorRT network"] = float((got.argmax(1) == labels).mean())
+    module = reference if spec is None else torch_reference(spec, w)
+    against = "PyTorch" if module is not None else "PyTorch reference executor"
+    data = spec is not None and spec.dataset is not None
+    for env in ([None] if data else check_shapes(graph, profiles, samples)):
+        if env is None:
+            x, labels = spec.dataset()
+            inputs = {graph.inputs[0].name: x}
+        else:
+            labels = None
+            inputs = spec.make_inputs(graph, env) if spec is not None else _random_inputs(graph, env)
+        at = "" if env is None else " at " + ", ".join(f"{k}={v}" for k, v in env.items())
+        recorded = run_reference(graph, inputs)
+        expected = recorded if module is None else run_module(module, graph, inputs, spec.output if spec else None)
+        if report.executed:
+            got = run_engine(plan, inputs, device)
+            for o in graph.outputs:
+                report.checks.append((f"engine output {o.name}{at} on GPU {device} vs {against}",
+                                      compare(got[o.name], expected[o.name])))
+        else:  # what TensorRT holds, run layer by layer on the CPU
+            check = check_graph(graph, inputs, expected, report.tol, fp16)
+            got = {o.name: check.values[o.name] for o in graph.outputs}
+            for o in graph.outputs:
+                report.checks.append((f"TensorRT network output {o.name}{at} (trtnet.check interpreter) vs {against}",
+                                      dict(check.final[o.name], first_bad=check.first_bad)))
+        if module is not None:
+            for o in graph.outputs:
+                report.checks.append((f"recorded graph output {o.name}{at} (PyTorch reference executor) vs PyTorch",
+                                      compare(recorded[o.name], expected[o.name])))
+        if labels is not None:
+            out = graph.outputs[0].name
+            report.accuracy["PyTorch"] = float((expected[out].argmax(1) == labels).mean())
+            report.accuracy["engine" if report.executed else "TensorRT network"] = float(
+                (got[out].argmax(1) == labels).mean())
     return report
+
+
+def _random_inputs(graph, env):
+    from ..zoo import random_inputs
+    return random_inputs(graph, env, np.random.default_rng(0))

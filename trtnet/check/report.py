@@ -4,7 +4,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..engine import compare
-from .interp import run_network
 
 DEFAULT_TOL = 1e-4  # relative to each tensor's largest magnitude: fp32 through ~50 layers stays well below it
 FP16_TOL = 1e-2     # half precision keeps ~3 decimal digits per op; the zoo's deep networks reach a few 1e-3
@@ -82,6 +81,7 @@ def layer_rows(network, values, references, tol):
 
 def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="check"):
     """Run `network` on `inputs`; compare every layer with `references` and the outputs with `finals`."""
+    from .interp import run_network
     values = run_network(network, inputs, outputs="all")
     rows, first_bad = layer_rows(network, values, references, tol)
     final = {k: compare(values[k], v) if values[k].shape == v.shape else
@@ -96,10 +96,35 @@ def check_graph(graph, inputs, expected, tol=DEFAULT_TOL, fp16=False):
     from ..reference import run_reference
     _, network, emission = create_network(graph, fp16)
     references = run_reference(graph, inputs, outputs="all")
-    finals = {o.name: np.asarray(expected[o.name]) for o in graph.outputs}
+    finals = {o.name: np.asarray(expected[o.name]) for o in graph.outputs if o.name in expected}
+    at = ", ".join(f"{k}={v}" for k, v in size_env(graph, inputs).items())
     report = check_network(network, inputs, references, finals, tol,
                            f"TensorRT {'fp16' if fp16 else 'fp32'} network of '{graph.name}' ({network.num_layers} layers, "
-                           "run by trtnet.check) "
-                           "vs PyTorch")
+                           f"run by trtnet.check) vs PyTorch{' at ' + at if at else ''}")
     del emission
     return report
+
+
+def size_env(graph, inputs):
+    """The named sizes the inputs have."""
+    return {k: int(np.shape(inputs[inp])[axis]) for k, (inp, axis) in graph.dims.items() if inp in inputs}
+
+
+def check_graph_at(graph, inputs=None, reference=None, tol=None, fp16=False, shapes=None, seed=0):
+    """`trtnet.check(...)`: check_graph on the given inputs, or at each of `shapes` ({dim: size} dicts; default the
+    minimum and maximum of the graph's ranges) on seeded inputs; `reference` an nn.Module or None."""
+    from ..build import check_shapes, run_module
+    from ..engine import profiles_for
+    from ..reference import run_reference
+    from ..zoo import random_inputs
+    tol = tol or (FP16_TOL if fp16 else DEFAULT_TOL)
+    if inputs is not None:
+        sets = [inputs]
+    else:
+        envs = shapes or check_shapes(graph, profiles_for(graph), 4)
+        sets = [random_inputs(graph, env, np.random.default_rng(seed)) for env in envs]
+    reports = []
+    for x in sets:
+        expected = run_module(reference, graph, x) if reference is not None else run_reference(graph, x)
+        reports.append(check_graph(graph, x, expected, tol, fp16))
+    return reports[0] if inputs is not None else reports

@@ -1,0 +1,5 @@
+"""Emits a recorded graph through TensorRT's network definition API, one function per op (see `core`)."""
+from .core import EMIT, Emission, emit, emitter
+from . import conv, elementwise, nn, shape  # noqa: F401  (each registers its emitters)
+
+__all__ = ["EMIT", "Emission", "emit", "emitter"]

@@ -1,0 +1,180 @@
+"""Emits a recorded graph through TensorRT's network definition API: the driver and what emitters share.
+
+Every TensorRT layer and output tensor is named after its graph node (helper layers get `node/what`), so
+engine bindings, TensorRT logs and `trtnet.check` tables use the model's names. Symbolic sizes become shape
+tensors computed from the network inputs' run-time shapes (`Emission.dim`).
+"""
+import numpy as np
+
+from ..backend import trt
+from ..shape import Expr, is_static
+
+EMIT = {}
+
+
+def emitter(*ops):
+    def register(fn):
+        for op in ops:
+            EMIT[op] = fn
+        return fn
+    return register
+
+
+NP_TYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "int32": np.int32, "int64": np.int64,
+            "bool": np.bool_, "uint8": np.uint8}
+
+
+class Emission:
+    """The network being filled, with the numpy arrays TensorRT reads until the build ends."""
+
+    def __init__(self, network, graph, float_type=np.float32):
+        self.network, self.graph, self.t, self.keep, self.tensors = network, graph, trt(), [], {}
+        self.float, self.multi, self._dims, self._shapes, self.used = float_type, {}, {}, {}, set()
+
+    # types and constants --------------------------------------------------------------------
+    def dtype(self, name):
+        """TensorRT type of a graph dtype; floats follow the network's precision (fp16 mode)."""
+        if name in ("float32", "float16") and self.float == np.float16:
+            name = "float16"
+        t = self.t
+        return {"float32": t.float32, "float16": t.float16, "bfloat16": t.bfloat16, "int8": t.int8,
+                "int32": t.int32, "int64": t.int64, "bool": t.bool, "uint8": t.uint8}[name]
+
+    def np_type(self, name):
+        if name in ("float32", "float16", "bfloat16"):
+            return self.float
+        return NP_TYPES[name]
+
+    def weights(self, arr, dtype=None):
+        """TensorRT weights; floating ones in the network's precision (a strongly typed network takes the
+        type of its weights)."""
+        arr = np.ascontiguousarray(arr, dtype=dtype or self.float)
+        self.keep.append(arr)
+        return self.t.Weights(arr)
+
+    def no_weights(self):
+        return self.t.Weights(self.t.float16 if self.float == np.float16 else self.t.float32)
+
+    def constant(self, arr, name, dtype=None):
+        """A constant tensor; float arrays in the network's precision unless `dtype` (numpy) says otherwise."""
+        arr = np.asarray(arr)
+        if dtype is None:
+            dtype = self.float if arr.dtype.kind == "f" else arr.dtype
+        layer = self.network.add_constant(arr.shape, self.weights(arr, dtype))
+        return self.named(layer, name)
+
+    def named(self, layer, name, index=0):
+        self.used.add(name)
+        layer.name = name
+        out = layer.get_output(index)
+        out.name = name
+        return out
+
+    def helper(self, layer, name):
+        """Name a helper layer `name` (unique in the network) and return its output."""
+        base, i = name, 0
+        while name in self.used or name in self.graph._names:
+            i += 1
+            name = f"{base}_{i}"
+        return self.named(layer, name)
+
+    # run-time sizes ----------------------------------------------------------------------------
+    def ints(self, values, name):
+        return self.constant(np.array(values, np.int64).reshape(-1), name, np.int64)
+
+    def dim(self, d, name):
+        """A 1-element int64 tensor holding size `d` (an int or a symbolic Expr) at run time."""
+        key = d._key if isinstance(d, Expr) else ("int", int(d))
+        if key not in self._dims:
+            self._dims[key] = self._make_dim(d, name)
+        return self._dims[key]
+
+    def _make_dim(self, d, name):
+        E = self.t.ElementWiseOperation
+        if is_static(d):
+            return self.ints([d], f"{name}/{d}")
+        out = None
+        for term, coeff in d.terms:
+            v = self._term(term, name)
+            if coeff != 1:
+                v = self._binary(v, self.ints([coeff], f"{name}/{coeff}"), E.PROD, f"{name}/scale")
+            out = v if out is None else self._binary(out, v, E.SUM, f"{name}/sum")
+        if d.const:
+            out = self._binary(out, self.ints([d.const], f"{name}/{d.const}"), E.SUM, f"{name}/plus")
+        return out
+
+    def _term(self, term, name):
+        E = self.t.ElementWiseOperation
+        if isinstance(term, str):
+            inp, axis = self.graph.dims[term]
+            if inp not in self._shapes:
+                self._shapes[inp] = self.helper(self.network.add_shape(self.tensors[inp]), f"{inp}/shape")
+            return self.helper(self.network.add_slice(self._shapes[inp], (axis,), (1,), (1,)), f"{inp}/{term}")
+        op, a, b = term
+        a, b = self.dim(a, name), self.dim(b, name)
+        return self._binary(a, b, E.PROD if op == "*" else E.FLOOR_DIV, f"{name}/{'mul' if op == '*' else 'div'}")
+
+    def _binary(self, a, b, op, name):
+        return self.helper(self.network.add_elementwise(a, b, op), name)
+
+    def shape_tensor(self, dims, name):
+        """A 1-D int64 tensor of `dims` (ints, -1 or Exprs), constant where every size is static."""
+        if all(is_static(d) for d in dims):
+            return self.ints(list(dims), f"{name}/dims")
+        parts = [self.dim(d, name) for d in dims]
+        return self.helper(self.network.add_concatenation(parts), f"{name}/dims")
+
+    def reshape(self, x, dims, name, final=True):
+        """x reshaped to `dims` (ints, one -1, Exprs): static dims through reshape_dims, else a shape tensor."""
+        layer = self.network.add_shuffle(x)
+        layer.zero_is_placeholder = False
+        if all(is_static(d) for d in dims):
+            layer.reshape_dims = tuple(int(d) for d in dims)
+        else:
+            layer.set_input(1, self.shape_tensor(dims, name))
+        return self.named(layer, name) if final else self.helper(layer, name)
+
+    def unsqueeze_to(self, x, node, rank, name):
+        """Prepend unit dimensions: TensorRT broadcasts only between tensors of equal rank."""
+        if node.rank == rank:
+            return x
+        return self.reshape(x, (1,) * (rank - node.rank) + tuple(node.shape), name, final=False)
+
+
+def emit(graph, network, fp16=False):
+    """Fill `network` from `graph`; returns the Emission, which must outlive the engine build.
+
+    With `fp16`, weights are stored in half precision and the network computes in it, while its float inputs
+    and outputs stay float32 (cast layers `NAME/fp16` and `NAME/fp32`), so callers' buffers do not change."""
+    e = Emission(network, graph, np.float16 if fp16 else np.float32)
+    for n in graph.nodes:
+        if n.op not in EMIT:
+            raise NotImplementedError(f"layer '{n.name}': no TensorRT emitter for op '{n.op}'")
+        out = EMIT[n.op](e, n, *(e.tensors[i.name] for i in n.inputs))
+        if isinstance(out, tuple):
+            e.multi[n.name], out = out, out[0]
+        if fp16 and n.op == "input" and n.dtype == "float32":
+            out = e.named(network.add_cast(out, e.t.float16), f"{n.name}/fp16")
+        e.tensors[n.name] = out
+    for o in graph.outputs:
+        y = e.tensors[o.name]
+        if fp16 and o.dtype in ("float32", "float16"):
+            y.name = f"{o.name}/fp16"
+            cast = network.add_cast(y, e.t.float32)
+            cast.name = f"{o.name}/fp32"
+            y = cast.get_output(0)
+            y.name = o.name
+        network.mark_output(y)
+    return e
+
+
+@emitter("input")
+def _input(e, n):
+    dims = tuple(-1 if not is_static(d) else int(d) for d in n.shape)
+    dtype = e.t.float32 if n.dtype == "float32" else e.dtype(n.dtype)
+    return e.network.add_input(n.name, dtype, dims)
+
+
+@emitter("item")
+def _item(e, n, first):
+    return e.multi[n.inputs[0].name][n.attrs["index"]]

@@ -1,0 +1,145 @@
+"""TensorRT emitters of elementwise ops, activations and casts."""
+import numpy as np
+
+from .core import emitter
+
+_BINARY = {"add": "SUM", "sub": "SUB", "mul": "PROD", "div": "DIV", "pow": "POW", "maximum": "MAX", "minimum": "MIN",
+           "floor_divide": "FLOOR_DIV", "eq": "EQUAL", "lt": "LESS", "gt": "GREATER", "logical_and": "AND",
+           "logical_or": "OR", "logical_xor": "XOR"}
+
+
+def _elementwise(e, a, b, op, name, helper=False):
+    layer = e.network.add_elementwise(a, b, getattr(e.t.ElementWiseOperation, op))
+    return e.helper(layer, name) if helper else e.named(layer, name)
+
+
+def _unary(e, x, op, name, helper=False):
+    layer = e.network.add_unary(x, getattr(e.t.UnaryOperation, op))
+    return e.helper(layer, name) if helper else e.named(layer, name)
+
+
+@emitter(*_BINARY, "ne", "le", "ge", "remainder")
+def _binary(e, n, a, b):
+    r = len(n.shape)
+    a, b = (e.unsqueeze_to(v, node, r, f"{n.name}/{side}") for v, node, side in
+            ((a, n.inputs[0], "lhs"), (b, n.inputs[1], "rhs")))
+    kind = n.attrs["kind"]
+    if kind in _BINARY:
+        return _elementwise(e, a, b, _BINARY[kind], n.name)
+    if kind == "ne":
+        return _unary(e, _elementwise(e, a, b, "EQUAL", f"{n.name}/eq", True), "NOT", n.name)
+    if kind in ("le", "ge"):   # (a < b) or (a == b): NaN compares false, as in torch
+        eq = _elementwise(e, a, b, "EQUAL", f"{n.name}/eq", True)
+        strict = _elementwise(e, a, b, "LESS" if kind == "le" else "GREATER", f"{n.name}/strict", True)
+        return _elementwise(e, strict, eq, "OR", n.name)
+    # remainder takes the divisor's sign: a - floor(a / b) * b
+    q = _elementwise(e, a, b, "FLOOR_DIV", f"{n.name}/floor_div", True)
+    return _elementwise(e, a, _elementwise(e, q, b, "PROD", f"{n.name}/times", True), "SUB", n.name)
+
+
+_UNARY = {"exp": "EXP", "log": "LOG", "sqrt": "SQRT", "abs": "ABS", "neg": "NEG", "reciprocal": "RECIP", "sin": "SIN",
+          "cos": "COS", "tan": "TAN", "asin": "ASIN", "acos": "ACOS", "atan": "ATAN", "sinh": "SINH", "cosh": "COSH",
+          "erf": "ERF", "floor": "FLOOR", "ceil": "CEIL", "round": "ROUND", "sign": "SIGN", "logical_not": "NOT",
+          "isnan": "ISNAN", "isinf": "ISINF"}
+
+
+@emitter(*_UNARY, "rsqrt", "trunc")
+def _unary_op(e, n, x):
+    kind = n.attrs["kind"]
+    if kind in _UNARY:
+        return _unary(e, x, _UNARY[kind], n.name)
+    if kind == "rsqrt":
+        return _unary(e, _unary(e, x, "SQRT", f"{n.name}/sqrt", True), "RECIP", n.name)
+    # trunc: sign(x) * floor(|x|)
+    mag = _unary(e, _unary(e, x, "ABS", f"{n.name}/abs", True), "FLOOR", f"{n.name}/floor", True)
+    return _elementwise(e, _unary(e, x, "SIGN", f"{n.name}/sign", True), mag, "PROD", n.name)
+
+
+def _act(e, x, kind, name, alpha=None, beta=None, helper=False):
+    layer = e.network.add_activation(x, getattr(e.t.ActivationType, kind))
+    if alpha is not None:
+        layer.alpha = alpha
+    if beta is not None:
+        layer.beta = beta
+    return e.helper(layer, name) if helper else e.named(layer, name)
+
+
+def _scalar(e, n, value, name):
+    dtype = e.np_type(n.dtype)
+    return e.constant(np.full((1,) * len(n.shape), value, dtype), name, dtype)
+
+
+@emitter("relu", "sigmoid", "tanh", "leaky_relu", "gelu", "hardsigmoid", "hardtanh", "relu6", "elu", "selu",
+         "softsign", "softplus")
+def _activation(e, n, x):
+    a, kind = n.attrs, n.attrs["kind"]
+    if kind == "gelu":
+        return _act(e, x, "GELU_TANH" if a["approximate"] == "tanh" else "GELU_ERF", n.name)
+    if kind == "hardsigmoid":
+        return _act(e, x, "HARD_SIGMOID", n.name, 1 / 6, 0.5)
+    if kind in ("hardtanh", "relu6"):
+        lo, hi = (0.0, 6.0) if kind == "relu6" else (a["min_val"], a["max_val"])
+        return _act(e, x, "CLIP", n.name, lo, hi)
+    if kind == "leaky_relu":
+        return _act(e, x, "LEAKY_RELU", n.name, a["negative_slope"])
+    if kind == "elu":
+        return _act(e, x, "ELU", n.name, a["alpha"])
+    if kind == "selu":   # torch's constants
+        return _act(e, x, "SELU", n.name, 1.6732632423543772, 1.0507009873554805)
+    if kind == "softplus":   # TensorRT: alpha * log(exp(beta * x) + 1)
+        return _act(e, x, "SOFTPLUS", n.name, 1 / a["beta"], a["beta"])
+    return _act(e, x, kind.upper(), n.name)
+
+
+@emitter("silu", "hardswish", "mish", "celu", "logsigmoid")
+def _composite(e, n, x):
+    """Activations TensorRT has no single type for, from the ones it has."""
+    kind = n.attrs["kind"]
+    if kind == "silu":
+        return _elementwise(e, x, _act(e, x, "SIGMOID", f"{n.name}/gate", helper=True), "PROD", n.name)
+    if kind == "hardswish":
+        gate = _act(e, x, "HARD_SIGMOID", f"{n.name}/gate", 1 / 6, 0.5, helper=True)
+        return _elementwise(e, x, gate, "PROD", n.name)
+    if kind == "mish":
+        sp = _act(e, x, "SOFTPLUS", f"{n.name}/softplus", 1.0, 1.0, helper=True)
+        return _elementwise(e, x, _act(e, sp, "TANH", f"{n.name}/tanh", helper=True), "PROD", n.name)
+    if kind == "logsigmoid":   # -softplus(-x)
+        neg = _unary(e, x, "NEG", f"{n.name}/neg", True)
+        return _unary(e, _act(e, neg, "SOFTPLUS", f"{n.name}/softplus", 1.0, 1.0, helper=True), "NEG", n.name)
+    # celu: max(0, x) + min(0, alpha * (exp(x / alpha) - 1))
+    alpha = n.attrs["alpha"]
+    scaled = _elementwise(e, x, _scalar(e, n, 1 / alpha, f"{n.name}/inv_alpha"), "PROD", f"{n.name}/scaled", True)
+    elu = _act(e, scaled, "ELU", f"{n.name}/elu", 1.0, helper=True)
+    return _elementwise(e, elu, _scalar(e, n, alpha, f"{n.name}/alpha"), "PROD", n.name)
+
+
+@emitter("clamp")
+def _clamp(e, n, x):
+    steps = [(v, op) for v, op in ((n.attrs["min"], "MAX"), (n.attrs["max"], "MIN")) if v is not None]
+    for i, (bound, op) in enumerate(steps):
+        last = i == len(steps) - 1
+        c = _scalar(e, n, bound, f"{n.name}/{op.lower()}_value")
+        x = _elementwise(e, x, c, op, n.name if last else f"{n.name}/{op.lower()}", helper=not last)
+    return x
+
+
+@emitter("where")
+def _where(e, n, cond, a, b):
+    r = len(n.shape)
+    cond, a, b = (e.unsqueeze_to(v, node, r, f"{n.name}/{i}") for i, (v, node) in enumerate(zip((cond, a, b), n.inputs)))
+    return e.named(e.network.add_select(cond, a, b), n.name)
+
+
+@emitter("cast")
+def _cast(e, n, x):
+    return e.named(e.network.add_cast(x, e.dtype(n.dtype)), n.name)
+
+
+@emitter("identity")
+def _identity(e, n, x):
+    return e.named(e.network.add_identity(x), n.name)
+
+
+@emitter("const")
+def _const(e, n):
+    return e.constant(n.params["value"], n.name, e.np_type(n.dtype))

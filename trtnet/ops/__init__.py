@@ -1,0 +1,10 @@
+"""The layer API: plain functions that take and return `Node`s, one family per module.
+
+Weight-free ops take torch's names and argument names; layers with weights take a `WeightMap` view
+(`w["layer1.0.conv1"]`) whose prefix names the TensorRT layer, so layer names match PyTorch's modules.
+"""
+from .core import OPS, PUBLIC
+from . import conv, elementwise, nn, shape  # noqa: F401  (each registers its ops)
+
+globals().update(PUBLIC)
+__all__ = sorted(PUBLIC)

@@ -1,0 +1,154 @@
+"""Convolution, pooling and resizing over 1, 2 or 3 spatial dimensions (N, C, *spatial)."""
+from ..shape import is_static
+from .core import Layer, ntuple, op, public, static_int
+
+
+def _conv_out(size, k, s, p, d):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _spatial_rank(L, x):
+    if x.rank not in (3, 4, 5):
+        L.fail(f"expects (N, C, *spatial) with 1 to 3 spatial dims, got shape {x.shape}")
+    return x.rank - 2
+
+
+@op("conv")
+def conv(x, w, out=None, kernel=None, stride=1, padding=0, dilation=1, groups=1, name=None):
+    """nn.Conv1d/2d/3d by the input's rank; bias is used when the weights have one. `padding` may be "same"."""
+    L = Layer("conv", x, name or w.prefix)
+    n = _spatial_rank(L, x)
+    c = static_int(L, x.shape[1], "the input's channel count")
+    raw = w.get("weight")
+    if raw is not None and raw.ndim == n + 2:
+        out = raw.shape[0] if out is None else out
+        kernel = raw.shape[2:] if kernel is None else kernel
+    if out is None or kernel is None:
+        L.fail(f"pass out= and kernel=: '{w.full('weight')}' has no {n + 2}D shape to take them from")
+    k, s, d = ntuple(kernel, n), ntuple(stride, n), ntuple(dilation, n)
+    if padding == "same":
+        if any(v != 1 for v in s):
+            L.fail("padding='same' needs stride 1, as in PyTorch")
+        total = [di * (ki - 1) for ki, di in zip(k, d)]
+        pre = tuple(t // 2 for t in total)
+        post = tuple(t - t // 2 for t in total)
+    elif padding == "valid":
+        pre = post = (0,) * n
+    else:
+        pre = post = ntuple(padding, n)
+    if c % groups or out % groups:
+        L.fail(f"groups={groups} must divide input channels {c} and output channels {out}")
+    weight = L.param(w, "weight", (out, c // groups, *k))
+    bias = L.param(w, "bias", (out,), required=False)
+    spatial = []
+    for size, ki, si, a, b, di in zip(x.shape[2:], k, s, pre, post, d):
+        if is_static(size) and size + a + b < di * (ki - 1) + 1:
+            L.fail(f"kernel {k} (dilation {d}) is larger than the padded input {x.shape[2:]}")
+        spatial.append((size + a + b - di * (ki - 1) - 1) // si + 1)
+    params = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
+    return L.emit([x], (x.shape[0], out, *spatial), dict(kernel=k, stride=s, padding=pre, post_padding=post,
+                                                          dilation=d, groups=groups, out=out), params)
+
+
+@op("max_pool", "avg_pool")
+def pool(x, kind, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, count_include_pad=True,
+         name=None):
+    """Max or average pooling (1-3D by the input's rank) with PyTorch's output sizes (ceil_mode) and padding
+    counting; dilation applies to max pooling."""
+    L = Layer(f"{kind}_pool" if kind in ("max", "avg") else "max_pool", x, name)
+    if kind not in ("max", "avg"):
+        L.fail(f"kind must be 'max' or 'avg', got {kind!r}")
+    n = _spatial_rank(L, x)
+    k, p, d = ntuple(kernel_size, n), ntuple(padding, n), ntuple(dilation, n)
+    s = ntuple(kernel_size if stride is None or stride == [] else stride, n)
+    if kind == "avg" and any(v != 1 for v in d):
+        L.fail("average pooling has no dilation")
+    if any(pi > ki // 2 for pi, ki in zip(p, k)):
+        L.fail(f"padding {p} must be at most half the kernel {k}")
+
+    def size(i, ki, si, pi, di):
+        ext = di * (ki - 1) + 1
+        if is_static(i) and i + 2 * pi < ext:
+            L.fail(f"kernel {k} is larger than the padded input {x.shape[2:]}")
+        if not ceil_mode:
+            return (i + 2 * pi - ext) // si + 1
+        if not is_static(i):
+            L.fail("ceil_mode needs static spatial sizes (PyTorch drops a last window that starts in the padding)")
+        o = (i + 2 * pi - ext + si - 1) // si + 1
+        return o - 1 if (o - 1) * si >= i + pi else o  # PyTorch drops a window starting in the padding
+
+    shape = (*x.shape[:2], *(size(*a) for a in zip(x.shape[2:], k, s, p, d)))
+    return L.emit([x], shape, dict(kind=kind, kernel=k, stride=s, padding=p, dilation=d, ceil_mode=ceil_mode,
+                                   count_include_pad=count_include_pad))
+
+
+@public
+def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, name=None):
+    """F.max_pool1d/2d/3d."""
+    return pool(x, "max", kernel_size, stride, padding, dilation, ceil_mode, name=name)
+
+
+@public
+def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, name=None):
+    """F.avg_pool1d/2d/3d."""
+    return pool(x, "avg", kernel_size, stride, padding, 1, ceil_mode, count_include_pad, name=name)
+
+
+@op("adaptive_avg_pool")
+def adaptive_avg_pool(x, output_size=1, name=None):
+    """nn.AdaptiveAvgPool1d/2d/3d, any output size (uneven or overlapping windows included)."""
+    L = Layer("adaptive_avg_pool", x, name)
+    n = _spatial_rank(L, x)
+    size = tuple(x.shape[2 + i] if o is None else o for i, o in enumerate(
+        (output_size,) * n if not isinstance(output_size, (tuple, list)) else output_size))
+    if len(size) != n or any(is_static(o) and o < 1 for o in size):
+        L.fail(f"output size {output_size} does not fit {n} spatial dims")
+    for i, o in zip(x.shape[2:], size):
+        if not is_static(i) and i != o and o != 1:
+            L.fail(f"adaptive pooling of the run-time size '{i}' to {o} needs a static input size")
+    return L.emit([x], (*x.shape[:2], *size), dict(size=size))
+
+
+@public
+def global_avg_pool(x, name=None):
+    """Average over all spatial dims, keeping them as size 1 (nn.AdaptiveAvgPool2d(1))."""
+    return adaptive_avg_pool(x, 1, name=name)
+
+
+@op("interpolate")
+def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None, name=None):
+    """F.interpolate over the spatial dims: nearest or (bi/tri)linear, by output size or scale factor."""
+    L = Layer("interpolate", x, name)
+    n = _spatial_rank(L, x)
+    linear = {1: "linear", 2: "bilinear", 3: "trilinear"}[n]
+    if mode not in ("nearest", linear, "bicubic"):
+        L.fail(f"mode must be 'nearest', '{linear}' or 'bicubic' for {n} spatial dims, got {mode!r}")
+    if (scale_factor is None) == (size is None):
+        L.fail("give exactly one of size= and scale_factor=")
+    if mode == "nearest" and align_corners:
+        L.fail("align_corners applies to linear and cubic modes only")
+    if size is not None:
+        out = ntuple(size, n) if not isinstance(size, (list, tuple)) or all(is_static(v) for v in size) else tuple(size)
+        scales = None
+    else:
+        scales = tuple(float(v) for v in ((scale_factor,) * n if not isinstance(scale_factor, (tuple, list))
+                                          else scale_factor))
+        out = []
+        for i, sc in zip(x.shape[2:], scales):
+            if is_static(i):
+                out.append(int(i * sc // 1))
+            elif float(sc).is_integer():
+                out.append(i * int(sc))
+            else:
+                L.fail(f"a fractional scale {sc} of the run-time size '{i}'")
+        out = tuple(out)
+    if any(is_static(o) and o < 1 for o in out):
+        L.fail(f"output size {out} is empty")
+    return L.emit([x], (*x.shape[:2], *out), dict(mode=mode, size=out, scales=scales,
+                                                  align_corners=bool(align_corners)))
+
+
+@public
+def upsample(x, scale=None, size=None, mode="nearest", align_corners=False, name=None):
+    """nn.Upsample's argument order: by scale or size."""
+    return interpolate(x, size, scale, mode, align_corners or None, name=name)

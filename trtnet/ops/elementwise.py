@@ -1,0 +1,209 @@
+"""Elementwise ops: binary arithmetic and comparisons with broadcasting, unary math, activations, casts."""
+import numpy as np
+
+from ..graph import DTYPES, Node
+from .core import Layer, alias, broadcast, const, op, operands
+
+# torch name -> result is bool
+BINARY = {"add": False, "sub": False, "mul": False, "div": False, "pow": False, "maximum": False, "minimum": False,
+          "floor_divide": False, "remainder": False, "eq": True, "ne": True, "lt": True, "le": True, "gt": True,
+          "ge": True, "logical_and": True, "logical_or": True, "logical_xor": True}
+UNARY = ("exp", "log", "sqrt", "rsqrt", "abs", "neg", "reciprocal", "sin", "cos", "tan", "asin", "acos", "atan",
+         "sinh", "cosh", "erf", "floor", "ceil", "round", "trunc", "sign", "logical_not", "isnan", "isinf")
+FLOAT_UNARY = {"exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan", "asin", "acos", "atan", "sinh",
+               "cosh", "erf"}
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "silu", "gelu", "hardswish", "hardsigmoid", "hardtanh",
+               "elu", "selu", "celu", "softplus", "softsign", "mish", "relu6", "logsigmoid")
+
+
+def _binary(kind, a, b, name=None):
+    a, b, dtype = operands(a, b)
+    L = Layer(kind, a, name)
+    if kind == "div" and dtype not in ("float32", "float16", "bfloat16"):   # true division, as torch
+        a, b = cast(a, "float32"), cast(b, "float32")
+        dtype = "float32"
+    if kind.startswith("logical_"):
+        a, b = (cast(v, "bool") if v.dtype != "bool" else v for v in (a, b))
+    out = "bool" if BINARY[kind] else dtype
+    return L.emit([a, b], broadcast(L, a.shape, b.shape), dict(kind=kind), dtype=out)
+
+
+def _make_binary(kind):
+    def fn(input, other, name=None):
+        return _binary(kind, input, other, name)
+    fn.__name__ = fn.__qualname__ = kind
+    fn.__doc__ = f"torch.{kind} with broadcasting; Python scalars become constants of the tensor's type."
+    return op(kind)(fn)
+
+
+def _make_unary(kind):
+    def fn(input, name=None):
+        L = Layer(kind, input, name)
+        x = input
+        if kind in FLOAT_UNARY and not x.is_float:
+            x = cast(x, "float32")
+        if kind == "logical_not" and x.dtype != "bool":
+            x = cast(x, "bool")
+        dtype = "bool" if kind in ("logical_not", "isnan", "isinf") else x.dtype
+        return L.emit([x], x.shape, dict(kind=kind), dtype=dtype)
+    fn.__name__ = fn.__qualname__ = kind
+    fn.__doc__ = f"torch.{kind}, elementwise."
+    return op(kind)(fn)
+
+
+for _k in BINARY:
+    globals()[_k] = _make_binary(_k)
+for _k in UNARY:
+    globals()[_k] = _make_unary(_k)
+
+
+def activation(x, kind, name=None, **attrs):
+    """One activation op, `attrs` being its torch keyword arguments."""
+    L = Layer(kind, x, name)
+    L.float_input(x)
+    return L.emit([x], x.shape, dict(kind=kind, **attrs))
+
+
+@op()
+def relu(input, name=None):
+    return activation(input, "relu", name)
+
+
+@op()
+def sigmoid(input, name=None):
+    return activation(input, "sigmoid", name)
+
+
+@op()
+def tanh(input, name=None):
+    return activation(input, "tanh", name)
+
+
+@op()
+def leaky_relu(input, negative_slope=0.01, name=None):
+    return activation(input, "leaky_relu", name, negative_slope=float(negative_slope))
+
+
+@op()
+def silu(input, name=None):
+    return activation(input, "silu", name)
+
+
+@op()
+def gelu(input, approximate="none", name=None):
+    """F.gelu: exact (erf) or approximate='tanh'."""
+    if approximate not in ("none", "tanh"):
+        Layer("gelu", input, name).fail(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return activation(input, "gelu", name, approximate=approximate)
+
+
+@op()
+def hardswish(input, name=None):
+    return activation(input, "hardswish", name)
+
+
+@op()
+def hardsigmoid(input, name=None):
+    return activation(input, "hardsigmoid", name)
+
+
+@op()
+def hardtanh(input, min_val=-1.0, max_val=1.0, name=None):
+    return activation(input, "hardtanh", name, min_val=float(min_val), max_val=float(max_val))
+
+
+@op()
+def relu6(input, name=None):
+    return activation(input, "relu6", name)
+
+
+@op()
+def elu(input, alpha=1.0, name=None):
+    return activation(input, "elu", name, alpha=float(alpha))
+
+
+@op()
+def selu(input, name=None):
+    return activation(input, "selu", name)
+
+
+@op()
+def celu(input, alpha=1.0, name=None):
+    return activation(input, "celu", name, alpha=float(alpha))
+
+
+@op()
+def softplus(input, beta=1.0, threshold=20.0, name=None):
+    return activation(input, "softplus", name, beta=float(beta), threshold=float(threshold))
+
+
+@op()
+def softsign(input, name=None):
+    return activation(input, "softsign", name)
+
+
+@op()
+def mish(input, name=None):
+    return activation(input, "mish", name)
+
+
+@op()
+def logsigmoid(input, name=None):
+    return activation(input, "logsigmoid", name)
+
+
+@op("clamp")
+def clamp(input, min=None, max=None, name=None):
+    """torch.clamp with scalar bounds (either may be None)."""
+    L = Layer("clamp", input, name)
+    if min is None and max is None:
+        L.fail("give min=, max= or both")
+    return L.emit([input], input.shape, dict(min=None if min is None else float(min),
+                                             max=None if max is None else float(max)))
+
+
+clip = alias(clamp, "clip")
+
+
+@op("where")
+def where(condition, input, other, name=None):
+    """torch.where(condition, input, other), all three broadcast; scalars become constants."""
+    L = Layer("where", condition if isinstance(condition, Node) else input, name)
+    if not isinstance(condition, Node):
+        L.fail("condition must be a tensor")
+    if condition.dtype != "bool":
+        condition = cast(condition, "bool")
+    a, b, dtype = operands(input, other)
+    shape = broadcast(L, broadcast(L, condition.shape, a.shape), b.shape)
+    return L.emit([condition, a, b], shape, dtype=dtype)
+
+
+@op("cast")
+def cast(input, dtype, name=None):
+    """x.to(dtype): float32, float16, bfloat16, int8, int32, int64, bool, uint8."""
+    L = Layer("cast", input, name)
+    dtype = {"float": "float32", "half": "float16", "int": "int32", "long": "int64"}.get(str(dtype), str(dtype))
+    dtype = dtype.replace("torch.", "")
+    if dtype not in DTYPES:
+        L.fail(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    if dtype == input.dtype:
+        return input
+    return L.emit([input], input.shape, dict(dtype=dtype), dtype=dtype)
+
+
+@op("identity")
+def identity(input, name=None):
+    """Dropout and other train-only layers: a named pass-through, so layer names still line up."""
+    return Layer("identity", input, name).emit([input], input.shape)
+
+
+dropout = alias(identity, "dropout")
+
+
+@op("const")
+def tensor(data, like, dtype=None, name=None):
+    """A constant array in `like`'s graph (torch.tensor); dtype defaults to the array's (floats: float32)."""
+    arr = np.asarray(data)
+    if dtype is None:
+        dtype = "float32" if arr.dtype.kind == "f" else "bool" if arr.dtype.kind == "b" else "int64"
+    return const(like.graph, arr, dtype, name)

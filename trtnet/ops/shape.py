@@ -1,0 +1,317 @@
+"""Shape ops on any axis, the batch included: reshape, permute, slicing and indexing, concatenation, expand.
+
+Sizes may be symbolic; the emitter computes them at run time from the inputs' shapes where needed.
+"""
+import builtins
+
+import numpy as np
+
+from ..graph import GraphError, Node, user_line
+from ..shape import Expr, is_static, numel, same
+from .core import Layer, alias, fmt, op, public
+
+
+def _sizes(L, shape):
+    out = []
+    for d in shape:
+        if isinstance(d, Node):
+            L.fail(f"a size given as the tensor '{d.name}'; use the symbolic x.shape[i] instead")
+        if not isinstance(d, (int, np.integer, Expr)):
+            L.fail(f"size {d!r} is not an int")
+        out.append(int(d) if isinstance(d, (int, np.integer)) else d)
+    return out
+
+
+@op("reshape")
+def reshape(input, shape, name=None):
+    """torch.reshape: the full shape, batch included; one entry may be -1 (inferred), 0 means size 0.
+    Sizes may be symbolic (`x.shape[0]`, `x.shape[2] * x.shape[3]`)."""
+    L = Layer("reshape", input, name)
+    spec = _sizes(L, (shape,) if isinstance(shape, (int, Expr)) else shape)
+    if spec.count(-1) > 1:
+        L.fail(f"at most one -1 in {tuple(spec)}")
+    total = numel(input.shape)
+    known = numel([d for d in spec if not (is_static(d) and d == -1)])
+    out = list(spec)
+    if -1 in spec:
+        if is_static(known) and known == 0:
+            L.fail(f"cannot infer -1 in {tuple(spec)} with a zero size")
+        if is_static(total) and is_static(known) and total % known:
+            L.fail(f"cannot reshape {fmt(input.shape)} ({total} values) to {tuple(spec)}")
+        out[spec.index(-1)] = total // known
+    elif same(total, known) is False:
+        L.fail(f"cannot reshape {fmt(input.shape)} ({total} values) to {tuple(spec)} ({known} values)")
+    return L.emit([input], out, dict(shape=tuple(spec)))
+
+
+alias(reshape, "view")
+
+
+@public
+def flatten(input, start_dim=0, end_dim=-1, name=None):
+    """torch.flatten: dims start_dim..end_dim become one (nn.Flatten is flatten(x, 1))."""
+    L = Layer("reshape", input, name or "flatten")
+    if input.rank == 0:
+        return reshape(input, (1,), name)
+    a, b = L.axis(input, start_dim), L.axis(input, end_dim)
+    if a > b:
+        L.fail(f"start_dim {start_dim} comes after end_dim {end_dim}")
+    s = input.shape
+    return reshape(input, (*s[:a], numel(s[a:b + 1]), *s[b + 1:]), name or "flatten")
+
+
+@public
+def unflatten(input, dim, sizes, name=None):
+    L = Layer("reshape", input, name or "unflatten")
+    d = L.axis(input, dim)
+    return reshape(input, (*input.shape[:d], *sizes, *input.shape[d + 1:]), name or "unflatten")
+
+
+@public
+def squeeze(input, dim=None, name=None):
+    """torch.squeeze: drop size-1 dims (all known ones, or those of `dim`); a dim not of size 1 stays."""
+    L = Layer("reshape", input, name or "squeeze")
+    dims = L.axes(input, dim)
+    keep = [d for i, d in enumerate(input.shape) if not (i in dims and same(d, 1))]
+    return reshape(input, keep, name or "squeeze")
+
+
+@public
+def unsqueeze(input, dim, name=None):
+    L = Layer("reshape", input, name or "unsqueeze")
+    r = input.rank + 1
+    if not -r <= dim < r:
+        L.fail(f"dim {dim} is out of range for rank {r}")
+    s = list(input.shape)
+    s.insert(dim % r, 1)
+    return reshape(input, s, name or "unsqueeze")
+
+
+@op("permute")
+def permute(input, dims, name=None):
+    """torch.permute over any dims, the batch included."""
+    L = Layer("permute", input, name)
+    dims = tuple(int(d) % builtins.max(input.rank, 1) for d in dims)
+    if sorted(dims) != list(range(input.rank)):
+        L.fail(f"dims {dims} must be a permutation of 0..{input.rank - 1}")
+    return L.emit([input], tuple(input.shape[d] for d in dims), dict(dims=dims))
+
+
+@public
+def transpose(input, dim0, dim1, name=None):
+    L = Layer("permute", input, name or "transpose")
+    a, b = L.axis(input, dim0), L.axis(input, dim1)
+    dims = list(range(input.rank))
+    dims[a], dims[b] = b, a
+    return permute(input, dims, name or "transpose")
+
+
+alias(transpose, "swapaxes")
+
+
+@public
+def movedim(input, source, destination, name=None):
+    L = Layer("permute", input, name or "movedim")
+    s, d = L.axis(input, source), L.axis(input, destination)
+    dims = [i for i in range(input.rank) if i != s]
+    dims.insert(d, s)
+    return permute(input, dims, name or "movedim")
+
+
+@op("slice")
+def _slice(input, starts, sizes, steps, name=None):
+    """Elements starts[i] + k * steps[i] for k < sizes[i] along every axis (sizes may be symbolic)."""
+    L = Layer("slice", input, name)
+    return L.emit([input], sizes, dict(starts=tuple(starts), steps=tuple(steps)))
+
+
+def _bound(v, size, default):
+    """A Python slice bound on a dim of `size`: negative counts from the end, clamped where size is known."""
+    if v is None:
+        return default
+    if isinstance(v, Node):
+        raise GraphError(f"{user_line()}: a slice bound given as the tensor '{v.name}' is not supported")
+    if is_static(size) and isinstance(v, (int, np.integer)):
+        v = int(v)
+        return builtins.min(builtins.max(v + size if v < 0 else v, 0), size)
+    return size + v if isinstance(v, (int, np.integer)) and v < 0 else v
+
+
+@op("getitem")
+def getitem(input, key, name=None):
+    """x[key] with ints, slices (positive steps, as torch), None and `...`; several ints or slices at once."""
+    L = Layer("slice", input, name or "getitem")
+    key = key if isinstance(key, tuple) else (key,)
+    if builtins.sum(k is Ellipsis for k in key) > 1:
+        L.fail("an index can have only one ellipsis")
+    used = builtins.sum(1 for k in key if k is not None and k is not Ellipsis)
+    if used > input.rank:
+        L.fail(f"too many indices ({used}) for shape {fmt(input.shape)}")
+    if Ellipsis in [k for k in key if not isinstance(k, Node)]:
+        i = [j for j, k in enumerate(key) if k is Ellipsis][0]
+        key = key[:i] + (builtins.slice(None),) * (input.rank - used) + key[i + 1:]
+    key = key + (builtins.slice(None),) * (input.rank - builtins.sum(1 for k in key if k is not None))
+    starts, sizes, steps, out = [], [], [], []
+    axis = 0
+    for k in key:
+        if k is None:
+            out.append(1)
+            continue
+        if axis >= input.rank:
+            break
+        size = input.shape[axis]
+        if isinstance(k, Node):
+            L.fail(f"indexing with the tensor '{k.name}'; use tn.index_select or tn.gather")
+        if isinstance(k, (int, np.integer)):
+            k = int(k)
+            if is_static(size) and not -size <= k < size:
+                L.fail(f"index {k} is out of range for dim {axis} of size {size}")
+            starts.append(k + size if k < 0 else k)
+            sizes.append(1)
+            steps.append(1)
+        elif isinstance(k, builtins.slice):
+            step = 1 if k.step is None else int(k.step)
+            if step <= 0:
+                L.fail(f"slice step {step} must be positive, as in torch (use tn.flip)")
+            a, b = _bound(k.start, size, 0), _bound(k.stop, size, size)
+            n = (b - a + step - 1) // step
+            if is_static(n):
+                n = builtins.max(n, 0)
+            starts.append(a)
+            sizes.append(n)
+            steps.append(step)
+            out.append(n)
+        else:
+            L.fail(f"index {k!r} is not an int, slice, None or ...")
+        axis += 1
+    whole = all(is_static(a) and a == 0 and st == 1 and same(n, d) for a, n, st, d in
+                zip(starts, sizes, steps, input.shape))
+    y = input if whole else _slice(input, starts, sizes, steps, name=name or "getitem")
+    return y if list(y.shape) == out else reshape(y, out, name or "getitem")
+
+
+@public
+def select(input, dim, index, name=None):
+    """torch.select: one entry of `dim`, which disappears (ViT's class token x[:, 0])."""
+    L = Layer("slice", input, name or "select")
+    d = L.axis(input, dim)
+    return getitem(input, (builtins.slice(None),) * d + (int(index),), name or "select")
+
+
+@public
+def narrow(input, dim, start, length, name=None):
+    L = Layer("slice", input, name or "narrow")
+    d = L.axis(input, dim)
+    return getitem(input, (builtins.slice(None),) * d + (builtins.slice(start, start + length),), name or "narrow")
+
+
+@op("concat")
+def cat(tensors, dim=0, name=None):
+    """torch.cat along `dim`; other dims must match."""
+    xs = list(tensors)
+    if not xs:
+        raise GraphError(f"{user_line()}: cat of no tensors")
+    L = Layer("concat", xs[0], name or "cat")
+    r = xs[0].rank
+    axis = L.axis(xs[0], dim)
+    for x in xs[1:]:
+        bad = x.rank != r or any(same(d, e) is False for i, (d, e) in enumerate(zip(x.shape, xs[0].shape))
+                                 if i != axis)
+        if bad:
+            L.fail(f"'{x.name}' {fmt(x.shape)} does not match '{xs[0].name}' {fmt(xs[0].shape)} outside dim {axis}")
+        if x.dtype != xs[0].dtype:
+            L.fail(f"'{x.name}' is {x.dtype}, '{xs[0].name}' is {xs[0].dtype}")
+    shape = list(xs[0].shape)
+    shape[axis] = builtins.sum((x.shape[axis] for x in xs[1:]), xs[0].shape[axis])
+    return L.emit(xs, shape, dict(axis=axis))
+
+
+concat = alias(cat, "concat")
+
+
+@public
+def stack(tensors, dim=0, name=None):
+    xs = list(tensors)
+    r = xs[0].rank + 1
+    d = dim % r
+    return cat([unsqueeze(x, d) for x in xs], d, name or "stack")
+
+
+@public
+def split(tensor, split_size_or_sections, dim=0, name=None):
+    """torch.split: pieces of a size (the last may be smaller), or of the listed sizes."""
+    L = Layer("slice", tensor, name or "split")
+    d = L.axis(tensor, dim)
+    size = tensor.shape[d]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        step = int(split_size_or_sections)
+        if not is_static(size):
+            L.fail(f"splitting the run-time size '{size}' needs explicit section sizes")
+        sections = [builtins.min(step, size - i) for i in range(0, size, step)]
+    else:
+        sections = list(split_size_or_sections)
+        if same(builtins.sum(sections[1:], sections[0]), size) is False:
+            L.fail(f"sections {sections} do not add up to dim {d}'s size {size}")
+    out, start = [], 0
+    for i, n in enumerate(sections):
+        out.append(getitem(tensor, (builtins.slice(None),) * d + (builtins.slice(start, start + n),),
+                           f"{name or 'split'}.{i}"))
+        start = start + n
+    return out
+
+
+@public
+def chunk(input, chunks, dim=0, name=None):
+    """torch.chunk: pieces of ceil(size / chunks)."""
+    L = Layer("slice", input, name or "chunk")
+    size = input.shape[L.axis(input, dim)]
+    if not is_static(size):
+        L.fail(f"chunking the run-time size '{size}'")
+    return split(input, -(-size // chunks), dim, name or "chunk")
+
+
+@public
+def unbind(input, dim=0, name=None):
+    L = Layer("slice", input, name or "unbind")
+    d = L.axis(input, dim)
+    size = input.shape[d]
+    if not is_static(size):
+        L.fail(f"unbinding the run-time size '{size}'")
+    return [select(input, d, i, f"{name or 'unbind'}.{i}") for i in range(size)]
+
+
+@op("expand")
+def expand(input, sizes, name=None):
+    """Tensor.expand: size-1 dims stretched (-1 keeps a dim); new leading dims may be added."""
+    L = Layer("expand", input, name)
+    sizes = _sizes(L, sizes)
+    if len(sizes) < input.rank:
+        L.fail(f"expand to {tuple(sizes)} has fewer dims than {fmt(input.shape)}")
+    lead = len(sizes) - input.rank
+    out = []
+    for i, s in enumerate(sizes):
+        d = input.shape[i - lead] if i >= lead else None
+        if is_static(s) and s == -1:
+            if d is None:
+                L.fail("-1 is not allowed for a new leading dim")
+            out.append(d)
+        elif d is not None and same(d, 1) is not True and same(d, s) is False:
+            L.fail(f"dim {i - lead} of size {d} cannot expand to {s}")
+        else:
+            out.append(s)
+    x = input if not lead else reshape(input, (1,) * lead + tuple(input.shape), f"{L.name}/unsqueeze")
+    if all(same(a, b) for a, b in zip(x.shape, out)):
+        return x
+    return L.emit([x], out)
+
+
+@public
+def expand_as(input, other, name=None):
+    return expand(input, other.shape, name)
+
+
+@public
+def size(input, dim=None):
+    """x.shape (symbolic where dynamic): sizes to compute other sizes with, e.g. reshape(x, (size(x, 0), -1))."""
+    return input.shape if dim is None else input.shape[dim]
+

@@ -1,0 +1,55 @@
+"""PyTorch meaning of convolution, pooling and resizing."""
+import torch.nn.functional as F
+
+from .core import needs_sizes, ref, t
+
+needs_sizes("interpolate")
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+@ref("conv")
+def _conv(n, x):
+    a = n.attrs
+    b = n.params.get("bias")
+    pad = [p for pair in zip(a["padding"][::-1], a["post_padding"][::-1]) for p in pair]
+    if a["padding"] != a["post_padding"]:
+        x, padding = F.pad(x, pad), 0
+    else:
+        padding = a["padding"]
+    return _CONV[len(a["kernel"])](x, t(n.params["weight"]), None if b is None else t(b), a["stride"], padding,
+                                   a["dilation"], a["groups"])
+
+
+@ref("max_pool")
+def _max_pool(n, x):
+    a = n.attrs
+    fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[len(a["kernel"])]
+    return fn(x, a["kernel"], a["stride"], a["padding"], a["dilation"], ceil_mode=a["ceil_mode"])
+
+
+@ref("avg_pool")
+def _avg_pool(n, x):
+    a = n.attrs
+    fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[len(a["kernel"])]
+    return fn(x, a["kernel"], a["stride"], a["padding"], ceil_mode=a["ceil_mode"],
+              count_include_pad=a["count_include_pad"])
+
+
+@ref("adaptive_avg_pool")
+def _adaptive(n, x):
+    size = tuple(o if isinstance(o, int) else x.shape[2 + i] for i, o in enumerate(n.attrs["size"]))
+    fn = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[len(size)]
+    return fn(x, size)
+
+
+@ref("interpolate")
+def _interpolate(n, x, env):
+    a = n.attrs
+    if a["scales"]:
+        kw = dict(scale_factor=a["scales"])
+    else:
+        from ..shape import evaluate
+        kw = dict(size=tuple(evaluate(d, env) for d in a["size"]))
+    corners = a["align_corners"] if a["mode"] != "nearest" else None
+    return F.interpolate(x, mode=a["mode"], align_corners=corners, **kw)
