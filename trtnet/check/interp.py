@@ -939,6 +939,13 @@ def _feed(tensor, value):
 _BOUNDARY = ("TRIP_LIMIT", "ITERATOR", "RECURRENCE", "LOOP_OUTPUT")
 
 
+def _kind(layer):
+    """The LayerType, read through ILayer: a layer object keeps the subclass given to it when it
+    last ran, where `type` may mean something else (IActivationLayer.type is its ActivationType)."""
+    layer.__class__ = trt().ILayer
+    return layer.type
+
+
 class _Loop:
     """A loop as one schedulable unit: its boundary layers and the units of its body."""
 
@@ -953,7 +960,7 @@ def _find_loops(layers):
     neither are loop-invariant and run once, outside); a nested loop belongs whole or not at all."""
     t, owners, loops = trt(), [], []
     for i, layer in enumerate(layers):
-        if layer.type.name in _BOUNDARY:
+        if _kind(layer).name in _BOUNDARY:
             layer.__class__ = t.ILoopBoundaryLayer
             loop = layer.loop
             k = next((j for j, o in enumerate(owners) if o is loop), None)
@@ -971,13 +978,13 @@ def _find_loops(layers):
     of = {i: lp for lp in loops for i in lp.boundary}
     for lp in loops:
         own = set(lp.boundary)
-        todo = [i for i in lp.boundary if layers[i].type.name in ("ITERATOR", "RECURRENCE")]
+        todo = [i for i in lp.boundary if _kind(layers[i]).name in ("ITERATOR", "RECURRENCE")]
         members = set(todo)
         while todo:
             i = todo.pop()
             nested = of[i].boundary if i in of and of[i] is not lp else []
             for j in [u for k in range(layers[i].num_outputs) for u in users.get(layers[i].get_output(k).name, [])] + nested:
-                if j not in members and not (j in own and layers[j].type.name != "RECURRENCE"):
+                if j not in members and not (j in own and _kind(layers[j]).name != "RECURRENCE"):
                     members.add(j)
                     todo.append(j)
         lp.members = members | own
@@ -1008,7 +1015,7 @@ def _order(units, layers, wanted, extra=()):
     for u, unit in enumerate(units):
         members = _unit_layers(unit)
         key.append(members[0])
-        outs = [i for i in members if not isinstance(unit, _Loop) or layers[i].type.name == "LOOP_OUTPUT"]
+        outs = [i for i in members if not isinstance(unit, _Loop) or _kind(layers[i]).name == "LOOP_OUTPUT"]
         for i in outs:
             for j in range(layers[i].num_outputs):
                 produced[layers[i].get_output(j).name] = u
@@ -1062,7 +1069,7 @@ def _loop_needs(lp, layers):
     """The body tensors a loop reads back: next values, trip conditions, loop output values."""
     needs = []
     for i in lp.boundary:
-        kind = layers[i].type.name
+        kind = _kind(layers[i]).name
         if kind in ("RECURRENCE", "LOOP_OUTPUT", "TRIP_LIMIT"):
             x = layers[i].get_input(1 if kind == "RECURRENCE" else 0)
             if x is not None:
@@ -1075,6 +1082,8 @@ def _naming(what):
     """Errors raised inside name the layer or loop (`what`)."""
     try:
         yield
+    except UnsupportedLayerError:
+        raise
     except _Unsupported as e:
         raise UnsupportedLayerError(f"{what}: {e} not supported") from None
     except (ValueError, RuntimeError, IndexError) as e:
@@ -1083,7 +1092,7 @@ def _naming(what):
 
 def _run_layer(layer, env):
     t = trt()
-    kind = layer.type
+    kind = _kind(layer)
     what = f"layer {layer.name!r} ({kind})"
     if kind.name not in _LAYERS:
         raise UnsupportedLayerError(f"{what}: layer type not supported")
@@ -1119,8 +1128,9 @@ def _run_loop(lp, layers, env):
     parts = {k: [] for k in _BOUNDARY}
     for i in lp.boundary:
         layer = layers[i]
-        layer.__class__ = getattr(t, _LOOP_CLASSES[layer.type.name])
-        parts[layer.type.name].append(layer)
+        kind = _kind(layer).name
+        layer.__class__ = getattr(t, _LOOP_CLASSES[kind])
+        parts[kind].append(layer)
     with _naming(what):
         count, cond = _trip_limits(parts["TRIP_LIMIT"], env)
         state = {r.get_output(0).name: _conform(env[r.get_input(0).name], r.get_output(0)) for r in parts["RECURRENCE"]}
@@ -1142,7 +1152,7 @@ def _run_loop(lp, layers, env):
                      for r in parts["RECURRENCE"]}
             n += 1
     for o in parts["LOOP_OUTPUT"]:
-        with _naming(f"layer {o.name!r} ({o.type}) of {what}"):
+        with _naming(f"layer {o.name!r} (LayerType.LOOP_OUTPUT) of {what}"):
             env[o.get_output(0).name] = _conform(_loop_output(o, seen, state, env, n), o.get_output(0))
 
 
