@@ -790,6 +790,159 @@ def test_group_norm_v1_per_group_affine():
     close(got, want)
 
 
+# --- attention ----------------------------------------------------------------------------
+
+CK, NORM = t.CausalMaskKind, t.AttentionNormalizationOp
+
+
+def attention_net(q, k, v, mask=None, causal=CK.NONE, norm=NORM.SOFTMAX, prescale=True):
+    """IAttention has no scale: Q is multiplied by 1 / sqrt(head size) first, as emitters must."""
+    n = Net()
+    iq, ik, iv = (n.input(a.shape, name=name) for a, name in ((q, "q"), (k, "k"), (v, "v")))
+    if prescale:
+        iq = n.net.add_elementwise(iq, n.const(np.full((1, 1, 1, 1), q.shape[-1] ** -0.5, np.float32)),
+                                   EW.PROD).get_output(0)
+    att = n.net.add_attention_v2(iq, ik, iv, norm, causal)
+    feeds = {"q": q, "k": k, "v": v}
+    if mask is not None:
+        att.mask = n.input(mask.shape, t.bool if mask.dtype == bool else t.float32, "m")
+        feeds["m"] = mask
+    return n.run(feeds, att.get_output(0))
+
+
+def qkv(hq=4, hkv=4, sq=5, skv=7, d=8):
+    return rand(2, hq, sq, d, seed=1, lo=-2, hi=2), rand(2, hkv, skv, d, seed=2, lo=-2, hi=2), rand(2, hkv, skv, d, seed=3)
+
+
+def test_attention_float_mask_against_sdpa():
+    q, k, v = qkv()
+    mask = rand(1, 4, 5, 7, seed=4, lo=-3, hi=1)
+    want = F.scaled_dot_product_attention(tt(q), tt(k), tt(v), attn_mask=tt(mask))
+    close(attention_net(q, k, v, mask), want.numpy())
+
+
+def test_attention_bool_mask_keeps_true_positions():
+    q, k, v = qkv()
+    mask = np.random.default_rng(5).random((2, 1, 5, 7)) < 0.6
+    mask[..., 0] = True  # no fully masked row
+    want = F.scaled_dot_product_attention(tt(q), tt(k), tt(v), attn_mask=tt(mask))
+    close(attention_net(q, k, v, mask), want.numpy())
+
+
+def test_attention_causal_kinds_and_grouped_heads():
+    """UPPER_LEFT is torch's is_causal (key j <= query i); LOWER_RIGHT shifts the diagonal by
+    Skv - Sq. Two key/value heads serve four query heads."""
+    q, k, v = qkv(hq=4, hkv=2)
+    upper = F.scaled_dot_product_attention(tt(q), tt(k), tt(v), is_causal=True, enable_gqa=True)
+    close(attention_net(q, k, v, causal=CK.UPPER_LEFT), upper.numpy())
+    keep = torch.ones(5, 7, dtype=torch.bool).tril(7 - 5)
+    lower = F.scaled_dot_product_attention(tt(q), tt(k), tt(v), attn_mask=keep, enable_gqa=True)
+    close(attention_net(q, k, v, causal=CK.LOWER_RIGHT), lower.numpy())
+
+
+def test_attention_without_normalization_is_unscaled_product():
+    q, k, v = qkv()
+    got = attention_net(q, k, v, norm=NORM.NONE, prescale=False)
+    close(got, (q @ k.swapaxes(-1, -2)) @ v)
+
+
+def test_attention_readback_names_layers():
+    """The network holds an ATTENTION_INPUT layer (inputs q, k, v, mask) and an ATTENTION_OUTPUT
+    layer; both lead back to the IAttention through `.attention`."""
+    q, k, v = qkv()
+    n = Net()
+    att = n.net.add_attention_v2(*(n.input(a.shape, name=name) for a, name in ((q, "q"), (k, "k"), (v, "v"))),
+                                 NORM.SOFTMAX, CK.NONE)
+    att.mask = n.input((1, 1, 5, 7), t.bool, "m")
+    kinds = [n.net.get_layer(i).type for i in range(n.net.num_layers)]
+    assert kinds == [t.LayerType.ATTENTION_INPUT, t.LayerType.ATTENTION_OUTPUT]
+    layer = n.net.get_layer(0)
+    layer.__class__ = t.IAttentionInputLayer
+    assert layer.attention.mask.name == "m" and layer.get_input(3).name == "m"
+    mask = np.zeros((1, 1, 5, 7), bool)
+    mask[..., 2:] = True
+    mask[0, 0, 3] = False  # query 3 sees no key
+    with pytest.raises(UnsupportedLayerError, match="every key is masked"):
+        n.run({"q": q, "k": k, "v": v, "m": mask}, att.get_output(0))
+
+
+# --- quantize / dequantize ------------------------------------------------------------------
+
+def qdq_net(x, scale, to_type, axis=None, out_type=t.float32, block=None, zero_point=None):
+    n = Net()
+    s = n.const(np.asarray(scale, np.float32))
+    q = n.net.add_quantize(n.input(x.shape), s, to_type)
+    if axis is not None:
+        q.axis = axis
+    if block is not None:
+        q.block_shape = block
+    if zero_point is not None:
+        q.set_input(2, n.const(zero_point))
+    dq = n.net.add_dequantize(q.get_output(0), s, out_type)
+    if axis is not None:
+        dq.axis = axis
+    if block is not None:
+        dq.block_shape = block
+    return n.run({"x": x}, q.get_output(0), dq.get_output(0))
+
+
+def test_quantize_int8_ties_to_even_and_saturation():
+    x = np.array([2.5, -2.5, 3.5, 0.5, 1.5, -0.49, 127.6, 300.0, -128.4, -129.0, -1e9], np.float32)
+    q, dq = qdq_net(x, 1.0, t.int8)
+    np.testing.assert_array_equal(q, [2, -2, 4, 0, 2, 0, 127, 127, -128, -128, -128])
+    assert q.dtype == np.int8 and dq.dtype == np.float32
+    np.testing.assert_array_equal(dq, q.astype(np.float32))
+    q, dq = qdq_net(x[:5], 0.5, t.int8)  # x / 0.5 = 5, -5, 7, 1, 3
+    np.testing.assert_array_equal(q, [5, -5, 7, 1, 3])
+    np.testing.assert_array_equal(dq, q * np.float32(0.5))
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_quantize_per_axis(axis):
+    x = rand(3, 4, lo=-10, hi=10)
+    scale = rand(x.shape[axis], seed=1, lo=0.02, hi=0.1)
+    q, dq = qdq_net(x, scale, t.int8, axis=axis)
+    s = scale.reshape((-1, 1) if axis == 0 else (1, -1))
+    want = np.clip(np.round(x / s), -128, 127)
+    np.testing.assert_array_equal(q, want)
+    np.testing.assert_array_equal(dq, (want * s).astype(np.float32))
+
+
+def test_quantize_fp8_rounding_subnormals_and_saturation():
+    """E4M3: 3 mantissa bits, subnormals are multiples of 2^-9, largest finite 448."""
+    tiny = 2.0 ** -9
+    x = np.array([1.0625, 1.1875, 0.5 * tiny, 1.5 * tiny, 2.5 * tiny, 0.3 * tiny, 448, 460, 470, 1e6, -1e6,
+                  -3.0], np.float32)
+    want = np.array([1.0, 1.25, 0.0, 2 * tiny, 2 * tiny, 0.0, 448, 448, 448, 448, -448, -3.0], np.float32)
+    q, dq = qdq_net(x, 1.0, t.fp8)
+    np.testing.assert_array_equal(q, want)
+    np.testing.assert_array_equal(dq, want)
+    q, dq = qdq_net(x[:2], 2.0, t.fp8, out_type=t.float16)  # 0.53125 -> 0.5, 0.59375 -> 0.625
+    np.testing.assert_array_equal(q, [0.5, 0.625])
+    assert dq.dtype == np.float16 and list(dq) == [1.0, 1.25]
+
+
+def test_quantize_int4_blocks():
+    """INT4 [-8, 7]; a [4, 2] scale on a [4, 6] input quantizes blocks of 1 x 3 (block_shape set, or
+    derived from the shapes when not)."""
+    x = np.array([[-9, -8.5, 7.5, 6.5, 3, 0.5]] * 4, np.float32) * np.array([[1], [2], [1], [2]], np.float32)
+    scale = np.array([[1, 2], [2, 1], [1, 1], [2, 2]], np.float32)
+    full = np.repeat(scale, 3, 1)
+    want = np.clip(np.round(x / full), -8, 7)
+    for block in ((1, 3), None):
+        q, dq = qdq_net(x, scale, t.int4, block=block)
+        np.testing.assert_array_equal(q, want)
+        assert q.dtype == np.int8
+        np.testing.assert_array_equal(dq, want * full)
+    # by hand: clamps at -8 and 7, ties to even (-8.5 -> -8, 6.5 -> 6, 1.5 -> 2, 0.25 -> 0)
+    np.testing.assert_array_equal(want[[0, 2]], [[-8, -8, 7, 3, 2, 0], [-8, -8, 7, 6, 3, 0]])
+
+
+def test_quantize_nonzero_zero_point_unsupported():
+    with pytest.raises(UnsupportedLayerError, match="zero point"):
+        qdq_net(rand(4), 1.0, t.int8, zero_point=np.array(3, np.int8))
+
+
 # --- resize -------------------------------------------------------------------------------
 
 RC, IM, RR = t.ResizeCoordinateTransformation, t.InterpolationMode, t.ResizeRoundMode
