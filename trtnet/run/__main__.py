@@ -1,0 +1,64 @@
+"""python -m trtnet.run ENGINE: run a serialized engine on a GPU, print its outputs and latency percentiles."""
+import argparse
+import os
+import sys
+
+from ..backend import ENV, FLAVOURS
+
+EPILOG = """examples:
+  python -m trtnet.run engines/resnet18.engine
+  python -m trtnet.run model.engine --input images:batch.npy --iterations 200 --device 1
+  python -m trtnet.run model.engine --shapes images:8x3x224x224
+
+Inputs not named with --input get random values in the --shapes shape, else the profile's optimal shape.
+Latency is one synchronous call with device-resident inputs, as the GPU and host see it together."""
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m trtnet.run", description=__doc__.split(":", 1)[1].strip(),
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("engine", help="serialized engine (plan) file")
+    p.add_argument("--input", action="append", metavar="NAME:FILE.npy|NAME:random", help="an input's values")
+    p.add_argument("--shapes", action="append", metavar="NAME:DxD...", help="shape of a random input")
+    p.add_argument("--iterations", type=int, default=100, metavar="N", help="timed runs (default 100)")
+    p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs first (default 10)")
+    p.add_argument("--device", type=int, default=0, metavar="N", help="GPU (default 0)")
+    p.add_argument("--backend", choices=FLAVOURS, help=f"TensorRT flavour; default ${ENV}, else the first that imports")
+    p.add_argument("--profile", type=int, default=0, metavar="N", help="optimization profile (default 0)")
+    return p
+
+
+def run(args):
+    from . import latency, latency_summary, make_inputs, output_summary, parse_inputs, parse_shapes
+    sources, shapes = parse_inputs(args.input), parse_shapes(args.shapes)
+    if not os.path.isfile(args.engine):
+        raise ValueError(f"no engine file {os.path.abspath(args.engine)}")
+    from ..backend import select
+    from ..engine import execution_unavailable
+    select(args.backend)
+    reason = execution_unavailable(args.device)
+    if reason is not None:
+        raise RuntimeError(f"cannot run {args.engine} here: {reason}")
+    import torch
+    from ..runtime import Engine
+    engine = Engine(args.engine, args.device)
+    context = engine.context(profile=args.profile)
+    arrays = make_inputs(engine.inputs, sources, shapes, args.profile)
+    for line in output_summary(context(**arrays)):
+        print(line)
+    device = {n: torch.from_numpy(a).to(engine.executor.device) for n, a in arrays.items()}
+    print(latency_summary(latency(lambda: context(**device), args.iterations, args.warmup)))
+    return 0
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
