@@ -811,7 +811,8 @@ def attention_net(q, k, v, mask=None, causal=CK.NONE, norm=NORM.SOFTMAX, prescal
 
 
 def qkv(hq=4, hkv=4, sq=5, skv=7, d=8):
-    return rand(2, hq, sq, d, seed=1, lo=-2, hi=2), rand(2, hkv, skv, d, seed=2, lo=-2, hi=2), rand(2, hkv, skv, d, seed=3)
+    return (rand(2, hq, sq, d, seed=1, lo=-2, hi=2), rand(2, hkv, skv, d, seed=2, lo=-2, hi=2),
+            rand(2, hkv, skv, d, seed=3))
 
 
 def test_attention_float_mask_against_sdpa():

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from test_interp import FP32, Net, close, rand, t
-from trtnet.check import UnsupportedLayerError, run_network
+from test_interp import Net, close, rand, t
+from trtnet.check import UnsupportedLayerError
 
 EW, LO, MO = t.ElementWiseOperation, t.LoopOutput, t.MatrixOperation
 
@@ -62,8 +62,7 @@ def test_iterator_axis_and_output_kinds(reverse, kind):
 def test_while_loop():
     """i = 0, acc = 1; while i < 3: acc = 2 * acc + i; i += 1 (condition checked before each iteration)."""
     n = Net()
-    i = n.net.add_loop()
-    loop = i
+    loop = n.net.add_loop()
     count = loop.add_recurrence(scalar(n, 0))
     acc = loop.add_recurrence(scalar(n, 1.0, np.float32))
     loop.add_trip_limit(ew(n, count.get_output(0), scalar(n, 3), EW.LESS), t.TripLimit.WHILE)
@@ -189,7 +188,8 @@ def gru_direction(n, x, p, hidden, batch):
 
 
 def params(module, suffix=""):
-    return [getattr(module, f"{k}_l0{suffix}").detach().numpy() for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    return [getattr(module, f"{k}_l0{suffix}").detach().numpy() for k in names]
 
 
 T_, N_, I_, H_ = 6, 2, 3, 4
@@ -238,5 +238,5 @@ def test_gru_loop_against_torch():
     got = n.run({"x": x}, seq, h)
     with torch.no_grad():
         want, hn = gru(torch.from_numpy(x))
-    close(got[0], want.numpy(), FP32)
+    close(got[0], want.numpy())
     close(got[1], hn[0].numpy())

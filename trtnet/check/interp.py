@@ -949,8 +949,8 @@ def _kind(layer):
 class _Loop:
     """A loop as one schedulable unit: its boundary layers and the units of its body."""
 
-    def __init__(self, name, boundary):
-        self.name, self.boundary, self.members, self.units = name, boundary, set(boundary), []
+    def __init__(self, name):
+        self.name, self.boundary, self.members, self.units = name, [], set(), []
 
 
 def _find_loops(layers):
@@ -966,7 +966,7 @@ def _find_loops(layers):
             k = next((j for j, o in enumerate(owners) if o is loop), None)
             if k is None:
                 owners.append(loop)
-                loops.append(_Loop(loop.name, []))
+                loops.append(_Loop(loop.name))
                 k = len(loops) - 1
             loops[k].boundary.append(i)
     users = {}
@@ -983,7 +983,8 @@ def _find_loops(layers):
         while todo:
             i = todo.pop()
             nested = of[i].boundary if i in of and of[i] is not lp else []
-            for j in [u for k in range(layers[i].num_outputs) for u in users.get(layers[i].get_output(k).name, [])] + nested:
+            outs = [layers[i].get_output(k).name for k in range(layers[i].num_outputs)]
+            for j in [u for name in outs for u in users.get(name, [])] + nested:
                 if j not in members and not (j in own and _kind(layers[j]).name != "RECURRENCE"):
                     members.add(j)
                     todo.append(j)
