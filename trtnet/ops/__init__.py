@@ -5,6 +5,8 @@ Weight-free ops take torch's names and argument names; layers with weights take 
 """
 from .core import OPS, PUBLIC
 from . import conv, elementwise, nn, shape  # noqa: F401  (each registers its ops)
+from . import index, norm  # noqa: F401  (indexing and normalization ops)
+from . import attention, rnn  # noqa: F401  (attention and recurrent ops)
 
 globals().update(PUBLIC)
 __all__ = sorted(PUBLIC)

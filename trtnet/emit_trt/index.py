@@ -1,0 +1,92 @@
+"""TensorRT emitters of indexing ops: gather layers, one-hot, wrapping and reversed slices, LINSPACE fills."""
+import numpy as np
+
+from ..shape import is_static
+from .core import emitter
+
+
+@emitter("gather")
+def _gather(e, n, x, index):
+    layer = e.network.add_gather_v2(x, index, e.t.GatherMode.ELEMENT)
+    layer.axis = n.attrs["dim"]
+    return e.named(layer, n.name)
+
+
+@emitter("index_select")
+def _index_select(e, n, x, index):
+    if n.inputs[1].rank == 0:   # a 0-D index drops the axis in TensorRT; torch keeps it as size 1
+        index = e.reshape(index, (1,), f"{n.name}/index", final=False)
+    return e.named(e.network.add_gather(x, index, n.attrs["dim"]), n.name)
+
+
+@emitter("embedding")
+def _embedding(e, n, ids):
+    table = e.constant(n.params["weight"], f"{n.name}/weight")
+    return e.named(e.network.add_gather(table, ids, 0), n.name)
+
+
+@emitter("one_hot")
+def _one_hot(e, n, ids):
+    values = e.constant(np.array([0, 1], np.int64), f"{n.name}/values", np.int64)
+    depth = e.constant(np.array(n.attrs["num_classes"], np.int32), f"{n.name}/depth", np.int32)
+    return e.named(e.network.add_one_hot(ids, values, depth, -1), n.name)
+
+
+def _sampled_slice(e, n, x, starts, strides, mode):
+    """A slice of the output's shape; start and size come from shape tensors where they are run-time values."""
+    dims = n.shape
+    layer = e.network.add_slice(x, [int(s) if is_static(s) else 0 for s in starts],
+                                [int(d) if is_static(d) else 1 for d in dims], strides)
+    if not all(is_static(s) for s in starts):
+        layer.set_input(1, e.shape_tensor(starts, f"{n.name}/start"))
+    if not all(is_static(d) for d in dims):
+        layer.set_input(2, e.shape_tensor(dims, f"{n.name}/size"))
+    if mode is not None:
+        layer.mode = mode
+    return e.named(layer, n.name)
+
+
+@emitter("repeat")
+def _repeat(e, n, x):
+    """Reading past the end wraps around: a WRAP slice of the repeated size tiles the input."""
+    return _sampled_slice(e, n, x, (0,) * len(n.shape), (1,) * len(n.shape), e.t.SampleMode.WRAP)
+
+
+@emitter("flip")
+def _flip(e, n, x):
+    dims = n.attrs["dims"]
+    starts = [d - 1 if i in dims else 0 for i, d in enumerate(n.shape)]
+    return _sampled_slice(e, n, x, starts, [-1 if i in dims else 1 for i in range(len(n.shape))], None)
+
+
+@emitter("roll")
+def _roll(e, n, x):
+    """out[i] = x[(i - shift) mod size]: a WRAP slice starting at -shift."""
+    shift = dict(zip(n.attrs["dims"], n.attrs["shifts"]))
+    starts = [(-shift[i] % d if is_static(d) else -shift[i]) if i in shift else 0 for i, d in enumerate(n.shape)]
+    return _sampled_slice(e, n, x, starts, (1,) * len(n.shape), e.t.SampleMode.WRAP)
+
+
+def _alpha(e, n, start, dtype):
+    """The first value as a 0-D tensor of the output type, read from the inputs' shapes when symbolic."""
+    if is_static(start):
+        return e.constant(np.array(start, dtype), f"{n.name}/start", dtype)
+    layer = e.network.add_shuffle(e.dim(start, f"{n.name}/start"))
+    layer.reshape_dims = ()
+    alpha = e.helper(layer, f"{n.name}/start")
+    if dtype == np.int64:
+        return alpha
+    return e.helper(e.network.add_cast(alpha, e.dtype(n.dtype)), f"{n.name}/start_cast")
+
+
+@emitter("arange")
+def _arange(e, n):
+    """A LINSPACE fill: start + step * i, with alpha and beta as tensors of the output type."""
+    size, a = n.shape[0], n.attrs
+    dtype = e.np_type(n.dtype)
+    layer = e.network.add_fill((int(size) if is_static(size) else 1,), e.t.FillOperation.LINSPACE, e.dtype(n.dtype))
+    if not is_static(size):
+        layer.set_input(0, e.shape_tensor((size,), f"{n.name}/size"))
+    layer.set_input(1, _alpha(e, n, a["start"], dtype))
+    layer.set_input(2, e.constant(np.array([a["step"]], dtype), f"{n.name}/step", dtype))
+    return e.named(layer, n.name)
