@@ -1,0 +1,156 @@
+"""Attention: torch's scaled_dot_product_attention and nn.MultiheadAttention recorded from its state_dict."""
+import math
+
+import numpy as np
+
+from ..graph import Node
+from ..shape import same
+from ..weights import WeightMap
+from .core import Layer, broadcast, const, fmt, op, public, static_int
+
+
+@op("scaled_dot_product_attention")
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                                 enable_gqa=False, name=None):
+    """F.scaled_dot_product_attention on (N, L, E) or (N, H, L, E) inputs: a bool mask keeps its True
+    positions, a float mask is added; is_causal keeps key j <= query i (the top-left diagonal)."""
+    L = Layer("scaled_dot_product_attention", query, name)
+    q, k, v = query, key, value
+    for x in (q, k, v):
+        L.rank(x, 3, 4)
+        L.float_input(x)
+    if not (q.rank == k.rank == v.rank and q.dtype == k.dtype == v.dtype):
+        L.fail(f"query, key and value differ in rank or dtype: {fmt(q.shape)} {q.dtype}, {fmt(k.shape)} {k.dtype}, "
+               f"{fmt(v.shape)} {v.dtype}")
+    e = static_int(L, q.shape[-1], "the query's last dimension")
+    if same(k.shape[-1], e) is not True or static_int(L, v.shape[-1], "the value's last dimension") < 1:
+        L.fail(f"key {fmt(k.shape)} must have the query's last dimension {e}")
+    if same(k.shape[-2], v.shape[-2]) is False or same(q.shape[0], k.shape[0]) is False:
+        L.fail(f"key {fmt(k.shape)} and value {fmt(v.shape)} do not match the query {fmt(q.shape)}")
+    _check_heads(L, q, k, v, enable_gqa)
+    if dropout_p:
+        L.fail(f"dropout_p={dropout_p} draws random numbers; inference takes dropout_p=0")
+    if is_causal and attn_mask is not None:
+        L.fail("give attn_mask or is_causal, not both")
+    ev = int(v.shape[-1])
+    if ev != e and (is_causal or enable_gqa):
+        L.fail(f"is_causal and enable_gqa need the value's last dimension {ev} equal to the query's {e}")
+    inputs = [q, k, v]
+    if attn_mask is not None:
+        inputs.append(_mask(L, attn_mask, q, k))
+    attrs = dict(scale=float(1 / math.sqrt(e) if scale is None else scale), is_causal=bool(is_causal),
+                 enable_gqa=bool(enable_gqa))
+    return L.emit(inputs, (*q.shape[:-1], ev), attrs)
+
+
+def _check_heads(L, q, k, v, gqa):
+    if q.rank == 3:
+        return
+    hq, hk = (static_int(L, x.shape[1], "the head count") for x in (q, k))
+    if same(k.shape[1], v.shape[1]) is not True or (hq % hk if gqa else hq != hk):
+        L.fail(f"{hq} query heads for key/value heads {k.shape[1]}/{v.shape[1]}"
+               f"{' (enable_gqa needs a divisor)' if gqa else ' (pass enable_gqa=True for grouped heads)'}")
+
+
+def _mask(L, m, q, k):
+    """A mask broadcast over (..., L, S): bool as is, a float one in the query's type."""
+    if not isinstance(m, Node):
+        L.fail(f"attn_mask must be a tensor, got {m!r}")
+    target = (*q.shape[:-1], k.shape[-2])
+    if m.rank > q.rank or any(same(a, b) is False for a, b in zip(broadcast(L, m.shape, target), target)):
+        L.fail(f"attn_mask {fmt(m.shape)} does not broadcast to {fmt(target)}")
+    if m.dtype == "bool" or m.dtype == q.dtype:
+        return m
+    if not m.is_float:
+        L.fail(f"attn_mask must be bool or floating-point, got {m.dtype}")
+    from .elementwise import cast
+    return cast(m, q.dtype)
+
+
+@public
+def multi_head_attention(query, key, value, w, num_heads, key_padding_mask=None, attn_mask=None, need_weights=False,
+                         batch_first=True, name=None):
+    """nn.MultiheadAttention (eval) from its state_dict view `w`: in_proj_weight/bias or q/k/v_proj_weight,
+    out_proj. key_padding_mask (N, S) and attn_mask (L, S) or (N*num_heads, L, S): True or -inf blocks a key.
+    Returns the output, and with need_weights also the attention weights averaged over the heads."""
+    from . import fc, matmul, permute, reshape, softmax, tensor, transpose
+    prefix = name or w.prefix or "attn"
+    L = Layer("scaled_dot_product_attention", query, prefix)
+    for k in ("bias_k", "bias_v"):
+        if k in w:
+            L.fail(f"'{w.full(k)}' (add_bias_kv) is not supported")
+    if not batch_first:
+        query, key, value = (transpose(x, 0, 1, name=f"{prefix}.{n}_batch_first")
+                             for x, n in ((query, "query"), (key, "key"), (value, "value")))
+    e = static_int(L, query.shape[-1], "the embedding size")
+    if e % num_heads:
+        L.fail(f"embedding size {e} is not divisible by num_heads={num_heads}")
+    d = e // num_heads
+    heads = []
+    for i, (x, n) in enumerate(((query, "q"), (key, "k"), (value, "v"))):
+        y = fc(x, _projection(L, w, i, e, x), out=e, name=f"{prefix}.{n}_proj")
+        y = reshape(y, (y.shape[0], y.shape[1], num_heads, d), name=f"{prefix}.{n}_heads")
+        heads.append(permute(y, (0, 2, 1, 3), name=f"{prefix}.{n}_bhld"))
+    q, k, v = heads
+    mask = _mha_mask(L, key_padding_mask, attn_mask, q, k, prefix)
+    if need_weights:
+        scores = matmul(q * (d ** -0.5), transpose(k, 2, 3, name=f"{prefix}.k_t"), name=f"{prefix}.scores")
+        if mask is not None:
+            scores = _apply_mask(scores, mask, prefix)
+        attn = softmax(scores, -1, name=f"{prefix}.weights")
+        out = matmul(attn, v, name=f"{prefix}.context")
+    else:
+        out = scaled_dot_product_attention(q, k, v, attn_mask=mask, name=f"{prefix}.sdpa")
+    out = permute(out, (0, 2, 1, 3), name=f"{prefix}.heads_last")
+    out = reshape(out, (out.shape[0], out.shape[1], e), name=f"{prefix}.merge_heads")
+    out = fc(out, w["out_proj"], out=e, name=f"{prefix}.out_proj")
+    if not batch_first:
+        out = transpose(out, 0, 1, name=f"{prefix}.seq_first")
+    if not need_weights:
+        return out
+    mean = tensor(np.full(num_heads, 1 / num_heads, np.float32), attn, name=f"{prefix}.head_mean")
+    return out, matmul(permute(attn, (0, 2, 3, 1), name=f"{prefix}.heads_inner"), mean, name=f"{prefix}.avg_weights")
+
+
+def _projection(L, w, i, e, x):
+    """The i-th (q, k, v) input projection as a WeightMap of weight and bias."""
+    if "in_proj_weight" in w:
+        weight = L.param(w, "in_proj_weight", (3 * e, e))[i * e:(i + 1) * e]
+    else:
+        n = "qkv"[i]
+        weight = L.param(w, f"{n}_proj_weight", (e, static_int(L, x.shape[-1], "the input size")))
+    bias = L.param(w, "in_proj_bias", (3 * e,), required=False)
+    arrays = {"weight": weight} if bias is None else {"weight": weight, "bias": bias[i * e:(i + 1) * e]}
+    return WeightMap(arrays, source=w.source)
+
+
+def _mha_mask(L, key_padding_mask, attn_mask, q, k, prefix):
+    """Both masks as one: a keep mask when both are bool, else additive (True -> -inf)."""
+    from . import logical_and, logical_not, reshape, where
+    n, h, lq, s = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+    parts = []
+    if key_padding_mask is not None:
+        if key_padding_mask.rank != 2:
+            L.fail(f"key_padding_mask must be (N, S), got {fmt(key_padding_mask.shape)}")
+        parts.append(reshape(key_padding_mask, (n, 1, 1, s), name=f"{prefix}.key_padding_mask"))
+    if attn_mask is not None:
+        if attn_mask.rank == 3:
+            attn_mask = reshape(attn_mask, (n, h, lq, s), name=f"{prefix}.attn_mask_heads")
+        elif attn_mask.rank != 2:
+            L.fail(f"attn_mask must be (L, S) or (N*num_heads, L, S), got {fmt(attn_mask.shape)}")
+        parts.append(attn_mask)
+    if not parts:
+        return None
+    if all(m.dtype == "bool" for m in parts):
+        keep = [logical_not(m, name=f"{m.name}/keep") for m in parts]
+        return keep[0] if len(keep) == 1 else logical_and(*keep, name=f"{prefix}.keep")
+    inf = const(q.graph, float("-inf"), q.dtype, name=f"{prefix}.inf")
+    add = [where(m, inf, 0.0, name=f"{m.name}/additive") if m.dtype == "bool" else m for m in parts]
+    return add[0] if len(add) == 1 else add[0] + add[1]
+
+
+def _apply_mask(scores, mask, prefix):
+    from . import where
+    if mask.dtype == "bool":
+        return where(mask, scores, float("-inf"), name=f"{prefix}.masked")
+    return scores + mask
