@@ -60,3 +60,10 @@ case("layer_norm", "last-two-affine", {"x": (("N", "T", 5, 6), "float32")},
 case("layer_norm", "last-three", {"x": (("N", 2, 5, 6), "float32")},
      lambda w, x: tn.layer_norm(x, None, 1e-3, normalized_shape=(2, 5, 6)),
      lambda x: F.layer_norm(x, (2, 5, 6), eps=1e-3), ({"N": 2}, {"N": 3}))
+case("local_response_norm", "alexnet", {"x": (("N", 7, "H", "W"), "float32")},
+     lambda w, x: tn.local_response_norm(x, 5, alpha=1e-2, beta=0.75, k=2.0),
+     lambda x: F.local_response_norm(x, 5, alpha=1e-2, beta=0.75, k=2.0), DYN)
+case("local_response_norm", "even-size-3d-5d", {"x": (("N", 6, "L"), "float32"), "v": (("N", 4, 2, "L", 3), "float32")},
+     lambda w, x, v: [tn.local_response_norm(x, 4, alpha=0.5), tn.local_response_norm(v, 2, beta=0.5)],
+     lambda x, v: [F.local_response_norm(x, 4, alpha=0.5), F.local_response_norm(v, 2, beta=0.5)],
+     ({"N": 2, "L": 5}, {"N": 1, "L": 3}))

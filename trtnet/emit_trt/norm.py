@@ -82,3 +82,20 @@ def _normalize(e, n, x):
                    f"{name}/norm")
     denom = _ew(e, norm, _scalar(e, n, n.attrs["eps"], f"{name}/eps"), "MAX", f"{name}/clamped")
     return _ew(e, x, denom, "DIV", name, final=True)
+
+
+@emitter("local_response_norm")
+def _local_response_norm(e, n, x):
+    """The channel window mean of x^2 as an average pooling of (size, 1) over (N, 1, C, rest), padding counted."""
+    a, name = n.attrs, n.name
+    size, (batch, c) = a["size"], n.shape[:2]
+    sq = e.reshape(_ew(e, x, x, "PROD", f"{name}/square"), (batch, 1, c, -1), f"{name}/channels_last", final=False)
+    pool = e.network.add_pooling_nd(sq, e.t.PoolingType.AVERAGE, (size, 1))
+    pool.pre_padding = (size // 2, 0)
+    pool.post_padding = ((size - 1) // 2, 0)
+    pool.average_count_excludes_padding = False
+    mean = e.reshape(e.helper(pool, f"{name}/window_mean"), n.shape, f"{name}/mean", final=False)
+    base = _ew(e, _ew(e, mean, _scalar(e, n, a["alpha"], f"{name}/alpha"), "PROD", f"{name}/scaled"),
+               _scalar(e, n, a["k"], f"{name}/k"), "SUM", f"{name}/plus_k")
+    div = _ew(e, base, _scalar(e, n, a["beta"], f"{name}/beta"), "POW", f"{name}/div")
+    return _ew(e, x, div, "DIV", name, final=True)

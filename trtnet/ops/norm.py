@@ -74,3 +74,16 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, name=None):
     if not p > 0:
         L.fail(f"p must be positive, got {p}")
     return L.emit([input], input.shape, dict(p=float(p), dim=L.axis(input, dim), eps=float(eps)))
+
+
+@op("local_response_norm")
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, name=None):
+    """F.local_response_norm (AlexNet): x / (k + alpha * mean of x^2 over `size` neighbouring channels)^beta,
+    the window zero-padded at the channel ends and always divided by `size`."""
+    L = Layer("local_response_norm", input, name)
+    L.float_input(input)
+    if input.rank < 3:
+        L.fail(f"expects an (N, C, L...) input, got shape {fmt(input.shape)}")
+    if not isinstance(size, (int, np.integer)) or size < 1:
+        L.fail(f"size must be a positive int, got {size!r}")
+    return L.emit([input], input.shape, dict(size=int(size), alpha=float(alpha), beta=float(beta), k=float(k)))

@@ -27,3 +27,9 @@ def _rms_norm(n, x):
 @ref("normalize")
 def _normalize(n, x):
     return F.normalize(x, n.attrs["p"], n.attrs["dim"], n.attrs["eps"])
+
+
+@ref("local_response_norm")
+def _local_response_norm(n, x):
+    a = n.attrs
+    return F.local_response_norm(x, a["size"], a["alpha"], a["beta"], a["k"])
