@@ -13,7 +13,7 @@ from trtnet.weights import load_weights, save_safetensors
 
 TOL = 1e-4
 # model: marks (engine build and both checks over about 20 s on a CI core are slow)
-EXAMPLES = {"r3d_18": []}
+EXAMPLES = {"r3d_18": [], "unet": []}
 
 
 def check_shape(spec):
