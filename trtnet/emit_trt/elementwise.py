@@ -1,6 +1,7 @@
 """TensorRT emitters of elementwise ops, activations and casts."""
 import numpy as np
 
+from ..shape import is_static
 from .core import emitter
 
 _BINARY = {"add": "SUM", "sub": "SUB", "mul": "PROD", "div": "DIV", "pow": "POW", "maximum": "MAX", "minimum": "MIN",
@@ -18,23 +19,40 @@ def _unary(e, x, op, name, helper=False):
     return e.helper(layer, name) if helper else e.named(layer, name)
 
 
+_LOGICAL = ("eq", "ne", "logical_and", "logical_or", "logical_xor")
+
+
 @emitter(*_BINARY, "ne", "le", "ge", "remainder")
 def _binary(e, n, a, b):
-    r = len(n.shape)
+    r, kind = len(n.shape), n.attrs["kind"]
     a, b = (e.unsqueeze_to(v, node, r, f"{n.name}/{side}") for v, node, side in
             ((a, n.inputs[0], "lhs"), (b, n.inputs[1], "rhs")))
-    kind = n.attrs["kind"]
+    if n.inputs[0].dtype != "bool" or kind in _LOGICAL:
+        return _binary_op(e, kind, a, b, n.name)
+    # TensorRT's arithmetic, MAX/MIN and ordering take no bool: compute on 0/1 integers
+    a, b = (_to(e, v, "int32", f"{n.name}/{side}_int") for v, side in ((a, "lhs"), (b, "rhs")))
+    if n.dtype != "bool":
+        return _binary_op(e, kind, a, b, n.name)
+    y = _binary_op(e, kind, a, b, f"{n.name}/int", helper=True)
+    return e.named(e.network.add_cast(y, e.t.bool), n.name)
+
+
+def _to(e, x, dtype, name):
+    return e.helper(e.network.add_cast(x, e.dtype(dtype)), name)
+
+
+def _binary_op(e, kind, a, b, name, helper=False):
     if kind in _BINARY:
-        return _elementwise(e, a, b, _BINARY[kind], n.name)
+        return _elementwise(e, a, b, _BINARY[kind], name, helper)
     if kind == "ne":
-        return _unary(e, _elementwise(e, a, b, "EQUAL", f"{n.name}/eq", True), "NOT", n.name)
+        return _unary(e, _elementwise(e, a, b, "EQUAL", f"{name}/eq", True), "NOT", name, helper)
     if kind in ("le", "ge"):   # (a < b) or (a == b): NaN compares false, as in torch
-        eq = _elementwise(e, a, b, "EQUAL", f"{n.name}/eq", True)
-        strict = _elementwise(e, a, b, "LESS" if kind == "le" else "GREATER", f"{n.name}/strict", True)
-        return _elementwise(e, strict, eq, "OR", n.name)
+        eq = _elementwise(e, a, b, "EQUAL", f"{name}/eq", True)
+        strict = _elementwise(e, a, b, "LESS" if kind == "le" else "GREATER", f"{name}/strict", True)
+        return _elementwise(e, strict, eq, "OR", name, helper)
     # remainder takes the divisor's sign: a - floor(a / b) * b
-    q = _elementwise(e, a, b, "FLOOR_DIV", f"{n.name}/floor_div", True)
-    return _elementwise(e, a, _elementwise(e, q, b, "PROD", f"{n.name}/times", True), "SUB", n.name)
+    q = _elementwise(e, a, b, "FLOOR_DIV", f"{name}/floor_div", True)
+    return _elementwise(e, a, _elementwise(e, q, b, "PROD", f"{name}/times", True), "SUB", name, helper)
 
 
 _UNARY = {"exp": "EXP", "log": "LOG", "sqrt": "SQRT", "abs": "ABS", "neg": "NEG", "reciprocal": "RECIP", "sin": "SIN",
@@ -46,6 +64,11 @@ _UNARY = {"exp": "EXP", "log": "LOG", "sqrt": "SQRT", "abs": "ABS", "neg": "NEG"
 @emitter(*_UNARY, "rsqrt", "trunc")
 def _unary_op(e, n, x):
     kind = n.attrs["kind"]
+    if n.inputs[0].dtype not in ("float32", "float16", "bfloat16", "bool"):   # integers: TensorRT lacks these
+        if kind in ("floor", "ceil", "round", "trunc"):
+            return e.named(e.network.add_identity(x), n.name)
+        if kind in ("isnan", "isinf"):   # never true of an integer
+            return _unary(e, _elementwise(e, x, x, "EQUAL", f"{n.name}/eq", True), "NOT", n.name)
     if kind in _UNARY:
         return _unary(e, x, _UNARY[kind], n.name)
     if kind == "rsqrt":
@@ -87,7 +110,13 @@ def _activation(e, n, x):
     if kind == "selu":   # torch's constants
         return _act(e, x, "SELU", n.name, 1.6732632423543772, 1.0507009873554805)
     if kind == "softplus":   # TensorRT: alpha * log(exp(beta * x) + 1)
-        return _act(e, x, "SOFTPLUS", n.name, 1 / a["beta"], a["beta"])
+        if a["threshold"] >= 15:   # torch's linear branch equals the softplus there to float32 precision
+            return _act(e, x, "SOFTPLUS", n.name, 1 / a["beta"], a["beta"])
+        soft = _act(e, x, "SOFTPLUS", f"{n.name}/softplus", 1 / a["beta"], a["beta"], helper=True)
+        bx = _elementwise(e, x, _scalar(e, n, a["beta"], f"{n.name}/beta"), "PROD", f"{n.name}/beta_x", True)
+        linear = _elementwise(e, bx, _scalar(e, n, a["threshold"], f"{n.name}/threshold"), "GREATER",
+                              f"{n.name}/linear", True)
+        return e.named(e.network.add_select(linear, x, soft), n.name)
     return _act(e, x, kind.upper(), n.name)
 
 
@@ -111,6 +140,33 @@ def _composite(e, n, x):
     scaled = _elementwise(e, x, _scalar(e, n, 1 / alpha, f"{n.name}/inv_alpha"), "PROD", f"{n.name}/scaled", True)
     elu = _act(e, scaled, "ELU", f"{n.name}/elu", 1.0, helper=True)
     return _elementwise(e, elu, _scalar(e, n, alpha, f"{n.name}/alpha"), "PROD", n.name)
+
+
+@emitter("prelu")
+def _prelu(e, n, x):
+    w = n.params["weight"]
+    shape = [1] * len(n.shape)
+    if w.size > 1:
+        shape[1] = w.size
+    slope = e.constant(w.reshape(shape), f"{n.name}/weight")
+    return e.named(e.network.add_parametric_relu(x, slope), n.name)
+
+
+@emitter("glu")
+def _glu(e, n, x):
+    d, shape = n.attrs["dim"], n.shape
+    halves = []
+    for i, what in enumerate(("value", "gate")):
+        start = [shape[d] if j == d and i else 0 for j in range(len(shape))]
+        layer = e.network.add_slice(x, [int(v) if is_static(v) else 0 for v in start],
+                                    [int(v) if is_static(v) else 0 for v in shape], [1] * len(shape))
+        if not all(is_static(v) for v in start):
+            layer.set_input(1, e.shape_tensor(start, f"{n.name}/{what}_start"))
+        if not all(is_static(v) for v in shape):
+            layer.set_input(2, e.shape_tensor(shape, f"{n.name}/size"))
+        halves.append(e.helper(layer, f"{n.name}/{what}"))
+    gate = _act(e, halves[1], "SIGMOID", f"{n.name}/sigmoid", helper=True)
+    return _elementwise(e, halves[0], gate, "PROD", n.name)
 
 
 @emitter("clamp")

@@ -2,7 +2,8 @@
 import numpy as np
 
 from ..graph import DTYPES, Node
-from .core import Layer, alias, broadcast, const, op, operands
+from ..shape import same
+from .core import Layer, alias, broadcast, const, fmt, op, operands, promote, public, scalar_dtype
 
 # torch name -> result is bool
 BINARY = {"add": False, "sub": False, "mul": False, "div": False, "pow": False, "maximum": False, "minimum": False,
@@ -152,14 +153,48 @@ def logsigmoid(input, name=None):
     return activation(input, "logsigmoid", name)
 
 
+@op("prelu")
+def prelu(x, w, name=None):
+    """nn.PReLU: x where x >= 0, else weight * x; `weight` holds one slope or one per channel (dim 1)."""
+    L = Layer("prelu", x, name or w.prefix)
+    L.float_input(x)
+    raw = w.get("weight")
+    count = 1 if raw is None or raw.size == 1 else raw.size
+    if count > 1 and (x.rank < 2 or same(x.shape[1], count) is False):
+        L.fail(f"'{w.full('weight')}' has {count} slopes, the input {fmt(x.shape)} needs one or one per channel")
+    return L.emit([x], x.shape, params={"weight": L.param(w, "weight", (count,))})
+
+
+@op("glu")
+def glu(input, dim=-1, name=None):
+    """F.glu: the first half of `dim` gated by the sigmoid of the second half."""
+    L = Layer("glu", input, name)
+    L.float_input(input)
+    d = L.axis(input, dim)
+    size = input.shape[d]
+    if same(size % 2, 0) is False:
+        L.fail(f"dim {dim} of shape {fmt(input.shape)} has an odd size")
+    shape = tuple(s // 2 if i == d else s for i, s in enumerate(input.shape))
+    return L.emit([input], shape, dict(dim=d))
+
+
 @op("clamp")
 def clamp(input, min=None, max=None, name=None):
-    """torch.clamp with scalar bounds (either may be None)."""
+    """torch.clamp: scalar bounds (either may be None) promote as torch does (an int tensor with a float bound
+    gives float32); tensor bounds broadcast, as maximum/minimum."""
     L = Layer("clamp", input, name)
     if min is None and max is None:
         L.fail("give min=, max= or both")
-    return L.emit([input], input.shape, dict(min=None if min is None else float(min),
-                                             max=None if max is None else float(max)))
+    if isinstance(min, Node) or isinstance(max, Node):
+        y = input if min is None else maximum(input, min, name=None if max is not None else name)
+        return y if max is None else minimum(y, max, name=name)
+    dtype = input.dtype
+    for v in (min, max):
+        dtype = dtype if v is None else promote(dtype, scalar_dtype(v, input.dtype))
+    x = input if dtype == input.dtype else cast(input, dtype)
+    typed = float if x.is_float else int
+    return L.emit([x], x.shape, dict(min=None if min is None else typed(min),
+                                     max=None if max is None else typed(max)))
 
 
 clip = alias(clamp, "clip")
@@ -167,12 +202,16 @@ clip = alias(clamp, "clip")
 
 @op("where")
 def where(condition, input, other, name=None):
-    """torch.where(condition, input, other), all three broadcast; scalars become constants."""
+    """torch.where(condition, input, other), all three broadcast; scalars become constants (two scalars: the
+    dtype torch gives them, int64 or float32)."""
     L = Layer("where", condition if isinstance(condition, Node) else input, name)
     if not isinstance(condition, Node):
         L.fail("condition must be a tensor")
     if condition.dtype != "bool":
         condition = cast(condition, "bool")
+    if not isinstance(input, Node) and not isinstance(other, Node):
+        dtype = promote(scalar_dtype(input, "bool"), scalar_dtype(other, "bool"))
+        input = const(condition.graph, input, dtype)
     a, b, dtype = operands(input, other)
     shape = broadcast(L, broadcast(L, condition.shape, a.shape), b.shape)
     return L.emit([condition, a, b], shape, dtype=dtype)
@@ -197,7 +236,10 @@ def identity(input, name=None):
     return Layer("identity", input, name).emit([input], input.shape)
 
 
-dropout = alias(identity, "dropout")
+@public
+def dropout(input, p=0.5, training=False, inplace=False, name=None):
+    """F.dropout at inference: a named pass-through."""
+    return identity(input, name)
 
 
 @op("const")

@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from .core import TORCH_TYPES, ref
+from .core import TORCH_TYPES, ref, t
 
 _BINARY = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "pow": torch.pow,
            "maximum": torch.maximum, "minimum": torch.minimum, "floor_divide": torch.floor_divide,
@@ -46,6 +46,16 @@ def _unary(n, x):
 @ref(*_ACT)
 def _activation(n, x):
     return _ACT[n.attrs["kind"]](x, n.attrs)
+
+
+@ref("prelu")
+def _prelu(n, x):
+    return F.prelu(x, t(n.params["weight"]))
+
+
+@ref("glu")
+def _glu(n, x):
+    return F.glu(x, n.attrs["dim"])
 
 
 @ref("clamp")
