@@ -76,17 +76,24 @@ def _alpha(e, n, start, dtype):
     alpha = e.helper(layer, f"{n.name}/start")
     if dtype == np.int64:
         return alpha
-    return e.helper(e.network.add_cast(alpha, e.dtype(n.dtype)), f"{n.name}/start_cast")
+    to = e.t.int32 if dtype == np.int32 else e.t.float32
+    return e.helper(e.network.add_cast(alpha, to), f"{n.name}/start_cast")
 
 
 @emitter("arange")
 def _arange(e, n):
-    """A LINSPACE fill: start + step * i, with alpha and beta as tensors of the output type."""
+    """A LINSPACE fill: start + step * i, with alpha and beta as tensors of its type. LINSPACE makes int32,
+    int64 or float32 only: other float types are cast from float32."""
     size, a = n.shape[0], n.attrs
-    dtype = e.np_type(n.dtype)
-    layer = e.network.add_fill((int(size) if is_static(size) else 1,), e.t.FillOperation.LINSPACE, e.dtype(n.dtype))
+    out = e.dtype(n.dtype)
+    direct = out in (e.t.int32, e.t.int64, e.t.float32)
+    dtype = e.np_type(n.dtype) if direct else np.float32
+    layer = e.network.add_fill((int(size) if is_static(size) else 1,), e.t.FillOperation.LINSPACE,
+                               out if direct else e.t.float32)
     if not is_static(size):
         layer.set_input(0, e.shape_tensor((size,), f"{n.name}/size"))
     layer.set_input(1, _alpha(e, n, a["start"], dtype))
     layer.set_input(2, e.constant(np.array([a["step"]], dtype), f"{n.name}/step", dtype))
-    return e.named(layer, n.name)
+    if direct:
+        return e.named(layer, n.name)
+    return e.named(e.network.add_cast(e.helper(layer, f"{n.name}/float32"), out), n.name)

@@ -80,7 +80,8 @@ def _normalize(e, n, x):
         powered = _ew(e, _unary(e, x, "ABS", f"{name}/abs"), _scalar(e, n, p, f"{name}/p"), "POW", f"{name}/pow")
         norm = _ew(e, _reduce(e, powered, "SUM", (dim,), f"{name}/sum"), _scalar(e, n, 1 / p, f"{name}/inv_p"), "POW",
                    f"{name}/norm")
-    denom = _ew(e, norm, _scalar(e, n, n.attrs["eps"], f"{name}/eps"), "MAX", f"{name}/clamped")
+    eps = max(n.attrs["eps"], 2.0 ** -24) if e.float == np.float16 else n.attrs["eps"]   # 1e-12 is 0 in fp16
+    denom = _ew(e, norm, _scalar(e, n, eps, f"{name}/eps"), "MAX", f"{name}/clamped")
     return _ew(e, x, denom, "DIV", name, final=True)
 
 
