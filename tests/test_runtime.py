@@ -194,19 +194,17 @@ def test_run_command_helpers():
         "output y: shape 1x2 float32 min 1 max 3 mean 2"]
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "trtnet.run", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
-
-
-def test_run_command_fails_in_one_line_where_no_engine_can_execute(tmp_path):
+def test_run_command_fails_in_one_line_where_no_engine_can_execute(tmp_path, capsys):
     if REASON is None:
         pytest.skip("an engine can execute here")
+    from trtnet.run.__main__ import main
     plan = tmp_path / "x.engine"
     plan.write_bytes(b"plan")
-    r = run_cli(str(plan))
-    assert r.returncode == 1 and r.stdout == ""
-    assert r.stderr.strip() == f"error: cannot run {plan} here: {REASON}"
+    assert main([str(plan)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"error: cannot run {plan} here: {REASON}\n"
+    assert main([str(tmp_path / "missing.engine")]) == 1
+    assert capsys.readouterr().err == f"error: no engine file {tmp_path / 'missing.engine'}\n"
 
 
 def test_run_help_imports_neither_torch_nor_tensorrt_itself():

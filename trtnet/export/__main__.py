@@ -1,0 +1,74 @@
+"""python -m trtnet.export {triton,polygraphy}: a Triton model repository, or a Polygraphy network script."""
+import argparse
+import sys
+
+from ..backend import ENV, FLAVOURS
+
+EPILOG = """examples:
+  python -m trtnet.export triton resnet18 --repo models --instances-per-gpu 2 --max-queue-delay-us 100
+  python -m trtnet.export polygraphy resnet18 -o resnet18_net.py
+
+MODEL is a zoo name (weights from --weights, else weights/MODEL.*) or a model file, resolved as
+`python -m trtnet.build` resolves it."""
+
+
+def batch(text):
+    vals = tuple(int(v) for v in text.split(","))
+    if len(vals) == 1:
+        vals = (1, vals[0], vals[0])
+    if len(vals) != 3 or not 1 <= vals[0] <= vals[1] <= vals[2]:
+        raise argparse.ArgumentTypeError(f"takes MIN,OPT,MAX (1 <= MIN <= OPT <= MAX) or MAX, got {text!r}")
+    return vals
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m trtnet.export", description=__doc__.split(":", 1)[1].strip(),
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="format", required=True)
+    tri = sub.add_parser("triton", help="build the engine and write REPO/NAME/{config.pbtxt,1/model.plan}")
+    poly = sub.add_parser("polygraphy", help="write a network script for `polygraphy convert/run`")
+    for s in (tri, poly):
+        s.add_argument("model", help="zoo model name or FILE.py")
+        s.add_argument("--weights", metavar="PATH", help="weights file for a zoo model")
+        s.add_argument("--batch", type=batch, default=(1, 8, 32), metavar="MIN,OPT,MAX",
+                       help="dynamic batch optimization profile (default 1,8,32)")
+        s.add_argument("--backend", choices=FLAVOURS, help=f"TensorRT flavour; default ${ENV}, else the first that imports")
+    tri.add_argument("--repo", required=True, metavar="DIR", help="Triton model repository")
+    tri.add_argument("--name", help="model name in the repository (default: MODEL)")
+    tri.add_argument("--instances-per-gpu", type=int, default=1, metavar="N", help="instance_group count (default 1)")
+    tri.add_argument("--max-queue-delay-us", type=int, metavar="US", help="dynamic batcher's queue delay")
+    tri.add_argument("--gpus", type=lambda s: [int(g) for g in s.split(",")], metavar="0,1", help="GPUs to serve on")
+    poly.add_argument("-o", "--output", required=True, metavar="FILE.py", help="script to write")
+    return p
+
+
+def triton(args):
+    from . import build_plan, load_graph
+    from .triton import write_repository
+    name, graph = load_graph(args.model, args.weights)
+    plan, io = build_plan(graph, args.batch)
+    path = write_repository(io, plan, args.repo, args.name or name, None, args.instances_per_gpu,
+                            args.max_queue_delay_us, args.gpus)
+    print(f"wrote {path} (config.pbtxt, 1/model.plan: {len(plan) / 2**20:.1f} MiB)")
+
+
+def polygraphy(args):
+    from .polygraphy import write_script
+    path = write_script(args.model, args.output, args.weights, args.batch)
+    print(f"wrote {path}")
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    from ..backend import select
+    try:
+        select(args.backend)
+        (triton if args.format == "triton" else polygraphy)(args)
+        return 0
+    except (ValueError, LookupError, RuntimeError, OSError) as e:
+        print(f"error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
