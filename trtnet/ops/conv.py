@@ -1,6 +1,7 @@
 """Convolution, pooling and resizing over 1, 2 or 3 spatial dimensions (N, C, *spatial)."""
 from ..shape import is_static
 from .core import Layer, ntuple, op, public, static_int
+from .shape import permute, reshape
 
 
 def _conv_out(size, k, s, p, d):
@@ -47,6 +48,35 @@ def conv(x, w, out=None, kernel=None, stride=1, padding=0, dilation=1, groups=1,
         spatial.append((size + a + b - di * (ki - 1) - 1) // si + 1)
     params = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
     return L.emit([x], (x.shape[0], out, *spatial), dict(kernel=k, stride=s, padding=pre, post_padding=post,
+                                                          dilation=d, groups=groups, out=out), params)
+
+
+@op("conv_transpose")
+def conv_transpose(x, w, out=None, kernel=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                   name=None):
+    """nn.ConvTranspose1d/2d/3d by the input's rank; weight (in, out / groups, *kernel), bias when present."""
+    L = Layer("conv_transpose", x, name or w.prefix)
+    n = _spatial_rank(L, x)
+    c = static_int(L, x.shape[1], "the input's channel count")
+    raw = w.get("weight")
+    if raw is not None and raw.ndim == n + 2:
+        out = raw.shape[1] * groups if out is None else out
+        kernel = raw.shape[2:] if kernel is None else kernel
+    if out is None or kernel is None:
+        L.fail(f"pass out= and kernel=: '{w.full('weight')}' has no {n + 2}D shape to take them from")
+    k, s, p, d = ntuple(kernel, n), ntuple(stride, n), ntuple(padding, n), ntuple(dilation, n)
+    op_ = ntuple(output_padding, n)
+    if c % groups or out % groups:
+        L.fail(f"groups={groups} must divide input channels {c} and output channels {out}")
+    if any(o >= max(si, di) for o, si, di in zip(op_, s, d)):
+        L.fail(f"output_padding {op_} must be smaller than the stride {s} or the dilation {d}")
+    weight = L.param(w, "weight", (c, out // groups, *k))
+    bias = L.param(w, "bias", (out,), required=False)
+    spatial = [(i - 1) * si - 2 * pi + di * (ki - 1) + oi + 1 for i, ki, si, pi, di, oi in zip(x.shape[2:], k, s, p, d, op_)]
+    if any(is_static(v) and v < 1 for v in spatial):
+        L.fail(f"output size {tuple(spatial)} is empty")
+    params = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
+    return L.emit([x], (x.shape[0], out, *spatial), dict(kernel=k, stride=s, padding=p, output_padding=op_,
                                                           dilation=d, groups=groups, out=out), params)
 
 
@@ -97,7 +127,16 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_incl
 @op("adaptive_avg_pool")
 def adaptive_avg_pool(x, output_size=1, name=None):
     """nn.AdaptiveAvgPool1d/2d/3d, any output size (uneven or overlapping windows included)."""
-    L = Layer("adaptive_avg_pool", x, name)
+    return _adaptive(Layer("adaptive_avg_pool", x, name), x, output_size)
+
+
+@op("adaptive_max_pool")
+def adaptive_max_pool(x, output_size=1, name=None):
+    """nn.AdaptiveMaxPool1d/2d/3d (values only), PyTorch's windows [floor(i*I/O), ceil((i+1)*I/O))."""
+    return _adaptive(Layer("adaptive_max_pool", x, name), x, output_size)
+
+
+def _adaptive(L, x, output_size):
     n = _spatial_rank(L, x)
     size = tuple(x.shape[2 + i] if o is None else o for i, o in enumerate(
         (output_size,) * n if not isinstance(output_size, (tuple, list)) else output_size))
@@ -120,9 +159,9 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     """F.interpolate over the spatial dims: nearest or (bi/tri)linear, by output size or scale factor."""
     L = Layer("interpolate", x, name)
     n = _spatial_rank(L, x)
-    linear = {1: "linear", 2: "bilinear", 3: "trilinear"}[n]
-    if mode not in ("nearest", linear, "bicubic"):
-        L.fail(f"mode must be 'nearest', '{linear}' or 'bicubic' for {n} spatial dims, got {mode!r}")
+    modes = ("nearest", {1: "linear", 2: "bilinear", 3: "trilinear"}[n]) + (("bicubic",) if n == 2 else ())
+    if mode not in modes:
+        L.fail(f"mode must be one of {', '.join(map(repr, modes))} for {n} spatial dims, got {mode!r}")
     if (scale_factor is None) == (size is None):
         L.fail("give exactly one of size= and scale_factor=")
     if mode == "nearest" and align_corners:
@@ -152,3 +191,65 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
 def upsample(x, scale=None, size=None, mode="nearest", align_corners=False, name=None):
     """nn.Upsample's argument order: by scale or size."""
     return interpolate(x, size, scale, mode, align_corners or None, name=name)
+
+
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+@op("pad")
+def pad(input, pad, mode="constant", value=0.0, name=None):
+    """F.pad: `pad` holds (before, after) pairs from the last dim backwards; negative values crop. Modes
+    other than constant pad the last 1 to 3 dims of a rank k+1 or k+2 input, as PyTorch requires."""
+    L = Layer("pad", input, name)
+    pads = tuple(int(v) for v in pad)
+    k = len(pads) // 2
+    if len(pads) % 2 or k > input.rank:
+        L.fail(f"pad {pads} must hold (before, after) pairs for at most {input.rank} dims")
+    if mode not in _PAD_MODES:
+        L.fail(f"mode must be one of {', '.join(_PAD_MODES)}, got {mode!r}")
+    if mode != "constant" and (k > 3 or input.rank not in (k + 1, k + 2)):
+        L.fail(f"{mode} padding of {k} dims needs a rank-{k + 1} or rank-{k + 2} input, got {input.rank}")
+    before = [0] * input.rank
+    after = [0] * input.rank
+    for j in range(k):
+        before[-1 - j], after[-1 - j] = pads[2 * j], pads[2 * j + 1]
+    shape = []
+    for d, b, a in zip(input.shape, before, after):
+        if is_static(d) and (d + b + a < 0 or (mode == "reflect" and max(b, a) >= d)
+                             or (mode == "circular" and max(b, a) > d)):
+            L.fail(f"{mode} padding ({b}, {a}) does not fit a dim of size {d}")
+        shape.append(d + b + a)
+    return L.emit([input], shape, dict(before=tuple(before), after=tuple(after), dims=k, mode=mode,
+                                             value=float(value)))
+
+
+@public
+def pixel_shuffle(input, upscale_factor, name=None):
+    """F.pixel_shuffle: (*, C*r*r, H, W) -> (*, C, H*r, W*r)."""
+    L = Layer("reshape", input, name or "pixel_shuffle")
+    r = int(upscale_factor)
+    if input.rank < 3:
+        L.fail(f"expects (*, C*r*r, H, W), got shape {input.shape}")
+    *lead, c, h, w = input.shape
+    if is_static(c) and c % (r * r):
+        L.fail(f"channels {c} are not divisible by upscale_factor**2 = {r * r}")
+    b = len(lead)
+    y = reshape(input, (*lead, c // (r * r), r, r, h, w), name=f"{L.name}/split")
+    y = permute(y, (*range(b), b, b + 3, b + 1, b + 4, b + 2), name=f"{L.name}/permute")
+    return reshape(y, (*lead, c // (r * r), h * r, w * r), name=L.name)
+
+
+@public
+def pixel_unshuffle(input, downscale_factor, name=None):
+    """F.pixel_unshuffle: (*, C, H*r, W*r) -> (*, C*r*r, H, W)."""
+    L = Layer("reshape", input, name or "pixel_unshuffle")
+    r = int(downscale_factor)
+    if input.rank < 3:
+        L.fail(f"expects (*, C, H*r, W*r), got shape {input.shape}")
+    *lead, c, h, w = input.shape
+    if any(is_static(v) and v % r for v in (h, w)):
+        L.fail(f"height {h} and width {w} must be divisible by downscale_factor {r}")
+    b = len(lead)
+    y = reshape(input, (*lead, c, h // r, r, w // r, r), name=f"{L.name}/split")
+    y = permute(y, (*range(b), b, b + 2, b + 4, b + 1, b + 3), name=f"{L.name}/permute")
+    return reshape(y, (*lead, c * r * r, h // r, w // r), name=L.name)

@@ -53,3 +53,27 @@ def _interpolate(n, x, env):
         kw = dict(size=tuple(evaluate(d, env) for d in a["size"]))
     corners = a["align_corners"] if a["mode"] != "nearest" else None
     return F.interpolate(x, mode=a["mode"], align_corners=corners, **kw)
+
+
+@ref("conv_transpose")
+def _conv_transpose(n, x):
+    a = n.attrs
+    b = n.params.get("bias")
+    fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[len(a["kernel"])]
+    return fn(x, t(n.params["weight"]), None if b is None else t(b), a["stride"], a["padding"], a["output_padding"],
+              a["groups"], a["dilation"])
+
+
+@ref("adaptive_max_pool")
+def _adaptive_max(n, x):
+    size = tuple(o if isinstance(o, int) else x.shape[2 + i] for i, o in enumerate(n.attrs["size"]))
+    fn = {1: F.adaptive_max_pool1d, 2: F.adaptive_max_pool2d, 3: F.adaptive_max_pool3d}[len(size)]
+    return fn(x, size)
+
+
+@ref("pad")
+def _pad(n, x):
+    a = n.attrs
+    pads = [p for pair in zip(a["before"][::-1], a["after"][::-1]) for p in pair][:2 * a["dims"]]
+    value = a["value"] if a["mode"] == "constant" else None
+    return F.pad(x, pads, a["mode"], value)

@@ -1,0 +1,138 @@
+"""Cases of convolution, pooling, padding and resizing: 1D to 3D, transposed convolution, dilated and adaptive
+max pooling, F.pad's modes, pixel (un)shuffle and every interpolation mode."""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import trtnet as tn
+from op_cases import case
+
+R = np.random.default_rng(2)
+L2 = ({"N": 2, "L": 9}, {"N": 1, "L": 14})
+HW = ({"N": 2, "H": 9, "W": 8}, {"N": 1, "H": 12, "W": 7})
+DHW = ({"N": 1, "D": 4, "H": 5}, {"N": 2, "D": 6, "H": 3})
+
+
+def _w(*shape):
+    return R.standard_normal(shape).astype(np.float32)
+
+
+W = {"t2.weight": _w(4, 6, 3, 3), "t2.bias": _w(6), "t1.weight": _w(3, 5, 4), "t1.bias": _w(5),
+     "t3.weight": _w(4, 3, 2, 3, 2), "td.weight": _w(2, 3, 3, 2), "td.bias": _w(3), "c1.weight": _w(4, 3, 3),
+     "c1.bias": _w(4)}
+T = {k: torch.from_numpy(v) for k, v in W.items()}
+
+
+# --- 1D convolution and pooling ----------------------------------------------------------------
+case("conv", "1d-stride-bias", {"x": (("N", 3, "L"), "float32")}, lambda w, x: tn.conv(x, w["c1"], stride=2, padding=1),
+     lambda x: F.conv1d(x, T["c1.weight"], T["c1.bias"], 2, 1), L2, W)
+case("max_pool", "1d-pad-ceil", {"x": (("N", 3, 11), "float32")}, lambda w, x: tn.max_pool(x, 3, 2, 1, ceil_mode=True),
+     lambda x: F.max_pool1d(x, 3, 2, 1, ceil_mode=True))
+case("avg_pool", "1d-dynamic", {"x": (("N", 3, "L"), "float32")}, lambda w, x: tn.avg_pool(x, 4, 2, 2),
+     lambda x: F.avg_pool1d(x, 4, 2, 2), L2)
+
+# --- transposed convolution ------------------------------------------------------------------------
+case("conv_transpose", "2d-dynamic", {"x": (("N", 4, "H", "W"), "float32")},
+     lambda w, x: tn.conv_transpose(x, w["t2"], stride=2, padding=1, output_padding=1),
+     lambda x: F.conv_transpose2d(x, T["t2.weight"], T["t2.bias"], 2, 1, 1), HW, W)
+case("conv_transpose", "1d-output-padding-past-padding", {"x": (("N", 3, "L"), "float32")},
+     lambda w, x: tn.conv_transpose(x, w["t1"], stride=3, output_padding=2),
+     lambda x: F.conv_transpose1d(x, T["t1.weight"], T["t1.bias"], 3, 0, 2), L2, W)
+case("conv_transpose", "3d-groups-dilation", {"x": (("N", 4, "D", "H", 3), "float32")},
+     lambda w, x: tn.conv_transpose(x, w["t3"], stride=3, output_padding=2, groups=2, dilation=2),
+     lambda x: F.conv_transpose3d(x, T["t3.weight"], None, 3, 0, 2, 2, 2), DHW, W)
+case("conv_transpose", "2d-dilation-output-padding", {"x": (("N", 2, "H", "W"), "float32")},
+     lambda w, x: tn.conv_transpose(x, w["td"], stride=(1, 2), padding=(1, 0), output_padding=(1, 1), dilation=2),
+     lambda x: F.conv_transpose2d(x, T["td.weight"], T["td.bias"], (1, 2), (1, 0), (1, 1), 1, 2), HW, W)
+
+# --- dilated and adaptive pooling ------------------------------------------------------------------
+case("max_pool", "2d-dilation-dynamic", {"x": (("N", 3, "H", "W"), "float32")},
+     lambda w, x: tn.max_pool(x, 3, 2, 1, dilation=2), lambda x: F.max_pool2d(x, 3, 2, 1, dilation=2), HW)
+case("max_pool", "1d-dilation-ceil", {"x": (("N", 2, 12), "float32")},
+     lambda w, x: tn.max_pool(x, 2, 3, 1, dilation=3, ceil_mode=True),
+     lambda x: F.max_pool1d(x, 2, 3, 1, dilation=3, ceil_mode=True))
+case("adaptive_max_pool", "1d-uneven", {"x": (("N", 3, 10), "float32")}, lambda w, x: tn.adaptive_max_pool(x, 3),
+     lambda x: F.adaptive_max_pool1d(x, 3))
+case("adaptive_max_pool", "2d-global-dynamic", {"x": (("N", 3, "H", "W"), "float32")},
+     lambda w, x: tn.adaptive_max_pool(x, 1), lambda x: F.adaptive_max_pool2d(x, 1), HW)
+case("adaptive_max_pool", "2d-even", {"x": (("N", 3, 8, 6), "float32")}, lambda w, x: tn.adaptive_max_pool(x, (4, 3)),
+     lambda x: F.adaptive_max_pool2d(x, (4, 3)))
+case("adaptive_max_pool", "3d-mixed", {"x": (("N", 2, "D", 7, 5), "float32")},
+     lambda w, x: tn.adaptive_max_pool(x, (1, 3, 5)), lambda x: F.adaptive_max_pool3d(x, (1, 3, 5)), DHW)
+case("adaptive_avg_pool", "1d-uneven", {"x": (("N", 3, 11), "float32")}, lambda w, x: tn.adaptive_avg_pool(x, 4),
+     lambda x: F.adaptive_avg_pool1d(x, 4))
+case("adaptive_avg_pool", "1d-even", {"x": (("N", 3, 12), "float32")}, lambda w, x: tn.adaptive_avg_pool(x, 4),
+     lambda x: F.adaptive_avg_pool1d(x, 4))
+case("adaptive_avg_pool", "3d-uneven", {"x": (("N", 2, 5, 7, 6), "float32")},
+     lambda w, x: tn.adaptive_avg_pool(x, (2, 3, 4)), lambda x: F.adaptive_avg_pool3d(x, (2, 3, 4)))
+case("adaptive_avg_pool", "dynamic-to-1-with-uneven", {"x": (("N", 3, "H", 7), "float32")},
+     lambda w, x: tn.adaptive_avg_pool(x, (1, 3)), lambda x: F.adaptive_avg_pool2d(x, (1, 3)), HW)
+
+# --- padding ------------------------------------------------------------------------------------
+case("pad", "constant-crop-dynamic", {"x": (("N", 3, "H", "W"), "float32")},
+     lambda w, x: tn.pad(x, (1, -2, 0, 3), value=1.5), lambda x: F.pad(x, (1, -2, 0, 3), value=1.5), HW)
+case("pad", "constant-batch-channel", {"x": (("N", 3, "L"), "float32")},
+     lambda w, x: tn.pad(x, (0, 0, 2, 1, 1, 0)), lambda x: F.pad(x, (0, 0, 2, 1, 1, 0)), L2)
+case("pad", "constant-int", {"x": (("N", 5), "int32")}, lambda w, x: tn.pad(x, (2, 1), value=7),
+     lambda x: F.pad(x, (2, 1), value=7))
+case("pad", "reflect-2d-dynamic", {"x": (("N", 3, "H", "W"), "float32")},
+     lambda w, x: tn.pad(x, (2, 3, 1, 0), mode="reflect"), lambda x: F.pad(x, (2, 3, 1, 0), mode="reflect"), HW)
+case("pad", "reflect-crop", {"x": (("N", 2, "L"), "float32")},
+     lambda w, x: tn.pad(x, (3, -2), mode="reflect"), lambda x: F.pad(x, (3, -2), mode="reflect"), L2)
+case("pad", "replicate-3d", {"x": (("N", 2, "D", "H", 3), "float32")},
+     lambda w, x: tn.pad(x, (1, 2, 0, 1, 2, 2), mode="replicate"),
+     lambda x: F.pad(x, (1, 2, 0, 1, 2, 2), mode="replicate"), DHW)
+case("pad", "circular-1d", {"x": (("N", 2, "L"), "float32")},
+     lambda w, x: tn.pad(x, (4, 2), mode="circular"), lambda x: F.pad(x, (4, 2), mode="circular"), L2)
+case("pad", "circular-2d-unbatched", {"x": ((2, "H", "W"), "float32")},
+     lambda w, x: tn.pad(x, (1, 1, 2, 0), mode="circular"), lambda x: F.pad(x, (1, 1, 2, 0), mode="circular"),
+     ({"H": 3, "W": 4}, {"H": 5, "W": 2}))
+
+# --- pixel shuffle ---------------------------------------------------------------------------------
+case("pixel_shuffle", "dynamic", {"x": (("N", 8, "H", "W"), "float32")}, lambda w, x: tn.pixel_shuffle(x, 2),
+     lambda x: F.pixel_shuffle(x, 2), HW)
+case("pixel_unshuffle", "dynamic-batch", {"x": (("N", 2, 6, 9), "float32")}, lambda w, x: tn.pixel_unshuffle(x, 3),
+     lambda x: F.pixel_unshuffle(x, 3), ({"N": 2}, {"N": 3}))
+# The test profile's H and W range over 1..16, sizes no reshape by 3 holds: checked by the interpreter only.
+case("pixel_unshuffle", "dynamic", {"x": (("N", 2, "H", "W"), "float32")},
+     lambda w, x: tn.pixel_unshuffle(x, 3), lambda x: F.pixel_unshuffle(x, 3),
+     ({"N": 2, "H": 9, "W": 6}, {"N": 1, "H": 3, "W": 12}), engine=False)
+case("pixel_shuffle", "extra-batch-dims", {"x": (("N", 2, 9, 2, 3), "float32")},
+     lambda w, x: tn.pixel_unshuffle(tn.pixel_shuffle(x, 3), 3), lambda x: F.pixel_unshuffle(F.pixel_shuffle(x, 3), 3))
+
+# --- interpolation ------------------------------------------------------------------------------
+case("interpolate", "linear-1d-scale-dynamic", {"x": (("N", 3, "L"), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=2, mode="linear"),
+     lambda x: F.interpolate(x, scale_factor=2, mode="linear"), L2)
+case("interpolate", "linear-1d-size-corners", {"x": (("N", 3, "L"), "float32")},
+     lambda w, x: tn.interpolate(x, size=13, mode="linear", align_corners=True),
+     lambda x: F.interpolate(x, size=13, mode="linear", align_corners=True), L2)
+case("interpolate", "linear-1d-fractional-scale", {"x": (("N", 3, 7), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=1.7, mode="linear"),
+     lambda x: F.interpolate(x, scale_factor=1.7, mode="linear"))
+case("interpolate", "trilinear-scale-dynamic", {"x": (("N", 2, "D", "H", 4), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=(2, 3, 1), mode="trilinear"),
+     lambda x: F.interpolate(x, scale_factor=(2, 3, 1), mode="trilinear"), DHW)
+case("interpolate", "trilinear-size-corners", {"x": (("N", 2, 3, 4, 5), "float32")},
+     lambda w, x: tn.interpolate(x, size=(5, 3, 9), mode="trilinear", align_corners=True),
+     lambda x: F.interpolate(x, size=(5, 3, 9), mode="trilinear", align_corners=True))
+case("interpolate", "nearest-3d-size", {"x": (("N", 2, "D", "H", 4), "float32")},
+     lambda w, x: tn.interpolate(x, size=(7, 2, 9)), lambda x: F.interpolate(x, size=(7, 2, 9)), DHW)
+case("interpolate", "nearest-3d-fractional-scale", {"x": (("N", 2, 5, 4, 3), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=(0.6, 1.5, 2.5)),
+     lambda x: F.interpolate(x, scale_factor=(0.6, 1.5, 2.5)))
+case("interpolate", "bicubic-size-dynamic", {"x": (("N", 2, "H", "W"), "float32")},
+     lambda w, x: tn.interpolate(x, size=(11, 5), mode="bicubic"),
+     lambda x: F.interpolate(x, size=(11, 5), mode="bicubic"), HW)
+case("interpolate", "bicubic-scale-dynamic", {"x": (("N", 2, "H", "W"), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=2, mode="bicubic"),
+     lambda x: F.interpolate(x, scale_factor=2, mode="bicubic"), HW)
+case("interpolate", "bicubic-corners-dynamic", {"x": (("N", 2, "H", "W"), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=3, mode="bicubic", align_corners=True),
+     lambda x: F.interpolate(x, scale_factor=3, mode="bicubic", align_corners=True), HW)
+case("interpolate", "bicubic-fractional-scale", {"x": (("N", 2, 5, 6), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=(1.5, 0.7), mode="bicubic"),
+     lambda x: F.interpolate(x, scale_factor=(1.5, 0.7), mode="bicubic"))
+case("interpolate", "bilinear-fractional-scale", {"x": (("N", 2, 5, 6), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=1.5, mode="bilinear"),
+     lambda x: F.interpolate(x, scale_factor=1.5, mode="bilinear"))
