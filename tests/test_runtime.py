@@ -220,11 +220,18 @@ def test_run_help_imports_neither_torch_nor_tensorrt_itself():
 # GPU: real engines
 
 
-def lenet_plan(batch=(1, 4, 8)):
+def lenet_graph():
+    """LeNet with seeded untrained weights (zoo.export_state trains it, which takes a minute)."""
     import trtnet as tn
     import zoo
+    torch.manual_seed(0)
+    state = {k: v.detach().numpy() for k, v in zoo.get("lenet").torch_module().state_dict().items()}
+    return zoo.get("lenet").graph(tn.WeightMap(state))
+
+
+def lenet_plan(batch=(1, 4, 8)):
     from trtnet.engine import build_engine
-    graph = zoo.get("lenet").graph(tn.WeightMap(zoo.export_state("lenet")))
+    graph = lenet_graph()
     return build_engine(graph, batch, progress=False)[0], graph
 
 
@@ -284,12 +291,9 @@ def test_engine_pool_on_every_gpu(tmp_path):
 @needs_engine
 @pytest.mark.gpu
 def test_refit_changes_the_outputs():
-    import trtnet as tn
-    import zoo
     from trtnet import cache
     from trtnet.engine import create_network
-    graph = zoo.get("lenet").graph(tn.WeightMap(zoo.export_state("lenet")))
-    builder, network, emission = create_network(graph)
+    builder, network, emission = create_network(lenet_graph())
     config = cache.configure(builder.create_builder_config(), refittable=True)
     profile = builder.create_optimization_profile()
     profile.set_shape("data", (1, 1, 32, 32), (2, 1, 32, 32), (2, 1, 32, 32))
