@@ -33,7 +33,7 @@ case("scaled_dot_product_attention", "cross-scale", qkv(2, "L", "S"),
      CROSS)
 case("scaled_dot_product_attention", "causal-cross", qkv(2, "L", "S"),
      lambda w, q, k, v: tn.scaled_dot_product_attention(q, k, v, is_causal=True),
-     lambda q, k, v: SDPA(q, k, v, is_causal=True), ({"N": 2, "L": 3, "S": 6}, {"N": 1, "L": 5, "S": 5}))
+     lambda q, k, v: SDPA(q, k, v, is_causal=True), CROSS)
 case("scaled_dot_product_attention", "bool-mask-broadcast", {**qkv(2, "L", "S"), "m": (("N", 1, 1, "S"), "bool")},
      lambda w, q, k, v, m: tn.scaled_dot_product_attention(q, k, v, attn_mask=m),
      lambda q, k, v, m: SDPA(q, k, v, attn_mask=m), CROSS, make=_keep_first)
@@ -93,3 +93,12 @@ case("scaled_dot_product_attention", "mha-self-seq-first",
      {"x": (("T", "N", 8), "float32")},
      lambda w, x: tn.multi_head_attention(x, x, x, w["attn"], 2, batch_first=False),
      lambda x: _torch_mha(MHA, seq_first=True)(x, x, x), SELF, MHA_W)
+case("scaled_dot_product_attention", "mha-bool-attn-mask",
+     {"x": (("N", "T", 8), "float32"), "am": (("T", "T"), "bool"), "pad": (("N", "T"), "bool")},
+     lambda w, x, am, pad: tn.multi_head_attention(x, x, x, w["attn"], 2, key_padding_mask=pad, attn_mask=am),
+     lambda x, am, pad: MHA(x, x, x, key_padding_mask=pad, attn_mask=am, need_weights=False)[0], SELF, MHA_W,
+     make=lambda *a: ~_keep_first(*a) if a[2] == "bool" else _keep_first(*a))
+case("scaled_dot_product_attention", "mha-float-head-mask-weights",
+     {"x": ((2, "T", 8), "float32"), "am": ((4, "T", "T"), "float32")},
+     lambda w, x, am: tn.multi_head_attention(x, x, x, w["attn"], 2, attn_mask=am, need_weights=True),
+     lambda x, am: MHA(x, x, x, attn_mask=am), ({"T": 5}, {"T": 9}), MHA_W)

@@ -74,13 +74,17 @@ def _step(o, kind, xs, states, gates):
 
 
 def _zeros(e, batch, hidden, name):
-    """(batch, hidden) zeros for run-time batch sizes: a LINSPACE fill with zero start and steps."""
+    """(batch, hidden) zeros for run-time batch sizes: a LINSPACE fill with zero start and steps (float32,
+    cast in fp16 networks)."""
     dims = e.shape_tensor((batch, hidden), name)
-    layer = e.network.add_fill((0, 0), e.t.FillOperation.LINSPACE, e.dtype("float32"))
+    layer = e.network.add_fill((0, 0), e.t.FillOperation.LINSPACE, e.t.float32)
     layer.set_input(0, dims)
-    layer.set_input(1, e.constant(np.zeros((), np.float32), f"{name}/start"))
-    layer.set_input(2, e.constant(np.zeros(2, np.float32), f"{name}/delta"))
-    return e.helper(layer, name)
+    layer.set_input(1, e.constant(np.zeros((), np.float32), f"{name}/start", np.float32))
+    layer.set_input(2, e.constant(np.zeros(2, np.float32), f"{name}/delta", np.float32))
+    zeros = e.helper(layer, name)
+    if e.dtype("float32") == e.t.float32:
+        return zeros
+    return e.helper(e.network.add_cast(zeros, e.dtype("float32")), f"{name}/half")   # fills make no halves
 
 
 def _output_names(e, n):
