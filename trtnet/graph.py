@@ -165,17 +165,18 @@ class Graph:
         self.nodes.append(node)
         return node
 
-    def input(self, name, shape, dtype="float32", ranges=None):
+    def input(self, name, shape, dtype="float32", ranges=None, values=None, batch=None):
         """A network input. `shape` names dynamic dimensions with strings, e.g. ("N", 3, "H", "W"); a shape of
-        ints only is one sample's, and gets a dynamic batch "N" in front. `ranges` gives each name's
-        (min, opt, max) for the default optimization profile (the batch defaults to 1, 8, 32)."""
+        ints only is one sample's, and gets a dynamic batch "N" in front (unless batch=False: a static shape).
+        `ranges` gives each name's (min, opt, max) for the default optimization profile (the batch defaults to
+        1, 8, 32); `values` = (lo, hi) says which integers sample inputs may hold (token ids below a vocabulary)."""
         where = user_line()
         if name in self._names:
             raise GraphError(f"{where}: input '{name}': the name is already used")
         if dtype not in DTYPES:
             raise GraphError(f"{where}: input '{name}': dtype {dtype!r} is not one of {', '.join(DTYPES)}")
         shape = tuple(shape)
-        if all(isinstance(d, (int, np.integer)) for d in shape):
+        if batch is not False and all(isinstance(d, (int, np.integer)) for d in shape):
             shape = (BATCH, *shape)
         dims = []
         for axis, d in enumerate(shape):
@@ -193,7 +194,8 @@ class Graph:
             self.set_range(k, v)
         if BATCH in self.dims and BATCH not in self.ranges:
             self.ranges[BATCH] = DEFAULT_BATCH
-        return self.add("input", [], dims, name=name, dtype=dtype)
+        return self.add("input", [], dims, attrs={"values": tuple(values)} if values else None, name=name,
+                        dtype=dtype)
 
     def set_range(self, symbol, rng):
         lo, opt, hi = (int(v) for v in rng)

@@ -55,13 +55,13 @@ class Emission:
     def no_weights(self):
         return self.t.Weights(self.t.float16 if self.float == np.float16 else self.t.float32)
 
-    def constant(self, arr, name, dtype=None):
+    def constant(self, arr, name, dtype=None, helper=False):
         """A constant tensor; float arrays in the network's precision unless `dtype` (numpy) says otherwise."""
         arr = np.asarray(arr)
         if dtype is None:
             dtype = self.float if arr.dtype.kind == "f" else arr.dtype
         layer = self.network.add_constant(arr.shape, self.weights(arr, dtype))
-        return self.named(layer, name)
+        return self.helper(layer, name) if helper else self.named(layer, name)
 
     def named(self, layer, name, index=0):
         self.used.add(name)
@@ -80,7 +80,7 @@ class Emission:
 
     # run-time sizes ----------------------------------------------------------------------------
     def ints(self, values, name):
-        return self.constant(np.array(values, np.int64).reshape(-1), name, np.int64)
+        return self.constant(np.array(values, np.int64).reshape(-1), name, np.int64, helper=True)
 
     def dim(self, d, name):
         """A 1-element int64 tensor holding size `d` (an int or a symbolic Expr) at run time."""

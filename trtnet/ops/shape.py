@@ -137,7 +137,7 @@ def _bound(v, size, default):
     return size + v if isinstance(v, (int, np.integer)) and v < 0 else v
 
 
-@op("getitem")
+@public
 def getitem(input, key, name=None):
     """x[key] with ints, slices (positive steps, as torch), None and `...`; several ints or slices at once."""
     L = Layer("slice", input, name or "getitem")
