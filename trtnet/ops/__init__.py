@@ -4,7 +4,7 @@ Weight-free ops take torch's names and argument names; layers with weights take 
 (`w["layer1.0.conv1"]`) whose prefix names the TensorRT layer, so layer names match PyTorch's modules.
 """
 from .core import OPS, PUBLIC
-from . import conv, elementwise, nn, shape  # noqa: F401  (each registers its ops)
+from . import conv, elementwise, nn, reduce, shape  # noqa: F401  (each registers its ops)
 from . import index, norm  # noqa: F401  (indexing and normalization ops)
 from . import attention, rnn  # noqa: F401  (attention and recurrent ops)
 
