@@ -75,11 +75,14 @@ def profile_shapes(graph, profile, which):
     return {n.name: graph.concrete(n, env) for n in graph.inputs}
 
 
-def build_engine(graph, profiles=None, workspace_mb=None, progress=True, tf32=False, fp16=False):
+def build_engine(graph, profiles=None, workspace_mb=None, progress=True, tf32=False, fp16=False, refittable=False,
+                 strip_weights=False, timing_cache_path=None, engine_cache=None):
     """Emit and build `graph`; returns (serialized plan bytes, EngineInfo).
 
     TF32 is off unless asked for: TensorRT enables it by default, which would make an fp32 engine differ
-    from PyTorch by ~1e-3 and hide real emission errors of that size."""
+    from PyTorch by ~1e-3 and hide real emission errors of that size. `engine_cache` (a cache.EngineCache)
+    returns the plan of an identical network and settings without building."""
+    from . import cache
     profiles = profiles_for(graph, profiles)
     t = backend.trt()
     start = time.perf_counter()
@@ -95,19 +98,32 @@ def build_engine(graph, profiles=None, workspace_mb=None, progress=True, tf32=Fa
         for n in graph.inputs:
             profile.set_shape(n.name, *(s[n.name] for s in shapes))
         config.add_optimization_profile(profile)
-    monitor = backend.progress_monitor() if progress else None
-    if monitor is not None:
-        config.progress_monitor = monitor
-    errors = backend.logger().errors
-    errors.clear()
-    plan = builder.build_serialized_network(network, config)
+    cache.configure(config, refittable, strip_weights)
+    save_timing = cache.timing_cache(config, timing_cache_path) if timing_cache_path else None
+    key = plan = None
+    if engine_cache is not None:
+        key = cache.engine_key(network, {"profiles": profiles, "workspace_mb": workspace_mb, "tf32": tf32, "fp16": fp16,
+                                         "refittable": refittable, "strip_weights": strip_weights})
+        plan = engine_cache.get(key)
     if plan is None:
-        raise BuildError(f"TensorRT could not build '{graph.name}': " + ("; ".join(errors) or "no reason logged"))
+        monitor = backend.progress_monitor() if progress else None
+        if monitor is not None:
+            config.progress_monitor = monitor
+        errors = backend.logger().errors
+        errors.clear()
+        plan = builder.build_serialized_network(network, config)
+        if plan is None:
+            raise BuildError(f"TensorRT could not build '{graph.name}': " + ("; ".join(errors) or "no reason logged"))
+        plan = bytes(plan)
+        if save_timing:
+            save_timing()
+        if engine_cache is not None:
+            engine_cache.put(key, plan)
     del emission  # TensorRT has copied the weights into the plan
     info = EngineInfo(backend.flavour(), network.num_layers,
                       {n.name: n.shape for n in graph.inputs}, {o.name: o.shape for o in graph.outputs},
-                      profiles, time.perf_counter() - start, "fp16" if fp16 else "fp32", plan.nbytes)
-    return bytes(plan), info
+                      profiles, time.perf_counter() - start, "fp16" if fp16 else "fp32", len(plan))
+    return plan, info
 
 
 def write_atomic(path, data):

@@ -137,13 +137,15 @@ def check_shapes(graph, profiles, samples=None):
 
 
 def build(model, weights=None, output=None, profiles=None, device=0, verify=True, progress=True,
-          workspace_mb=None, samples=8, tf32=False, fp16=False, show_graph=False, reference=None):
+          workspace_mb=None, samples=8, tf32=False, fp16=False, show_graph=False, reference=None, engine_cache=None,
+          timing_cache=None, refittable=False, strip_weights=False):
     """Build `model` (a zoo name, a model file `path.py[:name]`, or a recorded Graph) into an engine file and
     compare it with PyTorch at the profile's minimum and maximum shapes.
 
     A zoo model or model file is compared with its registered PyTorch module, a Graph with `reference` (an
     nn.Module taking the graph's inputs in order) or else its own PyTorch reference executor. Where the engine
-    cannot execute, the TensorRT network is run by trtnet.check's interpreter instead."""
+    cannot execute, the TensorRT network is run by trtnet.check's interpreter instead. `engine_cache` (a directory)
+    serves an unchanged build from a plan built before; `timing_cache` is TensorRT's timing cache file."""
     from ..check.report import DEFAULT_TOL, FP16_TOL, check_graph
     from ..engine import build_engine, compare, execution_unavailable, profiles_for, run_engine, write_atomic
     from ..reference import run_reference
@@ -154,7 +156,9 @@ def build(model, weights=None, output=None, profiles=None, device=0, verify=True
     if show_graph:
         print(graph)
     profiles = profiles_for(graph, profiles)
-    plan, info = build_engine(graph, profiles, workspace_mb, progress, tf32, fp16)
+    from ..cache import EngineCache
+    plan, info = build_engine(graph, profiles, workspace_mb, progress, tf32, fp16, refittable, strip_weights,
+                              timing_cache, EngineCache(engine_cache) if engine_cache else None)
     info.path = output or os.path.join("engines", f"{graph.name if spec is None else spec.name}.engine")
     write_atomic(info.path, plan)
     report = BuildReport(graph.name, w.source if w else "(in the graph)", info, w.unused() if w else [], False, "",
