@@ -114,8 +114,8 @@ case("interpolate", "trilinear-scale-dynamic", {"x": (("N", 2, "D", "H", 4), "fl
      lambda w, x: tn.interpolate(x, scale_factor=(2, 3, 1), mode="trilinear"),
      lambda x: F.interpolate(x, scale_factor=(2, 3, 1), mode="trilinear"), DHW)
 case("interpolate", "trilinear-size-corners", {"x": (("N", 2, 3, 4, 5), "float32")},
-     lambda w, x: tn.interpolate(x, size=(5, 3, 9), mode="trilinear", align_corners=True),
-     lambda x: F.interpolate(x, size=(5, 3, 9), mode="trilinear", align_corners=True))
+     lambda w, x: tn.interpolate(x, size=(5, 1, 9), mode="trilinear", align_corners=True),
+     lambda x: F.interpolate(x, size=(5, 1, 9), mode="trilinear", align_corners=True))
 case("interpolate", "nearest-3d-size", {"x": (("N", 2, "D", "H", 4), "float32")},
      lambda w, x: tn.interpolate(x, size=(7, 2, 9)), lambda x: F.interpolate(x, size=(7, 2, 9)), DHW)
 case("interpolate", "nearest-3d-fractional-scale", {"x": (("N", 2, 5, 4, 3), "float32")},

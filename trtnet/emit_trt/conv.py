@@ -232,7 +232,8 @@ def _interpolate(e, n, x):
                 y = _along(e, y, 2 + i, _resize_matrix(a["mode"], d, o, sc), f"{n.name}/resize{i}")
         return e.named(e.network.add_identity(y), n.name)
     layer = e.network.add_resize(x)
-    layer.set_input(1, e.shape_tensor(n.shape, n.name))
+    layer.set_input(1, _shape_tensor(e, n.shape, n.name) if not all(map(is_static, n.shape)) else
+                    e.shape_tensor(n.shape, n.name))
     R = e.t.ResizeCoordinateTransformation
     if a["mode"] == "nearest":  # PyTorch 'nearest': src = floor(dst * in / out)
         layer.resize_mode = e.t.InterpolationMode.NEAREST
@@ -242,6 +243,8 @@ def _interpolate(e, n, x):
         cubic = a["mode"] == "bicubic"
         layer.resize_mode = e.t.InterpolationMode.CUBIC if cubic else e.t.InterpolationMode.LINEAR
         layer.coordinate_transformation = R.ALIGN_CORNERS if a["align_corners"] else R.HALF_PIXEL
+        if a["align_corners"]:  # PyTorch reads element 0 for a length-1 output; the formula divides by 0
+            layer.selector_for_single_pixel = e.t.ResizeSelector.UPPER
         if cubic:
             layer.cubic_coeff = -0.75
     return e.named(layer, n.name)
