@@ -14,7 +14,8 @@ from typing import Callable, Optional
 import numpy as np
 
 MODULES = ("lenet", "resnet", "alexnet", "vgg", "squeezenet", "densenet", "googlenet", "inception", "mobilenet",
-           "mnasnet", "efficientnet", "regnet", "shufflenet", "convnext", "vit", "segmentation", "video", "unet")
+           "mnasnet", "efficientnet", "regnet", "shufflenet", "convnext", "vit", "segmentation", "video", "unet",
+           "audio")
 MODELS = {}
 
 
