@@ -349,3 +349,279 @@ def test_unused(sd):
     expected = ["bn1.weight", "bn1.running_var", "layer1.0.conv2.weight", "fc.weight"]
     assert w.unused() == expected
     assert w["layer1"].unused() == ["layer1.0.conv2.weight"]
+
+
+# --- hostile safetensors ----------------------------------------------------------------------------
+
+def st_bytes(header, data=b"", length=None):
+    """A safetensors file from a header (dict, str or raw bytes) and its data, optionally lying about length."""
+    import json
+    raw = header if isinstance(header, bytes) else (header if isinstance(header, str) else json.dumps(header)).encode()
+    return struct.pack("<Q", len(raw) if length is None else length) + raw + data
+
+
+def entry(dtype="F32", shape=(2,), offsets=(0, 8)):
+    return {"dtype": dtype, "shape": list(shape), "data_offsets": list(offsets)}
+
+
+HUGE = 2 ** 64
+BAD_SAFETENSORS = {
+    "short file": (b"\x10\0\0", ["header length"]),
+    "header not object": (st_bytes("[1, 2]"), ["JSON object"]),
+    "header not json": (st_bytes("{'a': 1}"), ["JSON"]),
+    "deeply nested": (st_bytes("[" * 100000 + "]" * 100000), ["JSON"]),
+    "header over file": (st_bytes({"a": entry()}, b"\0" * 8, length=1 << 40), ["header length"]),
+    "entry not object": (st_bytes({"a": [1]}), ["'a'"]),
+    "missing dtype": (st_bytes({"a": {"shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4), ["'a'", "dtype"]),
+    "overlap": (st_bytes({"a": entry(), "b": entry(offsets=(4, 12))}, b"\0" * 12), ["'b'", "overlaps 'a'"]),
+    "gap": (st_bytes({"a": entry(), "b": entry(offsets=(12, 20))}, b"\0" * 20), ["'b'", "gap"]),
+    "out of file": (st_bytes({"a": entry(shape=(1 << 38,), offsets=(0, 1 << 40))}, b"\0" * 8), ["'a'", "past"]),
+    "reversed": (st_bytes({"a": entry(offsets=(8, 0))}, b"\0" * 8), ["'a'", "reversed"]),
+    "offsets not ints": (st_bytes({"a": entry(offsets=(0, 8.0))}, b"\0" * 8), ["'a'", "data_offsets"]),
+    "bytes disagree": (st_bytes({"a": entry(shape=(3,))}, b"\0" * 8), ["'a'", "12 bytes", "8"]),
+    "product overflow": (st_bytes({"a": entry(shape=(2 ** 40, 2 ** 40), offsets=(0, 0))}), ["'a'", "shape"]),
+    "zero next to huge": (st_bytes({"a": entry(shape=(0, HUGE), offsets=(0, 0))}), ["'a'", "shape"]),
+    "zero next to int64 max": (st_bytes({"a": entry(shape=(0, 2 ** 63 - 1), offsets=(0, 0))}), ["'a'", "shape"]),
+    "negative dim": (st_bytes({"a": entry(shape=(-1,), offsets=(0, 0))}), ["'a'", "shape"]),
+    "bool dim": (st_bytes({"a": entry(shape=(True,), offsets=(0, 4))}, b"\0" * 4), ["'a'", "shape"]),
+    "65 dims": (st_bytes({"a": entry(shape=(1,) * 65, offsets=(0, 4))}, b"\0" * 4), ["'a'", "65 dimensions"]),
+    "dtype F4": (st_bytes({"a": entry(dtype="F4", offsets=(0, 1))}, b"\0"), ["'a'", "'F4'"]),
+    "unknown dtype": (st_bytes({"a": entry(dtype="Q7")}, b"\0" * 8), ["'a'", "'Q7'"]),
+    "dtype not str": (st_bytes({"a": entry(dtype=["F32"])}, b"\0" * 8), ["'a'", "dtype"]),
+    "duplicate key": (st_bytes('{"a": %s, "a": %s}' % ((json_entry := '{"dtype": "F32", "shape": [1], '
+                                                         '"data_offsets": [0, 4]}'), json_entry), b"\0" * 4),
+                      ["'a'", "twice"]),
+    "non-utf8 header": (st_bytes(b'{"\xff": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', b"\0" * 4),
+                        ["UTF-8"]),
+    "metadata not object": (st_bytes({"__metadata__": [1]}), ["__metadata__"]),
+    "data after tensors": (st_bytes({"a": entry()}, b"\0" * 9), ["1 byte", "after"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SAFETENSORS)
+def test_bad_safetensors(tmp_path, case):
+    raw, parts = BAD_SAFETENSORS[case]
+    path = write(tmp_path / "bad.safetensors", raw)
+    start = time.perf_counter()
+    with pytest.raises(WeightFileError) as e:
+        load_weights(path)
+    assert_one_line(e, str(path), *parts)
+    assert time.perf_counter() - start < 1
+
+
+def test_safetensors_million_entries_bounded(tmp_path):
+    header = "{" + ",".join(f'"t{i}":{{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}' for i in range(10 ** 6)) + "}"
+    path = write(tmp_path / "many.safetensors", st_bytes(header))
+    start = time.perf_counter()
+    with pytest.raises(WeightFileError) as e:
+        load_weights(path)
+    assert time.perf_counter() - start < 2
+    assert_one_line(e, str(path), "header")
+
+
+def test_safetensors_reads_every_dtype(tmp_path):
+    from safetensors.torch import save_file
+    t = {"f64": torch.tensor([1.5, -2.0], dtype=torch.float64), "i64": torch.tensor([2 ** 40, -3]),
+         "i8": torch.tensor([-128, 127], dtype=torch.int8), "u8": torch.tensor([0, 255], dtype=torch.uint8),
+         "bool": torch.tensor([True, False]), "i16": torch.tensor([-7, 7], dtype=torch.int16),
+         "e4m3": torch.tensor([0.5, -2.0]).to(torch.float8_e4m3fn), "empty": torch.zeros(0, 3)}
+    save_file(t, tmp_path / "d.safetensors", metadata={"format": "pt"})
+    w = load_weights(tmp_path / "d.safetensors")
+    assert w["f64"].dtype == w["e4m3"].dtype == w["empty"].dtype == np.float32 and w["empty"].shape == (0, 3)
+    for name, v in t.items():
+        expected = v.float().numpy() if v.is_floating_point() else v.numpy()
+        assert w[name].dtype == expected.dtype and w[name].shape == expected.shape
+        np.testing.assert_array_equal(w[name], expected)
+
+
+def test_safetensors_owns_its_memory(tmp_path):
+    """Rewriting or truncating the file after loading changes nothing loaded (and cannot fault)."""
+    save_safetensors({"a": np.arange(4096, dtype=np.float32)}, tmp_path / "m.safetensors")
+    w = load_weights(tmp_path / "m.safetensors")
+    with open(tmp_path / "m.safetensors", "r+b") as f:
+        f.seek(-4096, 2)
+        f.write(b"\xff" * 4096)
+        f.truncate(16)
+    np.testing.assert_array_equal(w["a"], np.arange(4096, dtype=np.float32))
+    assert w["a"].flags.owndata or w["a"].base is not None and not isinstance(w["a"].base, memoryview)
+
+
+# --- hostile .pth -----------------------------------------------------------------------------------
+
+def test_pth_zip_bomb_refused_before_inflating(tmp_path):
+    """A deflated record declaring 1 GiB (1 MB on disk) is refused from the zip directory alone."""
+    import zipfile
+    torch.save({"a": torch.ones(4)}, tmp_path / "ok.pth")
+    bomb = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(tmp_path / "ok.pth") as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, True, 9) as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+        with dst.open("ok/extra", "w", force_zip64=True) as f:
+            block = bytes(1 << 24)
+            for _ in range(64):
+                f.write(block)
+    assert bomb.stat().st_size < 2 << 20
+    start = time.perf_counter()
+    with pytest.raises(WeightFileError) as e:
+        load_weights(bomb)
+    assert time.perf_counter() - start < 0.5
+    assert_one_line(e, str(bomb), "ok/extra", "1073741824")
+
+
+@pytest.mark.parametrize("key", [b"a", 1, None, (1, 2), 1.5])
+def test_pth_non_string_keys(tmp_path, key):
+    path = tmp_path / "k.pth"
+    torch.save({"w": torch.ones(1), key: torch.ones(1)}, path)
+    with pytest.raises(WeightFileError) as e:
+        load_weights(path)
+    assert_one_line(e, str(path), repr(key), "not a string")
+
+
+def test_pth_non_tensor_values(tmp_path):
+    path = tmp_path / "v.pth"
+    torch.save({"w": torch.ones(1), "nested": [torch.ones(1)]}, path)
+    with pytest.raises(WeightFileError) as e:
+        load_weights(path)
+    assert_one_line(e, str(path), "'nested'", "list")
+
+
+def quantized():
+    return torch.quantize_per_tensor(torch.ones(2), 0.1, 0, torch.qint8)
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda: torch.ones(2, dtype=torch.complex64), "complex"),
+    (lambda: torch.ones(2, dtype=torch.complex32), "complex"),
+    (lambda: torch.ones(2, dtype=torch.complex128), "complex"),
+    (quantized, "quantized"),
+    (lambda: torch.quantize_per_tensor(torch.ones(2), 0.1, 0, torch.quint8), "quantized"),
+    (lambda: torch.ones(2, device="meta"), "meta"),
+    (lambda: torch.ones(2, 2).to_sparse(), "sparse"),
+    (lambda: torch.ones(2, 2).to_sparse_csr(), "sparse"),
+    (lambda: torch.tensor([1e300], dtype=torch.float64), "float32"),
+])
+def test_pth_unsupported_tensors(tmp_path, make, says):
+    path = tmp_path / "t.pth"
+    torch.save({"ok": torch.ones(1), "bad": make()}, path)
+    with pytest.raises(WeightFileError) as e:
+        load_weights(path)
+    assert_one_line(e, str(path), "'bad'", says)
+
+
+def test_pth_views_sharing_storage_load(tmp_path):
+    base = torch.arange(10, dtype=torch.float32)
+    torch.save({"a": base[:4], "b": base[4:].view(2, 3), "tied": base, "t": base[:6].view(2, 3).t()}, tmp_path / "v.pth")
+    w = load_weights(tmp_path / "v.pth")
+    np.testing.assert_array_equal(w["b"], [[4, 5, 6], [7, 8, 9]])
+    np.testing.assert_array_equal(w["t"], [[0, 3], [1, 4], [2, 5]])
+    assert w["a"].tolist() == [0, 1, 2, 3] and w["tied"].size == 10
+
+
+@pytest.mark.parametrize("state", [lambda: {"e": torch.ones(1).expand(2 ** 28)},
+                                   lambda: dict.fromkeys((f"k{i}" for i in range(4096)), torch.ones(1 << 16))])
+def test_pth_views_larger_than_the_file_refused(tmp_path, state):
+    """A 1.6 KB file holding a stride-0 view of 1 GiB, or one storage under thousands of names."""
+    path = tmp_path / "x.pth"
+    torch.save(state(), path)
+    start = time.perf_counter()
+    with pytest.raises(WeightFileError) as e:
+        load_weights(path)
+    assert time.perf_counter() - start < 2
+    assert_one_line(e, str(path), "bytes")
+
+
+def test_pth_legacy_format_refused(tmp_path):
+    path = tmp_path / "old.pth"
+    torch.save({"a": torch.ones(2)}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(WeightFileError) as e:
+        load_weights(path)
+    assert_one_line(e, str(path), "torch.save")
+
+
+# --- values -----------------------------------------------------------------------------------------
+
+def test_integer_buffers_keep_values(tmp_path):
+    sd = {"bn.num_batches_tracked": torch.tensor(123456789012), "pos_ids": torch.arange(5).unsqueeze(0),
+          "mask": torch.tensor([True, False]), "u16": torch.tensor([65535], dtype=torch.uint16)}
+    torch.save(sd, tmp_path / "i.pth")
+    save_safetensors(sd, tmp_path / "i.safetensors")
+    for suffix in ("pth", "safetensors"):
+        w = load_weights(tmp_path / f"i.{suffix}")
+        for name, t in sd.items():
+            assert w[name].dtype == t.numpy().dtype
+            np.testing.assert_array_equal(w[name], t.numpy())
+
+
+def test_float64_out_of_float32_range(tmp_path):
+    save_path = tmp_path / "r.safetensors"
+    from safetensors.numpy import save_file
+    save_file({"ok": np.array([1e-300, 3e38]), "big": np.array([1.0, -1e300])}, save_path)
+    with pytest.raises(WeightFileError) as e:
+        load_weights(save_path)
+    assert_one_line(e, str(save_path), "'big'", "float32")
+    with pytest.raises(ValueError):
+        WeightMap({"big": np.array([1e39])})
+
+
+def test_complex_refused_everywhere(tmp_path):
+    with pytest.raises(ValueError, match="complex"):
+        WeightMap({"c": np.array([1 + 2j])})
+    from safetensors.torch import save_file
+    save_file({"c": torch.ones(2, dtype=torch.complex64)}, tmp_path / "c.safetensors")
+    with pytest.raises(WeightFileError) as e:
+        load_weights(tmp_path / "c.safetensors")
+    assert_one_line(e, str(tmp_path / "c.safetensors"), "'c'", "C64")
+
+
+def test_nonfinite_named(tmp_path):
+    sd = {"a.w": np.array([1.0, np.nan], np.float32), "a.b": np.ones(2, np.float32),
+          "c.w": np.array([-np.inf], np.float32), "n": np.arange(3)}
+    save_wts(sd, tmp_path / "n.wts")
+    w = load_weights(tmp_path / "n.wts")
+    assert w.nonfinite() == ["a.w", "c.w"] and w["a"].nonfinite() == ["a.w"]
+    assert np.isnan(w["a.w"][1])
+
+
+# --- memory and time --------------------------------------------------------------------------------
+
+def test_prefix_index_is_linear():
+    """Names of 40000 dots: the prefix index and the missing-name hint stay linear in the names' length."""
+    def use():
+        w = WeightMap({"a." * 40000 + "w": np.ones(1, np.float32), "a." * 39999 + "b": np.ones(1, np.float32)})
+        assert "a." * 20000 + "a" in w and "a." * 39999 + "a" in w and "a." * 39999 + "c" not in w
+        assert list(w["a." * 39999 + "a"]) == ["w"]
+        return w
+    start = time.perf_counter()
+    with pytest.raises(MissingWeightError):
+        use()["a." * 39999 + "x"]
+    assert time.perf_counter() - start < 1
+    tracemalloc.start()
+    try:
+        use()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+
+
+def test_wts_unpadded_memory_is_proportional(tmp_path):
+    n = 1 << 21
+    path = write(tmp_path / "u.wts", f"1\nt {n} " + " ".join(["0"] * n) + "\n")
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        w = load_weights(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert w["t"].shape == (n,) and not w["t"].any()
+    assert peak < 4 * size + (32 << 20), peak / size
+
+
+def test_wts_survives_truncation_while_loaded(tmp_path):
+    """The loaded arrays are independent of the file: truncating it afterwards is harmless."""
+    a = np.arange(1000, dtype=np.float32)
+    save_wts({"a": a}, tmp_path / "m.wts")
+    w = load_weights(tmp_path / "m.wts")
+    os.truncate(tmp_path / "m.wts", 0)
+    np.testing.assert_array_equal(w["a"], a)

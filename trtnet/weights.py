@@ -2,13 +2,19 @@
 
 Network builders index a `WeightMap` by state_dict name (`w["layer1.0.conv1"]["weight"]`); a missing
 name fails with the closest real names, and `unused()` tells which tensors a builder never read.
+
+Files are untrusted: a reader either returns arrays it owns or raises a one-line WeightFileError, and sizes
+every allocation from numbers already checked against the file's size.
 """
+import bisect
 import difflib
-import mmap
+import json
+import math
 import os
 import pickle
 import re
 import secrets
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,10 +23,18 @@ import numpy as np
 SUFFIXES = (".wts", ".pth", ".pt", ".safetensors")
 CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights", "ema")
 _CHUNK = 1 << 16  # values per block in the .wts fast path: keeps temporaries in L2 cache
+_PIECE = 1 << 20  # line bytes per block in the general .wts path: bounds its temporaries
 _WS = b" \t\r\f\v"
 _COUNT = re.compile(rb"\d{1,18}")
 _HEAD = re.compile(rb"[ \t\r\f\v]*(\S+)(?:[ \t\r\f\v]+(\S+))?[ \t\r\f\v]*")
 _BLANK = re.compile(rb"\s*")
+_ONE_BLANK = re.compile(rb"[ \t\r\f\v]")
+_MAX_HEADER = 16 << 20  # safetensors header bytes (~300k tensors); refused beyond, before parsing
+_MAX_DIMS = 64
+_ADDRESSABLE = (1 << 63) - 1
+_ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "F8_E4M3": "u1", "F8_E5M2": "u1",
+              "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
+              "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "u1"}
 
 
 def _nibble_table():
@@ -51,22 +65,63 @@ class MissingWeightError(KeyError):
 
 
 def _to_numpy(value):
-    """C-contiguous array; floating values become float32 (what TensorRT weights take), integers stay."""
+    """C-contiguous array; floating values become float32 (what TensorRT weights take), integers and bools stay.
+
+    ValueError for values float32 cannot stand for: complex, finite beyond its range, not numbers at all.
+    """
     if hasattr(value, "detach"):  # a torch tensor: any device, bf16 included
-        value = value.detach().cpu()
-        value = (value.float() if value.is_floating_point() else value).numpy()
+        value = _torch_values(value)
     a = np.asarray(value)
-    return np.asarray(a, np.float32 if np.issubdtype(a.dtype, np.floating) else None, order="C")
+    if a.dtype.kind == "c":
+        raise ValueError(f"holds complex values ({a.dtype}): weights are real")
+    if a.dtype.kind not in "fiub":
+        raise ValueError(f"holds {a.dtype} values, not numbers")
+    if a.dtype.kind != "f":
+        return np.asarray(a, order="C")
+    with np.errstate(over="ignore"):  # overflow is reported below, by value
+        out = np.asarray(a, np.float32, order="C")
+    if out is not a and np.isinf(out).any():
+        lost = np.isinf(out) & np.isfinite(a)
+        if lost.any():
+            raise ValueError(f"holds {a.reshape(-1)[np.argmax(lost)]!r}, beyond the float32 range")
+    return out
+
+
+def _torch_values(t):
+    """A dense tensor's values (float8/16 as float32); ValueError for tensors that hold no plain values."""
+    _check_plain(t)
+    t = t.detach().cpu()
+    return (t.float() if t.is_floating_point() and t.dtype.itemsize < 4 else t).numpy()
+
+
+def _check_plain(t):
+    import torch
+    if t.is_quantized:
+        raise ValueError(f"is quantized ({t.dtype}): save the float weights (model.dequantize())")
+    if t.layout != torch.strided or t.is_nested:
+        raise ValueError(f"is sparse or nested ({t.layout}): save it dense (tensor.to_dense())")
+    if t.is_meta:
+        raise ValueError("is on the meta device: it holds no values")
+    if t.is_complex():
+        raise ValueError(f"holds complex values ({t.dtype}): weights are real")
+
+
+def _array(source, name, value):
+    """`_to_numpy`, failing as a WeightFileError that names the source and the tensor."""
+    try:
+        return _to_numpy(value)
+    except ValueError as e:
+        raise WeightFileError(f"{source}: tensor {name!r} {e}") from None
 
 
 class WeightMap(Mapping):
     """Tensors by state_dict name; a prefix such as "layer1.0" gives a view onto the names below it."""
 
     def __init__(self, tensors, source="<memory>"):
-        self._tensors = {name: _to_numpy(a) for name, a in tensors.items()}
-        self._prefixes = {name.rsplit(".", i)[0] for name in self._tensors for i in range(1, name.count(".") + 1)}
-        self._used = set()
         self.source = str(source)
+        self._tensors = {name: _array(self.source, name, a) for name, a in tensors.items()}
+        self._sorted = sorted(self._tensors)  # prefixes are found by bisection: memory stays linear in the names
+        self._used = set()
         self.prefix = ""
 
     def _view(self, prefix):
@@ -77,16 +132,28 @@ class WeightMap(Mapping):
     def full(self, key):
         return f"{self.prefix}.{key}" if self.prefix else key
 
+    def _is_prefix(self, name):
+        head = name + "."
+        i = bisect.bisect_left(self._sorted, head)
+        return i < len(self._sorted) and self._sorted[i].startswith(head)
+
     def __getitem__(self, key):
         name = self.full(key)
         if name in self._tensors:
             self._used.add(name)
             return self._tensors[name]
-        if name in self._prefixes:
+        if self._is_prefix(name):
             return self._view(name)
-        close = difflib.get_close_matches(name, [*self._tensors, *self._prefixes], n=4)
+        close = difflib.get_close_matches(name, self._candidates(name), n=4)
         hint = f" (closest: {', '.join(close)})" if close else ""
         raise MissingWeightError(f"{self.source}: no tensor or prefix {name!r}{hint}")
+
+    def _candidates(self, name):
+        """Names and their prefixes at `name`'s depth, of lengths difflib's 0.6 cutoff could still accept."""
+        depth, low, high = name.count("."), 0.4 * len(name), 2.4 * len(name)
+        cut = (n.split(".", depth + 1) for n in self._tensors)
+        prefixes = {".".join(parts[:-1]) for parts in cut if len(parts) == depth + 2}
+        return sorted(n for n in {*self._tensors, *prefixes} if low <= len(n) <= high)
 
     def get(self, key, default=None):
         """The tensor (or view), or `default` when absent: for optional entries such as a bias."""
@@ -95,7 +162,7 @@ class WeightMap(Mapping):
     def __contains__(self, key):
         """True for a tensor name or a prefix; does not count as reading the tensor."""
         name = self.full(key)
-        return name in self._tensors or name in self._prefixes
+        return name in self._tensors or self._is_prefix(name)
 
     def _names(self):
         if not self.prefix:
@@ -114,6 +181,10 @@ class WeightMap(Mapping):
         """Full names under this view never read by any view of the same file (num_batches_tracked aside)."""
         return [n for n in self._names() if n not in self._used and not n.endswith("num_batches_tracked")]
 
+    def nonfinite(self):
+        """Full names under this view holding NaN or Inf: they load, so that reports can name them."""
+        return [n for n in self._names() if self._tensors[n].dtype.kind == "f" and not np.isfinite(self._tensors[n]).all()]
+
     def __repr__(self):
         return f"WeightMap({self.source!r}, {len(self)} tensors, prefix={self.prefix!r})"
 
@@ -128,7 +199,10 @@ def load_weights(path):
     if not path.is_file():
         raise WeightFileError(f"{path}: no such file")
     read = {".wts": _read_wts, ".safetensors": _read_safetensors}.get(suffix, _read_torch)
-    return WeightMap(read(path), source=str(path))
+    try:
+        return WeightMap(read(path), source=str(path))
+    except MemoryError:
+        raise WeightFileError(f"{path}: out of memory while loading it") from None
 
 
 def _show(token, limit=40):
@@ -136,16 +210,21 @@ def _show(token, limit=40):
     return repr(text + ("..." if len(token) > limit else ""))
 
 
+def _brief(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _read_wts(path):
     """Parse tensorrtx text: line 1 the tensor count, then `name count hex hex ...` per tensor.
 
-    The file is mapped rather than read: blocks are copied only as they are parsed.
+    Read whole rather than mapped, so that the file shrinking underneath cannot fault the process.
     """
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            raise WeightFileError(f"{path}: empty file: expected the tensor count on line 1")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _parse_wts(data, path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise WeightFileError(f"{path}: cannot read: {_first_line(e)}") from None
+    return _parse_wts(data, path)
 
 
 def _parse_wts(data, path):
@@ -192,8 +271,8 @@ def _read_wts_line(data, start, end, where):
     if not _COUNT.fullmatch(m[2]):
         raise WeightFileError(f"{where}: count {_show(m[2])} is not a non-negative integer")
     count, first = int(m[2]), m.end()
-    while end > first and data[end - 1] in _WS:
-        end -= 1
+    if end > first and data[end - 1] in _WS:
+        end = first + len(data[first:end].rstrip(_WS))
     room = (end - first + 1) // 2  # each value needs a digit and a blank
     if count > room:
         raise WeightFileError(f"{where}: count {count} but the line holds at most {room} values")
@@ -201,8 +280,6 @@ def _read_wts_line(data, start, end, where):
     if values is None:
         values = _hex_any(data, first, end, count, where)
     return name, values.view(np.float32)
-
-
 def _hex8(data, start, end, count):
     """The common layout, 8 digits and one space per value, in cache-sized blocks; None if it differs.
 
@@ -226,29 +303,53 @@ def _hex8(data, start, end, count):
 
 
 def _hex_any(data, start, end, count, where):
-    """Any layout `>> std::hex` accepts (unpadded tokens, runs of blanks), and the exact error otherwise."""
+    """Any layout `>> std::hex` accepts (unpadded tokens, runs of blanks), and the exact error otherwise.
+
+    The line is parsed in blocks cut at blanks, so temporaries stay bounded however long it is.
+    """
+    out, seen = np.empty(count, np.uint32), 0
+    while start < end:
+        stop = min(start + _PIECE, end)
+        blank = _ONE_BLANK.search(data, stop, min(stop + 16, end))  # a longer token is an error within the block
+        stop = blank.start() if blank else min(stop + 16, end)
+        values = _hex_block(data, start, stop, where, seen)
+        if seen + len(values) <= count:
+            out[seen:seen + len(values)] = values
+        seen, start = seen + len(values), stop
+    if seen != count:
+        raise WeightFileError(f"{where}: has {seen} values, expected {count} (its count)")
+    return out
+
+
+def _hex_block(data, start, end, where, before):
+    """The values of whole tokens in data[start:end], the first being value `before + 1` of the line."""
     nib = np.frombuffer(data[start:end].translate(_NIBBLES), np.uint8)
     edges = np.flatnonzero(np.diff(nib != 16, prepend=False, append=False))
     starts, ends = edges[::2], edges[1::2]
-    token = lambda i: _show(data[start + starts[i]:start + ends[i]])
+    token = lambda i: f"value {before + i + 1} {_show(data[start + starts[i]:start + ends[i]])}"
     bad = np.flatnonzero(nib == 255)
     if bad.size:
         i = np.searchsorted(starts, bad[0], "right") - 1
-        raise WeightFileError(f"{where}: value {i + 1} {token(i)} is not hexadecimal")
-    if len(starts) != count:
-        raise WeightFileError(f"{where}: has {len(starts)} values, expected {count} (its count)")
+        raise WeightFileError(f"{where}: {token(i)} is not hexadecimal")
+    if not len(starts):
+        return np.empty(0, np.uint32)
     lengths = ends - starts
-    if count and lengths.max() > 8:
-        i = int(lengths.argmax())
-        raise WeightFileError(f"{where}: value {i + 1} {token(i)} has more than 8 hex digits")
+    if lengths.max() > 8:
+        raise WeightFileError(f"{where}: {token(int(lengths.argmax()))} has more than 8 hex digits")
     digits = np.flatnonzero(nib != 16)
     shifts = (4 * (np.repeat(ends, lengths) - 1 - digits)).astype(np.uint32)
     bits = nib[digits].astype(np.uint32) << shifts
-    return np.add.reduceat(bits, np.cumsum(lengths) - lengths, dtype=np.uint32) if count else np.empty(0, np.uint32)
+    return np.add.reduceat(bits, np.cumsum(lengths) - lengths, dtype=np.uint32)
+
+
+def _justified(size):
+    """Bytes that a file of `size` bytes may expand to once loaded: float16 doubles, tied weights repeat."""
+    return 4 * size + (16 << 20)
 
 
 def _read_torch(path):
     """torch.load with weights_only=True: plain containers of tensors load, pickled objects never run."""
+    size = _check_zip(path)
     import torch
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -260,14 +361,54 @@ def _read_torch(path):
                               "save model.state_dict() instead") from e
     except Exception as e:
         raise WeightFileError(f"{path}: cannot read as a PyTorch file: {_first_line(e)}") from e
-    state = _pick_state_dict(obj, path)
-    tensors = {}
-    for name, value in state.items():
-        if not isinstance(value, torch.Tensor):
-            raise WeightFileError(f"{path}: {name!r} holds a {type(value).__name__}, not a tensor")
-        tensors[name] = _to_numpy(value)
+    tensors = _torch_tensors(_pick_state_dict(obj, path), path, _justified(size))
     if tensors and all(n.startswith("module.") for n in tensors):  # saved from DataParallel
         tensors = {n[len("module."):]: a for n, a in tensors.items()}
+    return tensors
+
+
+def _check_zip(path):
+    """The file's size, once its zip directory shows records that inflate to no more than the file justifies.
+
+    torch inflates each record whole into memory, so a record is judged by its declared size before it is
+    read; files in the pre-zip format (torch < 1.6) size storages from the pickle and are refused.
+    """
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as z:
+            records = z.infolist()
+    except zipfile.BadZipFile:
+        raise WeightFileError(f"{path}: not a zip-format PyTorch file; older formats cannot be checked before "
+                              "loading: re-save it with torch.save (torch >= 1.6)") from None
+    except Exception as e:
+        raise WeightFileError(f"{path}: cannot read its zip directory: {_first_line(e)}") from None
+    total, limit = 0, _justified(size)
+    for r in records:
+        total += r.file_size
+        if total > limit or r.compress_type == zipfile.ZIP_STORED and r.file_size != r.compress_size:
+            raise WeightFileError(f"{path}: record {r.filename!r} declares {r.file_size} bytes inflated, "
+                                  f"more than a {size}-byte file can hold")
+    return size
+
+
+def _torch_tensors(state, path, limit):
+    """Arrays by string key; views that expand or share storage count in full against `limit` bytes."""
+    import torch
+    tensors, total = {}, 0
+    for name, value in state.items():
+        if not isinstance(name, str):
+            raise WeightFileError(f"{path}: key {_brief(name)} ({type(name).__name__}) is not a string")
+        if not isinstance(value, torch.Tensor):
+            raise WeightFileError(f"{path}: {name!r} holds a {type(value).__name__}, not a tensor")
+        try:
+            _check_plain(value)
+        except ValueError as e:
+            raise WeightFileError(f"{path}: tensor {name!r} {e}") from None
+        total += value.numel() * value.element_size()
+        if total > limit:
+            raise WeightFileError(f"{path}: tensor {name!r} brings the tensors to {total} bytes, more than a "
+                                  f"file of {path.stat().st_size} bytes can hold (views expanding or sharing storage)")
+        tensors[name] = _array(path, name, value)
     return tensors
 
 
@@ -283,20 +424,121 @@ def _pick_state_dict(obj, path):
     return next((m for m in nested if tensor_map(m)), nested[0] if nested else obj)
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs):
+    keys = dict(pairs)
+    if len(keys) != len(pairs):
+        seen = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return keys
+
+
 def _read_safetensors(path):
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    """Parse the header ourselves and read each tensor into memory it owns (never a map of the file)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        header = _st_header(f, size, path)
+        base = f.tell()
+        entries = _st_entries(header, size - base, path)
+        return {e[0]: _st_tensor(f, base, *e, path) for e in entries}
+
+
+def _st_header(f, size, path):
+    """The header as a dict, its length checked against the file and a fixed bound before it is read."""
+    head = f.read(8)
+    if len(head) < 8:
+        raise WeightFileError(f"{path}: not a safetensors file: {size} bytes, too short for the header length")
+    n = int.from_bytes(head, "little")
+    if n > size - 8 or n > _MAX_HEADER:
+        raise WeightFileError(f"{path}: not a readable safetensors file: header length {n} is over "
+                              f"{'the file size ' + str(size) if n > size - 8 else f'the {_MAX_HEADER}-byte limit'}")
+    raw = f.read(n)
     try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightFileError(f"{path}: not a readable safetensors file: {_first_line(e)}") from e
-    return {name: _to_numpy(t) for name, t in tensors.items()}
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except UnicodeDecodeError as e:
+        raise WeightFileError(f"{path}: safetensors header is not UTF-8 (byte {e.start + 8})") from None
+    except _DuplicateKey as e:
+        raise WeightFileError(f"{path}: safetensors header names {e.args[0]!r} twice") from None
+    except (ValueError, RecursionError) as e:
+        raise WeightFileError(f"{path}: safetensors header is not JSON: {_first_line(e)}") from None
+    if not isinstance(header, dict):
+        raise WeightFileError(f"{path}: safetensors header is a JSON {type(header).__name__}, not a JSON object")
+    return header
+
+
+def _st_entries(header, data_size, path):
+    """(name, dtype, shape, begin, end) per tensor, in header order, tiling the data exactly."""
+    if not isinstance(header.pop("__metadata__", {}), dict):
+        raise WeightFileError(f"{path}: safetensors __metadata__ is not a JSON object")
+    entries = [_st_entry(name, e, f"{path}: tensor {name!r}") for name, e in header.items()]
+    end, last = 0, None
+    for name, _, _, begin, stop in sorted(entries, key=lambda e: e[3:]):
+        where = f"{path}: tensor {name!r}"
+        if stop > data_size:
+            raise WeightFileError(f"{where}: data ends at byte {stop}, past the {data_size} bytes of data")
+        if begin < end:
+            raise WeightFileError(f"{where}: data at bytes {begin}..{stop} overlaps {last!r}")
+        if begin > end:
+            raise WeightFileError(f"{where}: data starts at byte {begin}, leaving a gap after byte {end}")
+        end, last = stop, name
+    if end < data_size:
+        extra = data_size - end
+        raise WeightFileError(f"{path}: {extra} byte{'s' * (extra != 1)} of data after the last tensor")
+    return entries
+
+
+def _st_entry(name, e, where):
+    if not isinstance(e, dict):
+        raise WeightFileError(f"{where}: entry is {_brief(e)}, not a JSON object")
+    dtype, shape, offsets = e.get("dtype"), e.get("shape"), e.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in _ST_DTYPES:
+        raise WeightFileError(f"{where}: dtype {_brief(dtype)} is not supported "
+                              f"(expected one of {', '.join(_ST_DTYPES)})")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise WeightFileError(f"{where}: shape {_brief(shape)} is not a list of non-negative integers")
+    if len(shape) > _MAX_DIMS:
+        raise WeightFileError(f"{where}: shape has {len(shape)} dimensions, more than {_MAX_DIMS}")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int and o >= 0 for o in offsets)):
+        raise WeightFileError(f"{where}: data_offsets {_brief(offsets)} are not two non-negative integers")
+    begin, end = offsets
+    if begin > end:
+        raise WeightFileError(f"{where}: data_offsets {offsets} are reversed")
+    itemsize = np.dtype(_ST_DTYPES[dtype]).itemsize
+    if math.prod(d for d in shape if d) * itemsize > _ADDRESSABLE:
+        raise WeightFileError(f"{where}: shape {_brief(shape)} is too large to address")
+    nbytes = math.prod(shape) * itemsize
+    if nbytes != end - begin:
+        raise WeightFileError(f"{where}: shape {_brief(shape)} of {dtype} takes {nbytes} bytes "
+                              f"but data_offsets span {end - begin}")
+    return name, dtype, shape, begin, end
+
+
+def _st_tensor(f, base, name, dtype, shape, begin, end, path):
+    """One tensor read into a fresh array (its size already checked against the file), as `_array` gives it."""
+    raw = np.empty((end - begin) // np.dtype(_ST_DTYPES[dtype]).itemsize, _ST_DTYPES[dtype])
+    f.seek(base + begin)
+    if raw.size and f.readinto(memoryview(raw).cast("B")) != end - begin:
+        raise WeightFileError(f"{path}: tensor {name!r}: file ends inside its data (did it change while read?)")
+    return _array(path, name, _st_values(dtype, raw).reshape(shape))
+
+
+def _st_values(dtype, raw):
+    if dtype == "BF16":
+        return (raw.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    if dtype == "BOOL":
+        return raw != 0
+    if dtype.startswith("F8"):
+        import torch
+        fp8 = torch.float8_e4m3fn if dtype == "F8_E4M3" else torch.float8_e5m2
+        return torch.from_numpy(raw).view(fp8).float().numpy()
+    return raw
 
 
 def _first_line(e):
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
 def save_wts(tensors, path):
     """Write tensorrtx `.wts` (every value as 8-digit big-endian float32 hex, integers included)."""
     def write(f):
