@@ -72,7 +72,8 @@ def conv_transpose(x, w, out=None, kernel=None, stride=1, padding=0, output_padd
         L.fail(f"output_padding {op_} must be smaller than the stride {s} or the dilation {d}")
     weight = L.param(w, "weight", (c, out // groups, *k))
     bias = L.param(w, "bias", (out,), required=False)
-    spatial = [(i - 1) * si - 2 * pi + di * (ki - 1) + oi + 1 for i, ki, si, pi, di, oi in zip(x.shape[2:], k, s, p, d, op_)]
+    spatial = [(i - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
+               for i, ki, si, pi, di, oi in zip(x.shape[2:], k, s, p, d, op_)]
     if any(is_static(v) and v < 1 for v in spatial):
         L.fail(f"output size {tuple(spatial)} is empty")
     params = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
@@ -207,7 +208,9 @@ def pad(input, pad, mode="constant", value=0.0, name=None):
         L.fail(f"pad {pads} must hold (before, after) pairs for at most {input.rank} dims")
     if mode not in _PAD_MODES:
         L.fail(f"mode must be one of {', '.join(_PAD_MODES)}, got {mode!r}")
-    if mode != "constant" and (k > 3 or input.rank not in (k + 1, k + 2)):
+    if mode != "constant" and k > 3:
+        L.fail(f"{mode} padding pads at most 3 dims, got pads for {k}")
+    if mode != "constant" and input.rank not in (k + 1, k + 2):
         L.fail(f"{mode} padding of {k} dims needs a rank-{k + 1} or rank-{k + 2} input, got {input.rank}")
     before = [0] * input.rank
     after = [0] * input.rank
