@@ -36,15 +36,28 @@ def reshape(input, shape, name=None):
     if -1 in spec:
         if is_static(known) and known == 0:
             L.fail(f"cannot infer -1 in {tuple(spec)} with a zero size")
-        if is_static(total) and is_static(known) and total % known:
+        q = _quotient(total, known)
+        if q is False:
             L.fail(f"cannot reshape {fmt(input.shape)} ({total} values) to {tuple(spec)}")
-        out[spec.index(-1)] = total // known
+        out[spec.index(-1)] = total // known if q is None else q
     elif same(total, known) is False:
         L.fail(f"cannot reshape {fmt(input.shape)} ({total} values) to {tuple(spec)} ({known} values)")
     return L.emit([input], out, dict(shape=tuple(spec)))
 
 
 alias(reshape, "view")
+
+
+def _quotient(a, b):
+    """a / b where it is a whole size (symbols cancelled), False where it cannot be, None where unknown."""
+    if is_static(a) and is_static(b):
+        return a // b if a % b == 0 else False
+    if isinstance(a, Expr) and isinstance(b, Expr) and not a.const and not b.const:
+        ta, tb = dict(a.terms), dict(b.terms)
+        k0 = next(iter(ta))
+        if ta.keys() == tb.keys() and all(ta[k] * tb[k0] == tb[k] * ta[k0] for k in ta):
+            return ta[k0] // tb[k0] if ta[k0] % tb[k0] == 0 else False
+    return None
 
 
 @public
