@@ -23,7 +23,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         L.fail(f"query, key and value differ in rank or dtype: {fmt(q.shape)} {q.dtype}, {fmt(k.shape)} {k.dtype}, "
                f"{fmt(v.shape)} {v.dtype}")
     e = static_int(L, q.shape[-1], "the query's last dimension")
-    if same(k.shape[-1], e) is not True or static_int(L, v.shape[-1], "the value's last dimension") < 1:
+    ev = static_int(L, v.shape[-1], "the value's last dimension")
+    if same(k.shape[-1], e) is not True:
         L.fail(f"key {fmt(k.shape)} must have the query's last dimension {e}")
     if same(k.shape[-2], v.shape[-2]) is False or same(q.shape[0], k.shape[0]) is False:
         L.fail(f"key {fmt(k.shape)} and value {fmt(v.shape)} do not match the query {fmt(q.shape)}")
@@ -32,7 +33,6 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         L.fail(f"dropout_p={dropout_p} draws random numbers; inference takes dropout_p=0")
     if is_causal and attn_mask is not None:
         L.fail("give attn_mask or is_causal, not both")
-    ev = int(v.shape[-1])
     if ev != e and (is_causal or enable_gqa):
         L.fail(f"is_causal and enable_gqa need the value's last dimension {ev} equal to the query's {e}")
     inputs = [q, k, v]
