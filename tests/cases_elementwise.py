@@ -106,7 +106,8 @@ for k, make in UNARY.items():
              values={"a": (1, 9) if k in ("sqrt", "reciprocal") else (-9, 9)}, tol=1e-5)
 case("logical_not", "bool", {"a": (("N", "T"), "bool")}, lambda w, a: [~a, tn.logical_not(a)],
      lambda a: [~a, torch.logical_not(a)], DYN)
-case("isnan", "bool-result-used", {"a": (("N", "T"), "float32")}, lambda w, a: tn.where(tn.isnan(a) | tn.isinf(a), 0.0, a),
+case("isnan", "bool-result-used", {"a": (("N", "T"), "float32")},
+     lambda w, a: tn.where(tn.isnan(a) | tn.isinf(a), 0.0, a),
      lambda a: torch.where(torch.isnan(a) | torch.isinf(a), 0.0, a), DYN, make=specials)
 
 # activations, with torch's defaults and with their arguments
@@ -114,7 +115,8 @@ WIDE = _domain(-6, 6)
 ACT = {"relu": [(), F.relu], "sigmoid": [(), torch.sigmoid], "tanh": [(), torch.tanh],
        "leaky_relu": [(), F.leaky_relu, (0.2,), lambda x: F.leaky_relu(x, 0.2)], "silu": [(), F.silu],
        "gelu": [(), F.gelu, ("tanh",), lambda x: F.gelu(x, approximate="tanh")], "hardswish": [(), F.hardswish],
-       "hardsigmoid": [(), F.hardsigmoid], "hardtanh": [(), F.hardtanh, (-2.0, 3.5), lambda x: F.hardtanh(x, -2.0, 3.5)],
+       "hardsigmoid": [(), F.hardsigmoid],
+       "hardtanh": [(), F.hardtanh, (-2.0, 3.5), lambda x: F.hardtanh(x, -2.0, 3.5)],
        "relu6": [(), F.relu6], "elu": [(), F.elu, (0.5,), lambda x: F.elu(x, 0.5)], "selu": [(), F.selu],
        "celu": [(), F.celu, (2.0,), lambda x: F.celu(x, 2.0)],
        "softplus": [(), F.softplus, (2.0, 5.0), lambda x: F.softplus(x, 2.0, 5.0)], "softsign": [(), F.softsign],
@@ -128,7 +130,8 @@ case("relu", "via-node", X, lambda w, a: tn.relu(a.sigmoid() - 0.5), lambda a: F
 
 R = np.random.default_rng(3)
 PW = {"p.weight": R.uniform(0.1, 0.5, 3).astype(np.float32), "q.weight": np.float32([0.25])}
-case("prelu", "per-channel", X, lambda w, a: tn.prelu(a, w["p"]), lambda a: F.prelu(a, torch.from_numpy(PW["p.weight"])),
+case("prelu", "per-channel", X, lambda w, a: tn.prelu(a, w["p"]),
+     lambda a: F.prelu(a, torch.from_numpy(PW["p.weight"])),
      DYN, PW)
 case("prelu", "single-4d", {"a": (("N", 2, "T", 4), "float32")}, lambda w, a: tn.prelu(a, w["q"]),
      lambda a: F.prelu(a, torch.from_numpy(PW["q.weight"])), DYN, PW)
@@ -161,7 +164,8 @@ case("cast", "int-bool-to", {"i": (("N", "T"), "int64"), "c": (("N", "T"), "bool
      lambda w, i, c: [i.float(), i.int(), i.bool(), c.float(), c.long(), c.to("torch.int32"), i.to(torch.float32)],
      lambda i, c: [i.float(), i.int(), i.bool(), c.float(), c.long(), c.int(), i.float()], DYN)
 
-case("identity", "dropout", X, lambda w, a: [tn.identity(a), tn.dropout(a, 0.1)], lambda a: [a, F.dropout(a, 0.1, False)],
+case("identity", "dropout", X, lambda w, a: [tn.identity(a), tn.dropout(a, 0.1)],
+     lambda a: [a, F.dropout(a, 0.1, False)],
      DYN)
 case("const", "tensor", X, lambda w, a: [a + tn.tensor([1.0, 2.0, 3.0], a).reshape(3, 1),
                                          tn.tensor([[1, -2, 3]], a), tn.tensor([True, False], a)],

@@ -113,7 +113,8 @@ def max(input, dim=None, keepdim=False, name=None, kind="max"):
     _one_axis(L, input, dim)
     axis = L.axis(input, dim)
     shape = _shape(input, (axis,), keepdim)
-    return tuple(L.emit_multi([input], [(shape, input.dtype), (shape, "int64")], dict(axis=axis, keepdim=bool(keepdim))))
+    outs = [(shape, input.dtype), (shape, "int64")]
+    return tuple(L.emit_multi([input], outs, dict(axis=axis, keepdim=bool(keepdim))))
 
 
 @public
