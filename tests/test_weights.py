@@ -510,7 +510,8 @@ def test_pth_unsupported_tensors(tmp_path, make, says):
 
 def test_pth_views_sharing_storage_load(tmp_path):
     base = torch.arange(10, dtype=torch.float32)
-    torch.save({"a": base[:4], "b": base[4:].view(2, 3), "tied": base, "t": base[:6].view(2, 3).t()}, tmp_path / "v.pth")
+    torch.save({"a": base[:4], "b": base[4:].view(2, 3), "tied": base, "t": base[:6].view(2, 3).t()},
+               tmp_path / "v.pth")
     w = load_weights(tmp_path / "v.pth")
     np.testing.assert_array_equal(w["b"], [[4, 5, 6], [7, 8, 9]])
     np.testing.assert_array_equal(w["t"], [[0, 3], [1, 4], [2, 5]])

@@ -183,7 +183,8 @@ class WeightMap(Mapping):
 
     def nonfinite(self):
         """Full names under this view holding NaN or Inf: they load, so that reports can name them."""
-        return [n for n in self._names() if self._tensors[n].dtype.kind == "f" and not np.isfinite(self._tensors[n]).all()]
+        finite = lambda a: a.dtype.kind != "f" or np.isfinite(a).all()
+        return [n for n in self._names() if not finite(self._tensors[n])]
 
     def __repr__(self):
         return f"WeightMap({self.source!r}, {len(self)} tensors, prefix={self.prefix!r})"
