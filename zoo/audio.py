@@ -7,6 +7,7 @@ crnn: a text-line recogniser in the manner of CRNN (Shi et al., 2015): convoluti
 to height 1, its columns become a time sequence (T, N, C) for a 2-layer bidirectional LSTM, and a linear layer gives
 per-step log-probabilities over the characters and a CTC blank.
 """
+import torch.nn.functional as F
 from torch import nn
 
 from trtnet import Graph, bn, conv, fc, flatten, global_avg_pool, log_softmax, lstm, max_pool, permute, relu, squeeze
@@ -76,20 +77,20 @@ class CRNN(nn.Module):
         super().__init__()
         cins = (1,) + tuple(c[0] for c in convs[:-1])
         self.convs = nn.ModuleList(ConvBN(cin, cout, k, p) for cin, (cout, k, p, _) in zip(cins, convs))
-        self.pools = [None if c[3] is None else nn.MaxPool2d(c[3]) for c in convs]
+        self.pools = tuple(c[3] for c in convs)
         self.rnn = nn.LSTM(convs[-1][0], hidden, num_layers=2, bidirectional=True)
         self.fc = nn.Linear(2 * hidden, classes)
 
     def forward(self, x):
         for block, pool in zip(self.convs, self.pools):
-            x = block(x) if pool is None else pool(block(x))
+            x = block(x) if pool is None else F.max_pool2d(block(x), pool)
         x = x.squeeze(2).permute(2, 0, 1)          # (N, C, 1, T) -> (T, N, C)
         return self.fc(self.rnn(x)[0]).log_softmax(dim=2)
 
 
 @register("crnn", (1, 32, "W"), CRNN, test_shape=(1, 32, 64),
           doc=f"CRNN text-line recogniser: 1x32xW images, W in {CRNN_WIDTH[0]}..{CRNN_WIDTH[2]}; (T, N, "
-              f"{CRNN_CLASSES}) log-probabilities, T = W / 4 - 1")
+              f"{CRNN_CLASSES}) log-probabilities, T = W // 4 - 1")
 def crnn(w, shape):
     g = Graph("crnn")
     x = g.input("images", ("N", *shape), ranges={"W": CRNN_WIDTH} if "W" in shape else None)
