@@ -78,30 +78,41 @@ def logger():
     return _loggers[t]
 
 
+SHOW = None          # progress bars: None = when stderr is a terminal
+CANCEL = None        # () -> True once the build should stop (set by the command lines' signal handling)
+
+
 def progress_monitor(stream=sys.stderr):
-    """An IProgressMonitor printing TensorRT's build phases, or None where the flavour lacks it."""
+    """An IProgressMonitor showing TensorRT's build phases as bars on a terminal (quiet elsewhere) and asking
+    TensorRT to stop once CANCEL() says so; None where the flavour lacks it."""
     t = trt()
     if not hasattr(t, "IProgressMonitor"):
         return None
+    show = stream.isatty() if SHOW is None else SHOW
 
     class Progress(t.IProgressMonitor):
         def __init__(self):
             t.IProgressMonitor.__init__(self)
-            self.phases = {}
+            self.phases = {}   # name -> (parent, depth, bar or None)
 
         def phase_start(self, phase_name, parent_phase, num_steps):
-            self.phases[phase_name] = (parent_phase, num_steps)
-            depth = 0
-            p = parent_phase
-            while p in self.phases:
-                depth, p = depth + 1, self.phases[p][0]
-            if depth < 2:
-                print(f"  {'  ' * depth}[build] {phase_name} ({num_steps} steps)", file=stream, flush=True)
+            depth = self.phases[parent_phase][1] + 1 if parent_phase in self.phases else 0
+            bar = None
+            if show and depth < 2:
+                from tqdm import tqdm
+                bar = tqdm(total=num_steps, desc=f"{'  ' * depth}build: {phase_name}", position=depth,
+                           leave=False, file=stream)
+            self.phases[phase_name] = (parent_phase, depth, bar)
 
         def step_complete(self, phase_name, step):
-            return True
+            bar = self.phases.get(phase_name, (None, 0, None))[2]
+            if bar is not None:
+                bar.update(step + 1 - bar.n)
+            return not (CANCEL is not None and CANCEL())
 
         def phase_finish(self, phase_name):
-            self.phases.pop(phase_name, None)
+            bar = self.phases.pop(phase_name, (None, 0, None))[2]
+            if bar is not None:
+                bar.close()
 
     return Progress()

@@ -1,62 +1,104 @@
 """python -m trtnet.build MODEL: record, emit, build and serialize a TensorRT engine, then compare with PyTorch."""
 import sys
 
-from ..cli import list_models, main_guard, parser, setup
-from . import build
+from .. import cli
 
 EPILOG = """examples:
   python scripts/export_wts.py lenet && python -m trtnet.build lenet
   python -m trtnet.build resnet50 --weights my.pth --batch 1,4,16 -o resnet50.engine
+  python -m trtnet.build mymodel.py:tiny --shapes images:1x3x32x32,4x3x64x64,8x3x128x128
 
 Where an engine can execute (a GPU the installed TensorRT supports), it is run and compared with
-PyTorch; elsewhere the recorded graph is compared instead and the report says why."""
+PyTorch at each profile's minimum and maximum shapes; elsewhere the TensorRT network is run by
+trtnet.check's interpreter instead and the report says why. Exit status 1 on a mismatch,
+130/143 when stopped by SIGINT/SIGTERM (no engine or temporary file is left)."""
 
 
-def batch_profile(text):
-    try:
-        vals = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        vals = ()
-    if len(vals) == 1:
-        vals = (1, vals[0], vals[0])
-    if len(vals) != 3:
-        raise SystemExit(f"error: --batch takes MIN,OPT,MAX or MAX, got {text!r}")
-    return vals
-
-
-def main(argv=None):
-    p = parser("python -m trtnet.build", __doc__.split(":", 1)[1].strip())
-    p.epilog = EPILOG
+def arguments(argv):
+    p = cli.parser("python -m trtnet.build", __doc__.split(":", 1)[1].strip(), EPILOG)
     p.add_argument("-o", "--output", metavar="ENGINE", help="engine file (default engines/MODEL.engine)")
-    p.add_argument("--batch", default="1,8,32", metavar="MIN,OPT,MAX",
-                   help="dynamic batch optimization profile (default 1,8,32)")
-    p.add_argument("--device", type=int, default=0, metavar="N", help="GPU that runs the engine (default 0)")
-    p.add_argument("--workspace", type=int, metavar="MB", help="builder workspace limit in MiB")
+    p.add_argument("--workspace", metavar="MB", help="builder workspace limit in MiB")
     p.add_argument("--fp16", action="store_true",
                    help="half-precision weights and math (inputs and outputs stay float32); checked at 1e-2")
     p.add_argument("--tf32", action="store_true", help="allow TF32 math in fp32 layers (faster on GPUs, ~1e-3 error)")
     p.add_argument("--no-verify", action="store_true", help="build only; skip the comparison with PyTorch")
     p.add_argument("--print-graph", action="store_true", help="print the recorded graph before building")
     args = p.parse_args(argv)
-    if args.list:
-        return list_models()
-    if not args.model:
-        p.error("a model name is required (or --list)")
-    profile = batch_profile(args.batch)
+    if not args.list and not args.model:
+        p.error("a model name or file is required (or --list)")
+    return args
 
-    def run():
-        setup(args)
-        if not args.quiet:
-            print(f"building {args.model} ...", file=sys.stderr)
-        report = build(args.model, args.weights, args.output, profile, args.device, not args.no_verify,
-                       not args.quiet, args.workspace, tf32=args.tf32, fp16=args.fp16, show_graph=args.print_graph)
-        print(report.summary())
-        if not report.ok:
-            print(f"error: {args.model}: the comparison with PyTorch is over tolerance (see the checks above)",
-                  file=sys.stderr)
-        return 0 if report.ok else 1
 
-    return main_guard(run)
+def validate(args):
+    """Every argument checked before torch or TensorRT load."""
+    args.batch_range = None if args.batch is None else cli.parse_batch(args.batch)
+    args.shape_specs = cli.parse_shapes(args.shapes, args.profile)
+    args.workspace_mb = cli.parse_workspace(args.workspace)
+    args.device_id = cli.parse_device(args.device)
+    cli.check_input_file(args.weights, "--weights")
+    if args.output:
+        cli.check_output(args.output)
+
+
+def instrument(args, timeline, build_module):
+    """Time the parts of trtnet.build.build; turn --shapes into profiles once the graph is recorded, and
+    check the profile's memory before TensorRT builds."""
+    from .. import engine, zoo
+    undo = [timeline.wrap(zoo, "get", "import model"),
+            timeline.wrap(build_module, "load_weights", "load weights"),
+            timeline.wrap(zoo.Model, "graph", "record"),
+            timeline.wrap(engine, "create_network", "emit", only_inside="TensorRT build"),
+            timeline.wrap(engine, "build_engine", "TensorRT build"),
+            timeline.wrap(engine, "write_atomic", "write")]
+    profiles_for = engine.profiles_for
+
+    def checked(graph, profiles=None):
+        if profiles is None and args.shape_specs:
+            profiles = cli.to_profiles(graph, args.shape_specs, args.batch_range)
+        out = profiles_for(graph, profiles)
+        cli.guard_memory(graph, out, refuse=False)
+        return out
+
+    engine.profiles_for = checked
+    undo.append(lambda: setattr(engine, "profiles_for", profiles_for))
+    return undo
+
+
+def run(args, timeline):
+    import importlib
+    build_module = importlib.import_module("trtnet.build")
+    cli.setup(args)
+    if not args.quiet:
+        print(f"building {args.model} ...", file=sys.stderr)
+    profiles = None if args.shape_specs or args.batch_range is None else [{"N": args.batch_range}]
+    undo = instrument(args, timeline, build_module)
+    try:
+        with timeline.part("verify"):
+            report = build_module.build(args.model, args.weights, args.output, profiles, args.device_id,
+                                        not args.no_verify, True, args.workspace_mb, tf32=args.tf32,
+                                        fp16=args.fp16, show_graph=args.print_graph)
+    finally:
+        for u in undo:
+            u()
+    if args.no_verify:
+        timeline.seconds.pop("verify", None)
+    print(report.summary())
+    print(timeline.summary())
+    if not report.ok:
+        print(f"error: {args.model}: the comparison with PyTorch is over tolerance (see the checks above)",
+              file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def main(argv=None):
+    args = arguments(argv)
+    timeline = cli.Timeline(show=None if not args.quiet else False)
+
+    def go():
+        validate(args)
+        return cli.list_models() if args.list else run(args, timeline)
+
+    return cli.run_command(args, go, timeline)
 
 
 if __name__ == "__main__":
