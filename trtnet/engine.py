@@ -127,20 +127,51 @@ def build_engine(graph, profiles=None, workspace_mb=None, progress=True, tf32=Fa
 
 
 def write_atomic(path, data):
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
-    umask = os.umask(0)
-    os.umask(umask)
+    """Write to a short-named temporary file beside `path`, then rename: readers never see half a file, a
+    replaced file keeps its mode, a symlink keeps pointing at the (new) target, and only a regular file or a
+    new name is ever replaced (never a device such as /dev/null). On failure, or a signal, nothing is left:
+    neither the temporary file nor the directories made for it."""
+    from .errors import PENDING, TrtnetError
+    target = os.path.realpath(path)  # through symlinks: the link stays, its target gets the data
+    if os.path.lexists(target) and not os.path.isfile(target):
+        raise TrtnetError(f"{path}: {'a directory' if os.path.isdir(target) else 'not a regular file'}; "
+                          "refusing to replace it")
+    d = os.path.dirname(target)
+    made = []
+    p = d
+    while not os.path.exists(p):
+        made.append(p)
+        p = os.path.dirname(p)
+    if not os.path.isdir(p):
+        raise TrtnetError(f"{path}: {p} is a file, not a directory")
+    tmp = None
+    PENDING.update(made)
     try:
-        os.fchmod(fd, 0o666 & ~umask)  # the mode a plain open() would give, not mkstemp's 0600
+        for m in reversed(made):
+            os.mkdir(m)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".trtnet-")
+        PENDING.add(tmp)
+        if os.path.isfile(target):
+            mode = os.stat(target).st_mode & 0o7777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask  # what a plain open() would give, not mkstemp's 0600
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
+        tmp = None
     except BaseException:
-        os.unlink(tmp)
+        if tmp is not None and os.path.lexists(tmp):
+            os.unlink(tmp)
+        for m in made:
+            if os.path.isdir(m) and not os.listdir(m):
+                os.rmdir(m)
         raise
+    finally:
+        PENDING.difference_update(made)
+        PENDING.discard(tmp)
 
 
 def execution_unavailable(device=0):
