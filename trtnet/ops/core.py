@@ -21,7 +21,8 @@ def op(*names):
     def register(fn):
         for n in names or (fn.__name__,):
             OPS.setdefault(n, fn)
-        PUBLIC[fn.__name__] = fn
+        if not fn.__name__.startswith("_"):
+            PUBLIC[fn.__name__] = fn
         return fn
     return register
 
