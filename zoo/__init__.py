@@ -15,7 +15,7 @@ import numpy as np
 
 MODULES = ("lenet", "resnet", "alexnet", "vgg", "squeezenet", "densenet", "googlenet", "inception", "mobilenet",
            "mnasnet", "efficientnet", "regnet", "shufflenet", "convnext", "vit", "segmentation", "video", "unet",
-           "audio")
+           "audio", "text", "swin", "efficientvit")
 MODELS = {}
 
 
