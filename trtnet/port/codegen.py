@@ -186,3 +186,607 @@ def _equal(a, b):
         return bool(a == b) and type(a) is type(b) or (a is None and b is None)
     except Exception:  # noqa: BLE001
         return False
+
+
+def snake(name):
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def source_line(node):
+    """The innermost frame of the user's code that made `node` (file:line: code), else its module path."""
+    trace = node.meta.get("stack_trace") or ""
+    frames = re.findall(r'File "([^"]+)", line (\d+), in \w+\n\s*(.*)', trace)
+    for path, line, code in reversed(frames):
+        if "/torch/" not in path and "/trtnet/port/" not in path and "<eval_with_key>" not in path:
+            return f"{path}:{line}: {code.strip()}"
+    stack = node.meta.get("nn_module_stack") or {}
+    where = list(stack.values())[-1][0] if stack else "(top level)"
+    return f"module '{where}' (no source line recorded)"
+
+
+class Port:
+    """Everything known about the capture while its code is written."""
+
+    def __init__(self, gm, values, module):
+        self.gm, self.values = gm, values
+        self.modules = dict(module.named_modules())   # the classes (fx's copy holds plain Modules)
+        self.state = module.state_dict()
+        self.used, self.problems, self.extra, self.keys = set(), [], {}, {}
+        self.functions_names, self.fn_of = set(), {}
+        nodes = list(gm.graph.nodes)
+        self.order = {n: i for i, n in enumerate(nodes)}
+        self.static = set()
+        for n in nodes:
+            if n.op == "get_attr" or (n.op in ("call_function", "call_method") and
+                                      all(a in self.static for a in n.all_input_nodes)):
+                self.static.add(n)
+        self.skip = {n for n in nodes if n.op == "call_module" and n.target.startswith("_guards")}
+
+    def fail(self, node, what):
+        self.problems.append((source_line(node) if node is not None else "(graph)", what))
+
+    # constants -----------------------------------------------------------------------------------
+    def weight_key(self, node):
+        """The state_dict name of a parameter, else a new name for a folded or non-persistent tensor."""
+        if node in self.keys:
+            return self.keys[node]
+        if node.op == "get_attr" and node.target in self.state:
+            key = node.target
+        else:
+            roots = [a.target for a in _ancestors(node) if a.op == "get_attr"] or [node.name]
+            key = roots[0] if node.op == "get_attr" else f"{roots[0]}_folded"
+            k = 1
+            while key in self.state or key in self.extra:
+                k += 1
+                key = f"{roots[0]}_folded{k}"
+            self.extra[key] = self.values[node].detach().cpu().numpy()
+        self.keys[node] = key
+        return key
+
+    def weight_roots(self, node):
+        return {a.target for a in _ancestors(node) if a.op == "get_attr"}
+
+    # groups ----------------------------------------------------------------------------------------
+    def stack(self, node):
+        """Module paths around `node`, outermost first (the leaf module itself left out)."""
+        out = []
+        for path, _ in (node.meta.get("nn_module_stack") or {}).values():
+            if path and path != node.target and path in self.modules:
+                out.append(path)
+        return out
+
+    def groups(self):
+        nodes = [n for n in self.gm.graph.nodes if n.op not in ("placeholder", "output")
+                 and n not in self.static and n not in self.skip]
+        counts = collections.defaultdict(set)
+        for n in nodes:
+            for p in self.stack(n):
+                counts[type(self.modules[p])].add(p)
+        fn_cls = {c for c, paths in counts.items() if len(paths) > 1 and not issubclass(c, CONTAINERS)
+                  and c not in MODULES}
+        root = Group("", type(self.modules[""]), None)
+        open_ = [root]
+        for n in nodes:
+            chain = [p for p in self.stack(n) if type(self.modules[p]) in fn_cls]
+            depth = 0
+            while depth < len(chain) and depth + 1 < len(open_) and open_[depth + 1].path == chain[depth]:
+                depth += 1
+            del open_[depth + 1:]
+            for p in chain[depth:]:
+                grp = Group(p, type(self.modules[p]), open_[-1])
+                open_[-1].items.append(grp)
+                open_.append(grp)
+            open_[-1].items.append(n)
+            open_[-1].nodes.add(n)
+        while self._dissolve(root):
+            pass
+        return root
+
+    def _dissolve(self, group):
+        """Inline (once) a group whose weights are not all below its own prefix or that has no tensor input."""
+        for i, it in enumerate(group.items):
+            if not isinstance(it, Group):
+                continue
+            if not self._valid(it):
+                group.items[i:i + 1] = it.items
+                group.nodes |= it.nodes
+                for sub in it.items:
+                    if isinstance(sub, Group):
+                        sub.parent = group
+                return True
+            if self._dissolve(it):
+                return True
+        return False
+
+    def _valid(self, g):
+        head = g.path + "."
+        members = g.all_nodes()
+        ins = self.io(g, members)[0]
+        has_tensor = any(isinstance(self.values.get(n), torch.Tensor) for n in ins)
+        for n in members:
+            if n.op == "call_module" and not n.target.startswith(head):
+                return False
+            for a in n.all_input_nodes:
+                if a in self.static:
+                    if not has_tensor or any(not r.startswith(head) for r in self.weight_roots(a)):
+                        return False
+        return bool(ins)
+
+    def io(self, g, members=None):
+        members = members if members is not None else g.all_nodes()
+        ins, outs = [], []
+        for n in sorted(members, key=self.order.get):
+            for a in n.all_input_nodes:
+                if a not in members and a not in self.static and a not in ins:
+                    ins.append(a)
+            if any(u not in members for u in n.users):
+                outs.append(n)
+        return ins, outs
+
+
+def _ancestors(node):
+    seen, todo = [], [node]
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.append(n)
+        todo.extend(n.all_input_nodes)
+    return seen
+
+
+# one node ------------------------------------------------------------------------------------------
+def write_node(p, c, n):
+    """(code, kind): kind "value" (a new value), "pass" (the code of an existing value), "skip" (nothing)."""
+    c.current = n
+    args = [c.arg(a) for a in n.args]
+    kwargs = {k: c.arg(v) for k, v in n.kwargs.items()}
+    if n.op == "call_module":
+        m = p.modules[n.target]
+        fn = MODULES.get(type(m))
+        if fn is None:
+            return c.unsupported(f"module {type(m).__module__}.{type(m).__name__}"), "value"
+        try:
+            code = fn(c, m, c.view(n.target), *args, **kwargs)
+        except TypeError as e:
+            return c.unsupported(f"{type(m).__name__} called with {e}"), "value"
+        return code, "pass" if code is (args[0] if args else None) else "value"
+    name = T.torch_name(n)
+    if name in T.PASS:
+        return (args[0], "pass") if args and n.users else (None, "skip")
+    aten = isinstance(n.target, torch._ops.OpOverload)
+    if name in T.WEIGHTED and any(a in p.static for a in n.all_input_nodes):
+        return write_weighted(p, c, n, name, aten), "value"
+    return write_call(p, c, n, name, args, kwargs), "value"
+
+
+def write_call(p, c, n, name, args, kwargs):
+    op = c.operand
+    value = p.values.get(n)
+    if name == "getattr":
+        obj, attr = args
+        if attr == "shape":
+            return E(f"{op(obj)}.shape")
+        return py(value) if isinstance(value, (torch.dtype, int, float, bool)) else c.unsupported(f"tensor.{attr}")
+    if name == "getitem":
+        return E(f"{op(args[0])}[{index_code(args[1])}]")
+    if name in ("size", "sym_size"):
+        return E(f"{op(args[0])}.shape" + (f"[{strip(py(args[1]))}]" if len(args) > 1 else ""))
+    if name in ("dim", "ndimension"):
+        return E(f"{op(args[0])}.ndim")
+    if name in ("neg",):
+        return infix(f"-{op(args[0])}")
+    if name == "rsub":
+        return infix(f"{op(args[1])} - {op(args[0])}")
+    if name in T.INFIX and len(args) == 2 and kwargs.get("alpha", 1) == 1:
+        return infix(f"{op(args[0])} {T.INFIX[name]} {op(args[1])}")
+    if name in ("to", "type", "float", "half", "type_as", "_to_copy", "long", "int", "bool"):
+        src, dst = p.values.get(n.args[0]), value
+        if isinstance(src, torch.Tensor) and isinstance(dst, torch.Tensor) and src.dtype != dst.dtype:
+            return c.call("cast", args[0], dst.dtype)
+        return args[0]
+    if name == "masked_fill":
+        return c.call("where", args[1], args[2], args[0])
+    if name == "slice" and isinstance(n.target, torch._ops.OpOverload):
+        dim, start, end, step = (list(args[1:]) + [0, None, None, 1])[:4]
+        lead = ", ".join([":"] * (dim % p.values[n.args[0]].dim()))
+        end = None if isinstance(end, int) and end >= 2 ** 62 else end
+        return E(f"{op(args[0])}[{lead + ', ' if lead else ''}{index_code(slice(start or None, end, None if step == 1 else step))}]")
+    if name == "t":
+        return c.call("transpose", args[0], 0, 1)
+    name = T.RENAME.get(name, name)
+    if name in T.VARARGS and len(args) > 2 or (name in T.VARARGS and len(args) == 2 and
+                                                  not isinstance(args[1], (tuple, list))):
+        args = [args[0], tuple(args[1:])] if name != "repeat" else args
+    if not T.known(name):
+        return c.unsupported(f"{'tensor.' if n.op == 'call_method' else ''}{name}")
+    return bind(c, name, args, kwargs)
+
+
+def bind(c, name, args, kwargs):
+    """A trtnet call with torch's arguments; extra ones must be at their do-nothing values."""
+    params = [q for q in inspect.signature(getattr(tops, name)).parameters.values() if q.name != "name"]
+    varargs = any(q.kind == q.VAR_POSITIONAL for q in params)
+    if not varargs and len(args) > len(params):
+        extra, args = args[len(params):], args[:len(params)]
+        if any(a not in (None, False) for a in extra):
+            return c.unsupported(f"{name} with extra arguments {extra}")
+    names = {q.name for q in params}
+    kept = {}
+    for k, v in kwargs.items():
+        if k in names:
+            kept[k] = v
+        elif k in T.DROP_KW or v is None or v is False:
+            continue
+        else:
+            return c.unsupported(f"{name}({k}={v!r})")
+    return c.call(name, *args, **kept)
+
+
+def index_code(idx):
+    items = idx if isinstance(idx, tuple) else (idx,)
+    parts = [E("None") if i is None else py(i) for i in items]
+    return ", ".join(strip(x) if not isinstance(x, E) or x.startswith(OPEN) else x for x in parts) or "()"
+
+
+def write_weighted(p, c, n, name, aten):
+    """A functional layer on parameters (F.conv2d(x, self.weight, ...)): a WeightMap view of them."""
+    fn, roles = T.WEIGHTED[name]
+    a = list(n.args) + [None] * 8
+    if name == "embedding":
+        ids, tensors, rest = (a[1], [a[0]], []) if aten else (a[0], [a[1]], [])
+    elif name == "batch_norm":
+        ids = a[0]
+        tensors = [a[3], a[4], a[1], a[2]] if aten else [a[1], a[2], a[3], a[4]]
+        roles = ("weight", "bias", "running_mean", "running_var") if aten else roles
+        if not aten:
+            roles = ("running_mean", "running_var", "weight", "bias")
+        rest = [a[7] if a[7] is not None else n.kwargs.get("eps", 1e-5)]
+    elif name in ("layer_norm", "group_norm"):
+        ids, tensors, rest = a[0], [a[2], a[3]], [a[1], a[4] if a[4] is not None else n.kwargs.get("eps", 1e-5)]
+        tensors = [n.kwargs.get("weight", tensors[0]), n.kwargs.get("bias", tensors[1])]
+    else:
+        ids, tensors, rest = a[0], [a[1], a[2] if len(n.args) > 2 else n.kwargs.get("bias")], a[3:7]
+    view = weight_view(p, c, dict(zip(roles, tensors)))
+    if view is None:
+        return c.unsupported(f"{name} on weights computed at run time")
+    x = c.arg(ids)
+    if fn == "conv":
+        s, pad, d, gr = [v if v is not None else dflt for v, dflt in zip(rest, (1, 0, 1, 1))]
+        from .modules import _one
+        return c.call("conv", x, view, **c.nondefault(stride=(_one(s), 1), padding=(_one(pad), 0),
+                                                       dilation=(_one(d), 1), groups=(gr, 1)))
+    if fn == "fc":
+        return c.call("fc", x, view)
+    if fn == "bn":
+        return c.call("bn", x, view, **c.nondefault(eps=(float(rest[0]), 1e-5)))
+    if fn == "layer_norm":
+        shape, eps = tuple(rest[0]), float(rest[1])
+        kw = c.nondefault(eps=(eps, 1e-5))
+        if len(shape) > 1:
+            kw["normalized_shape"] = shape
+        return c.call("layer_norm", x, view if tensors[0] is not None else None, **kw)
+    if fn == "group_norm":
+        return c.call("group_norm", x, rest[0], view if tensors[0] is not None else None,
+                      **c.nondefault(eps=(float(rest[1]), 1e-5)))
+    return c.call("embedding", x, view)
+
+
+def weight_view(p, c, tensors):
+    """w["prefix"] where the tensors are that module's own parameters, else a new prefix holding them."""
+    present = {k: v for k, v in tensors.items() if v is not None}
+    if any(v not in p.static for v in present.values()):
+        return None
+    targets = {k: v.target for k, v in present.items() if v.op == "get_attr" and v.target in p.state}
+    prefixes = {t.rsplit(".", 1)[0] for t in targets.values()} if len(targets) == len(present) else set()
+    if len(prefixes) == 1:
+        prefix = prefixes.pop()
+        if all(t == f"{prefix}.{k}" for k, t in targets.items()) and all(
+                f"{prefix}.{k}" not in p.state for k in tensors if k not in present):
+            return c.view(prefix)
+    first = next(iter(present.values()))
+    base = (sorted(p.weight_roots(first)) or [first.name])[0].rsplit(".", 1)[0] + "_folded"
+    prefix, k = base, 1
+    while any(key.startswith(prefix + ".") for key in list(p.state) + list(p.extra)):
+        k += 1
+        prefix = f"{base}{k}"
+    for role, node in present.items():
+        p.extra[f"{prefix}.{role}"] = p.values[node].detach().cpu().numpy()
+    return c.view(prefix)
+
+
+# bodies --------------------------------------------------------------------------------------------
+INLINE_MAX = 72
+
+
+def write_body(p, g, inputs, outputs, calls):
+    """Lines of one body; `calls` maps each child group to (function name, {param: value}) for its call."""
+    c = Writer(p, g, inputs)
+    pos = {}
+    for i, it in enumerate(g.items):
+        for n in (it.all_nodes() if isinstance(it, Group) else [it]):
+            pos[n] = i
+    end = len(g.items)
+    out_set = set(outputs)
+
+    def chain_end(u):
+        if u not in pos or u in out_set:
+            return end + 1
+        while (u in g.nodes and u not in out_set and _uses(u) == 1 and next(iter(u.users)) in pos
+               and next(iter(u.users)) in g.nodes):
+            u = next(iter(u.users))
+        return pos[u]
+
+    p.last_use = lambda writer, holder: end + 1 if holder in out_set else max(
+        [chain_end(u) for u in holder.users] or [-1])
+    done = set()
+    for i, it in enumerate(g.items):
+        if isinstance(it, Group):
+            ins, outs = p.io(it)
+            fn, params = calls[it]
+            args = [c.operand(c.arg(a)) for a in ins] + [c.view(it.path)]
+            code = c.call(fn, *args, **params)
+            p.used.discard(fn)
+            c.assign(outs, code, "x", i)
+            continue
+        if it in done:
+            continue
+        code, kind = write_node(p, c, it)
+        if kind == "skip":
+            continue
+        if kind == "pass":
+            c.env[it] = code
+            continue
+        value = p.values.get(it)
+        getters = [u for u in it.users if T.torch_name(u) == "getitem" and u.op == "call_function"]
+        if isinstance(value, (tuple, list)) and it.users and len(getters) == len(it.users) and len(value) <= 4 \
+                and all(u in g.nodes and isinstance(u.args[1], int) for u in getters):
+            for k, node in enumerate(value):
+                pass
+            names = [c.fresh(_base(p, it, g) + f"_{k}", i) for k in range(len(value))]
+            by_index = {u.args[1] % len(value): u for u in getters}
+            for k, nm in enumerate(names):
+                c.names[nm] = by_index.get(k, it)
+            for u in getters:
+                c.env[u] = E(names[u.args[1] % len(value)])
+                done.add(u)
+            c.lines.append(f"{', '.join(names)} = {code}")
+            continue
+        inline = len(strip(code)) <= INLINE_MAX and (
+            _uses(it) == 1 and all(u in pos for u in it.users) if it not in out_set else outputs.count(it) == 1
+            and not any(u in pos for u in it.users))
+        if inline:
+            c.env[it] = code
+        else:
+            c.assign([it], code, _base(p, it, g), i)
+    return c, [c.arg(o) if o in c.env else E("None") for o in outputs]
+
+
+def _uses(n):
+    return sum(_count(a, n) for u in n.users for a in (*u.args, *u.kwargs.values()))
+
+
+def _count(a, n):
+    if a is n:
+        return 1
+    if isinstance(a, (list, tuple)):
+        return sum(_count(i, n) for i in a)
+    if isinstance(a, dict):
+        return sum(_count(i, n) for i in a.values())
+    if isinstance(a, slice):
+        return sum(_count(i, n) for i in (a.start, a.stop, a.step))
+    return 0
+
+
+def _base(p, n, g):
+    if n.op == "call_module":
+        rel = n.target[len(g.path) + 1:] if g.path else n.target
+        return rel.replace(".", "_")
+    name = T.torch_name(n)
+    return "y" if name in T.INFIX or name in ("getitem", "neg") else T.RENAME.get(name, name)
+
+
+# functions for repeated classes ------------------------------------------------------------------
+def template(lines):
+    tmpl = tuple(re.sub(f"{OPEN}.*?{CLOSE}", OPEN + CLOSE, ln) for ln in lines)
+    values = [v for ln in lines for v in re.findall(f"{OPEN}(.*?){CLOSE}", ln)]
+    names = [m or "arg" for ln in lines for m in re.findall(rf"(?:(\w+)=)?{OPEN}", ln)]
+    return tmpl, values, names
+
+
+def fill(tmpl, slots):
+    it = iter(slots)
+    return [re.sub(OPEN + CLOSE, lambda _: next(it), ln) for ln in tmpl]
+
+
+def make_functions(name, instances):
+    """[(function name, code)] and {group: (function name, {param: value})} for the instances of one class.
+
+    instances: [(group, lines, n_inputs)], lines with literal markers."""
+    variants = collections.OrderedDict()
+    for g, lines, n_in in instances:
+        tmpl, values, names = template(lines)
+        variants.setdefault((tmpl, n_in), []).append((g, values, names))
+    ordered = sorted(variants.items(), key=lambda kv: -len(kv[1]))
+    main_keys = _view_keys(ordered[0][0][0])
+    defs, calls, taken = [], {}, set()
+    for k, ((tmpl, n_in), members) in enumerate(ordered):
+        fn = name if k == 0 else f"{name}_{'_'.join(sorted(_view_keys(tmpl) - main_keys)) or k + 1}"
+        if fn in taken:
+            fn = f"{fn}_{k + 1}"
+        taken.add(fn)
+        params, slot_code = collections.OrderedDict(), []
+        for s in range(len(members[0][1])):
+            vals = tuple(m[1][s] for m in members)
+            if len(set(vals)) == 1:
+                slot_code.append(vals[0])
+                continue
+            key = (members[0][2][s], vals)
+            if key not in params:
+                pname = members[0][2][s]
+                while pname in {v[0] for v in params.values()} or pname in ("x", "w"):
+                    pname += "_"
+                default = collections.Counter(vals).most_common(1)[0][0]
+                params[key] = (pname, default)
+            slot_code.append(params[key][0])
+        body = fill(tmpl, slot_code)
+        sig = ", ".join(["x" if i == 0 else f"x{i}" for i in range(n_in)] + ["w"] +
+                        [f"{pn}={d}" for pn, d in params.values()])
+        defs.append((fn, body, sig))
+        for j, (g, vals, _) in enumerate(members):
+            calls[g] = (fn, {pn: E(OPEN + key[1][j] + CLOSE) for key, (pn, d) in params.items()
+                             if key[1][j] != d})
+    return defs, calls
+
+
+def _view_keys(tmpl):
+    return {m.split(".")[0] for ln in tmpl for m in re.findall(r'w\["([^"]+)"\]', ln)}
+
+
+# loops ---------------------------------------------------------------------------------------------
+def fold_loops(lines):
+    """Consecutive lines that differ only by a view index w["a.{i}"] (i counting up) become a loop."""
+    out, i = [], 0
+    pat = re.compile(r'w\["([^"]*?)(\d+)"\]')
+    while i < len(lines):
+        m = list(pat.finditer(lines[i]))
+        run = 1
+        if len(m) == 1:
+            head, k0 = m[0].group(1), int(m[0].group(2))
+            key = pat.sub("@", lines[i])
+            while i + run < len(lines):
+                m2 = list(pat.finditer(lines[i + run]))
+                if (len(m2) == 1 and m2[0].group(1) == head and int(m2[0].group(2)) == k0 + run
+                        and pat.sub("@", lines[i + run]) == key):
+                    run += 1
+                else:
+                    break
+        if run >= 2 and "=" in lines[i] and _chain(lines[i]):
+            loop = pat.sub(lambda mm: f'w[f"{head}{{i}}"]', lines[i])
+            out.append(f"for i in range({k0}, {k0 + run}):" if k0 else f"for i in range({run}):")
+            out.append("    " + loop)
+            i += run
+        else:
+            out.append(lines[i])
+            i += 1
+    return out
+
+
+def _chain(line):
+    """`x = f(x, ...)`: the line consumes what it assigns, so repeating it is a loop."""
+    lhs, _, rhs = line.partition(" = ")
+    return re.search(rf"\b{re.escape(lhs.strip())}\b", rhs) is not None
+
+
+# the file ------------------------------------------------------------------------------------------
+def generate(gm, module, values, inputs, output_names, name, header, register_line, imports):
+    """(code, extra tensors to store beside the state_dict)."""
+    p = Port(gm, values, module)
+    root = p.groups()
+    groups = _all_groups(root)
+    by_cls = collections.OrderedDict()
+    for g in groups:
+        by_cls.setdefault(g.cls, []).append(g)
+    calls, defs, done = {}, [], set()
+    while len(done) < len(by_cls):
+        ready = [cls for cls, gs in by_cls.items() if cls not in done and all(
+            ch.cls in done for g in gs for ch in g.items if isinstance(ch, Group))]
+        if not ready:
+            raise PortError("module classes call each other recursively; cannot write functions for them")
+        for cls in ready:
+            instances = []
+            for g in by_cls[cls]:
+                ins, outs = p.io(g)
+                c, outx = write_body(p, g, [(n, "x" if i == 0 else f"x{i}") for i, n in enumerate(ins)], outs, calls)
+                instances.append((g, c.lines + [f"return {', '.join(outx)}"], len(ins)))
+            fn_name = snake(cls.__name__)
+            while fn_name in RESERVED or fn_name in p.functions_names or fn_name == name:
+                fn_name += "_block"
+            fdefs, fcalls = make_functions(fn_name, instances)
+            calls.update(fcalls)
+            for fn, body, sig in fdefs:
+                p.functions_names.add(fn)
+                defs.append((fn, sig, body, cls))
+            done.add(cls)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    out_node = next(n for n in gm.graph.nodes if n.op == "output")
+    outs = _flatten_out(out_node.args[0])
+    if len(outs) != len(output_names):
+        output_names = [f"output_{i}" for i in range(len(outs))] if len(outs) > 1 else ["output"]
+    c, outx = write_body(p, root, [(n, n.name) for n in placeholders], outs, calls)
+    if p.problems:
+        raise PortError(_problems(p.problems))
+    lines = _render(defs, c.lines, outx, output_names, placeholders, inputs, name, header, register_line, imports, p)
+    return "\n".join(lines) + "\n", p.extra
+
+
+def _problems(problems):
+    seen = list(dict.fromkeys(problems))
+    body = "\n".join(f"  {where}: {what}" for where, what in seen)
+    return f"{len(seen)} unsupported operation{'s' if len(seen) > 1 else ''} (nothing written):\n{body}"
+
+
+def _all_groups(root):
+    out = []
+    for it in root.items:
+        if isinstance(it, Group):
+            out.append(it)
+            out.extend(_all_groups(it))
+    return out
+
+
+def _flatten_out(a):
+    if isinstance(a, dict):
+        return [v for v in a.values() if v is not None]
+    if isinstance(a, (tuple, list)):
+        return [x for v in a for x in _flatten_out(v)]
+    return [] if a is None else [a]
+
+
+def _render(defs, body, outx, out_names, placeholders, inputs, name, header, register_line, imports, p):
+    used = sorted(p.used - p.functions_names)
+    lines = [f'"""{header[0]}', "", *header[1:], '"""', *imports,
+             f"from trtnet import {', '.join(['Graph'] + used)}", "from trtnet.zoo import register", "", ""]
+    for fn, sig, fbody, cls in defs:
+        lines += [f"def {fn}({sig}):", f'    """{cls.__module__}.{cls.__qualname__}."""']
+        lines += ["    " + ln for ln in fold_loops([strip(x) for x in fbody])]
+        lines += ["", ""]
+    lines += register_line
+    lines += [f"def {name}(w, shape):", f'    g = Graph("{name}")']
+    for k, n in enumerate(placeholders):
+        shape, dtype, ranges = inputs[k][:3]
+        sh = "shape" if k == 0 else repr(tuple(shape))
+        extra = "" if dtype == "float32" else f', "{dtype}"'
+        if dtype.startswith("int"):
+            extra += f", values=(0, {inputs[k][3] if len(inputs[k]) > 3 else 10})"
+        if ranges:
+            extra += f", ranges={ranges!r}"
+        lines.append(f'    {n.name} = g.input("{n.name}", {sh}{extra})')
+    lines += ["    " + ln for ln in fold_loops([strip(x) for x in body])]
+    for code, oname in zip(outx, out_names):
+        lines.append(f'    g.output({strip(code)}, "{oname}")')
+    lines.append("    return g")
+    return [_wrap(ln) for ln in lines]
+
+
+def _wrap(line, width=119):
+    """Break a long call after a top-level comma of its outermost argument list."""
+    if len(line) <= width:
+        return line
+    indent = len(line) - len(line.lstrip())
+    depth, cut = 0, None
+    for i, ch in enumerate(line):
+        if ch in "([{":
+            depth += 1
+            if depth == 1 and cut is None:
+                open_at = i
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 1 and i < width:
+            cut = i
+    if cut is None:
+        return line
+    rest = " " * (open_at + 1) + line[cut + 1:].lstrip()
+    if len(" " * indent) >= open_at + 1:
+        rest = " " * (indent + 4) + line[cut + 1:].lstrip()
+    return line[:cut + 1] + "\n" + _wrap(rest, width)

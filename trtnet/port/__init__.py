@@ -1,0 +1,178 @@
+"""`trtnet.port`: turn a PyTorch nn.Module into a readable trtnet model file that checks against it.
+
+The module's forward pass is captured (torch.fx, else torch.export), every call is written as the trtnet op of
+the same torch name, weights as WeightMap views by state_dict prefix, and each repeated module class as one
+function. Unsupported calls are all listed, with the source line that made them, before anything is written.
+"""
+import os
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .capture import PortError, default_inputs, example_tensors, load_spec, record_values, trace
+from .codegen import generate
+
+__all__ = ["port", "port_spec", "PortError", "PortResult"]
+
+
+@dataclass
+class PortResult:
+    path: str
+    weights: str
+    code: str
+    method: str               # "fx" or "export"
+    seconds: float
+    lines: int
+    report: object = None     # trtnet.check report when checked
+    extra: list = field(default_factory=list)   # folded constants stored beside the state_dict
+
+    @property
+    def ok(self):
+        return self.report is None or self.report.ok
+
+
+def port(module, example_inputs, output=None, name=None, weights=None, dynamic=None, factory=None,
+         imports=(), check=False, source=None):
+    """Write `module` as a trtnet model file.
+
+    example_inputs: {input name: tensor} (or one tensor, named "x"); dynamic: {input name: axes} made symbolic
+    besides the batch; factory: code of a no-argument callable rebuilding the module (the register call's
+    PyTorch reference), with `imports` lines it needs. Returns a PortResult; nothing is written on error."""
+    t0 = time.perf_counter()
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = {"x": example_inputs}
+    module = module.eval()
+    name = _identifier(name or (os.path.splitext(os.path.basename(output))[0] if output else
+                                type(module).__name__.lower()))
+    gm, method = trace(module, example_inputs)
+    values, eager = record_values(gm, example_inputs)
+    with torch.no_grad():
+        reference = module(**example_inputs)
+    inputs, shape0 = _input_specs(example_inputs, dynamic or {}, module)
+    header = [f"{source or type(module).__module__ + '.' + type(module).__qualname__} ported by trtnet.port "
+              f"(captured with {method}).",
+              "Inputs: " + ", ".join(f"{k} {'x'.join(map(str, v.shape))} {str(v.dtype).replace('torch.', '')}"
+                                     for k, v in example_inputs.items()) + "; the batch dimension is dynamic.",
+              "Weights: the module's state_dict names" + (", plus constants folded from its parameters and "
+                                                          "buffers (recompute them if you swap weights)."
+                                                          if True else ".")]
+    factory = factory or f"{type(module).__module__}.{type(module).__qualname__}"
+    reg = [f"@register({name!r}, {shape0!r}, {factory})"]
+    imps = list(imports) or [f"import {type(module).__module__.split('.')[0]}"]
+    code, extra = generate(gm, module, values, inputs, _output_names(reference), name, header, reg, imps)
+    result = PortResult(output, None, code, method, 0.0, code.count("\n"), extra=sorted(extra))
+    if output:
+        _write(output, code)
+        result.weights = _write_weights(module, extra, weights or os.path.splitext(output)[0] + ".safetensors")
+    result.seconds = time.perf_counter() - t0
+    if check:
+        result.report = check_port(result, module, example_inputs, name, extra)
+    return result
+
+
+def port_spec(spec, output=None, inputs=None, dynamic=None, weights=None, check=False):
+    """port() for a spec string: `torchvision:NAME`, `timm:NAME`, `transformers:CLASS{json}`, `pkg.mod:factory`."""
+    torch.manual_seed(0)
+    module, (src, fname, kwargs) = load_spec(spec)
+    _randomize(module)
+    specs = inputs or default_inputs(module, src)
+    examples = example_tensors(specs, module)
+    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    if src == "timm":
+        imports, factory = ["import timm"], f"lambda: timm.create_model({fname!r}, {args})"
+    elif src == "transformers":
+        cfg = fname.replace("Model", "Config").replace("ForImageClassification", "Config")
+        imports, factory = ["import transformers"], (f"lambda: transformers.{fname}(transformers.{cfg}({args}))")
+    else:
+        imports, factory = [f"import {src}"], f"lambda: {src}.{fname}({args})"
+    name = os.path.splitext(os.path.basename(output))[0] if output else fname
+    return port(module, examples, output, name, weights, dynamic, factory, imports, check, source=spec)
+
+
+def _randomize(module):
+    from trtnet.zoo import randomize_trivial
+    randomize_trivial(module)
+
+
+def _identifier(s):
+    s = re.sub(r"\W", "_", s)
+    return "m_" + s if s[0].isdigit() else s
+
+
+def _input_specs(examples, dynamic, module):
+    """[(per-sample shape, dtype, ranges, id range)] and the register call's shape (first input)."""
+    out = []
+    for name, t in examples.items():
+        shape, ranges = list(t.shape[1:]), {}
+        for axis in dynamic.get(name, ()):
+            if axis == 0:
+                continue
+            dim = "HW"[axis - 2] if t.dim() == 4 and axis in (2, 3) else f"{name}_{axis}"
+            size = int(t.shape[axis])
+            shape[axis - 1] = dim
+            ranges[dim] = (max(1, size // 2), size, size * 2)
+        vocab = getattr(getattr(module, "config", None), "vocab_size", 10)
+        out.append((tuple(shape), str(t.dtype).replace("torch.", ""), ranges, min(vocab, 10)))
+    return out, out[0][0]
+
+
+def _output_names(y):
+    if isinstance(y, dict) or hasattr(y, "keys"):
+        return [k for k, v in y.items() if v is not None]
+    if isinstance(y, (tuple, list)):
+        return [f"output_{i}" for i in range(len(y))]
+    return ["output"]
+
+
+def _write(path, code):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(code)
+    os.replace(tmp, path)
+
+
+def state_arrays(module, extra):
+    arrays = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    arrays.update(extra)
+    return arrays
+
+
+def _write_weights(module, extra, path):
+    from trtnet.weights import save_safetensors, save_wts
+    arrays = {k: np.ascontiguousarray(v) for k, v in state_arrays(module, extra).items()}
+    (save_wts if path.endswith(".wts") else save_safetensors)(arrays, path)
+    return path
+
+
+def check_port(result, module, examples, name, extra, batch=2):
+    """The written model (or the code in memory) against `module` at batch `batch`, fp32 tolerance 1e-4."""
+    from trtnet import zoo
+    from trtnet.build import run_module
+    from trtnet.check.report import check_graph
+    from trtnet.weights import WeightMap
+    spec = zoo.get(result.path) if result.path else _load_code(result.code, name)
+    w = WeightMap(state_arrays(module, extra), "port")
+    graph = spec.graph(w)
+    env = {"N": batch}
+    inputs = zoo.random_inputs(graph, {**{k: v[1] for k, v in graph.ranges.items()}, **env},
+                               np.random.default_rng(0))
+    for n in graph.inputs:
+        ex = examples.get(n.name)
+        if ex is not None and not ex.dtype.is_floating_point:
+            inputs[n.name] = inputs[n.name].astype(str(ex.dtype).replace("torch.", ""))
+    expected = run_module(module, graph, inputs)
+    return check_graph(graph, inputs, expected, 1e-4)
+
+
+def _load_code(code, name):
+    import tempfile
+    from trtnet import zoo
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, f"{name}.py")
+        with open(path, "w") as f:
+            f.write(code)
+        return zoo.get(path)
