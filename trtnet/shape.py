@@ -65,7 +65,9 @@ class Expr:
             if k > 0 and all(c % k == 0 for _, c in self.terms):
                 # exact on the symbolic part: (k*a + c) // k == a + c // k
                 return Expr.make([(t, c // k) for t, c in self.terms], self.const // k)
-            return Expr.make([(("//", self, k), 1)])
+            # (x + q*k + r) // k == (x + r) // k + q, so equal sizes keep one form: (H - 2)//2 + 1 is H//2
+            inner = Expr.make(self.terms, self.const % k)
+            return Expr.make([(("//", inner, k), 1)], self.const // k)
         if isinstance(k, Expr):
             return Expr.make([(("//", self, k), 1)])
         return NotImplemented
@@ -92,6 +94,7 @@ class Expr:
         parts = []
         for t, c in self.terms:
             s = _term_str(t)
+            s = s if isinstance(t, str) or abs(c) == 1 else f"({s})"
             parts.append((c < 0, s if abs(c) == 1 else f"{abs(c)}*{s}"))
         if self.const:
             parts.append((self.const < 0, str(abs(self.const))))
