@@ -29,7 +29,7 @@ _COUNT = re.compile(rb"\d{1,18}")
 _HEAD = re.compile(rb"[ \t\r\f\v]*(\S+)(?:[ \t\r\f\v]+(\S+))?[ \t\r\f\v]*")
 _BLANK = re.compile(rb"\s*")
 _ONE_BLANK = re.compile(rb"[ \t\r\f\v]")
-_MAX_HEADER = 16 << 20  # safetensors header bytes (~300k tensors); refused beyond, before parsing
+_MAX_HEADER = 4 << 20  # safetensors header bytes: ~60k tensors, 10x the largest real files; refused beyond
 _MAX_DIMS = 64
 _ADDRESSABLE = (1 << 63) - 1
 _ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "F8_E4M3": "u1", "F8_E5M2": "u1",
@@ -76,11 +76,11 @@ def _to_numpy(value):
         raise ValueError(f"holds complex values ({a.dtype}): weights are real")
     if a.dtype.kind not in "fiub":
         raise ValueError(f"holds {a.dtype} values, not numbers")
-    if a.dtype.kind != "f":
+    if a.dtype.kind != "f" or a.dtype == np.float32:
         return np.asarray(a, order="C")
     with np.errstate(over="ignore"):  # overflow is reported below, by value
-        out = np.asarray(a, np.float32, order="C")
-    if out is not a and np.isinf(out).any():
+        out = a.astype(np.float32, order="C")
+    if np.isinf(out).any():
         lost = np.isinf(out) & np.isfinite(a)
         if lost.any():
             raise ValueError(f"holds {a.reshape(-1)[np.argmax(lost)]!r}, beyond the float32 range")
@@ -386,9 +386,12 @@ def _check_zip(path):
     total, limit = 0, _justified(size)
     for r in records:
         total += r.file_size
-        if total > limit or r.compress_type == zipfile.ZIP_STORED and r.file_size != r.compress_size:
+        if total > limit:
             raise WeightFileError(f"{path}: record {r.filename!r} declares {r.file_size} bytes inflated, "
                                   f"more than a {size}-byte file can hold")
+        if r.compress_type == zipfile.ZIP_STORED and r.file_size != r.compress_size:
+            raise WeightFileError(f"{path}: record {r.filename!r} is stored as {r.compress_size} bytes "
+                                  f"but declares {r.file_size}")
     return size
 
 
