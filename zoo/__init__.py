@@ -33,6 +33,7 @@ class Model:
     inputs: Optional[Callable] = None    # (graph, {dim: size}, rng) -> {input name: array}, where noise won't do
     output: Optional[str] = None         # the entry of a dict the module returns (segmentation's "out")
     file: str = ""                       # the model file, for models outside the package
+    state: Optional[Callable] = None     # () -> {state_dict name: array}: real weights a package ships
 
     def graph(self, w, shape=None):
         return self.define(w, tuple(shape or self.input_shape))
@@ -162,6 +163,9 @@ def export_state(name, checkpoint=None, seed=0):
     module = spec.torch_module()
     if checkpoint:
         load_state(module, load_weights(checkpoint))
+    elif spec.state is not None:
+        return {k: np.asarray(v, np.float32) if np.asarray(v).dtype.kind == "f" else np.asarray(v)
+                for k, v in spec.state().items()}
     elif spec.train is not None:
         spec.train(module)
     else:
