@@ -1,8 +1,6 @@
 """EfficientViT (Cai et al., 2023) as timm builds `efficientvit_b0`: a conv stem, two stages of MBConv blocks,
 then two stages that alternate lite multi-scale linear attention (global context at linear cost) with MBConv
 (local detail), and a wide classifier head. Hardswish throughout."""
-import timm
-
 from trtnet import Graph, bn, cat, chunk, conv, fc, hardswish, layer_norm, mean, pad, relu, reshape
 from trtnet.zoo import register
 
@@ -80,6 +78,8 @@ def _efficientvit_b0(w, shape):
 
 
 def _timm_b0():
+    """timm is imported here: the zoo loads without it (it is a test dependency)."""
+    import timm
     return timm.create_model("efficientvit_b0", pretrained=False)
 
 
