@@ -1,0 +1,62 @@
+"""TensorRT emitters of explicit quantization: IQuantizeLayer + IDequantizeLayer pairs, and convolution /
+matrix multiply layers whose weights are tensors (a dequantized constant TensorRT folds and fuses)."""
+import numpy as np
+
+from .core import emitter
+
+_TO = {"int8": "int8", "fp8": "fp8", "int4": "int4"}
+
+
+def _scale(e, n, x):
+    """The scale constant in x's type (a strongly typed network quantizes in the input's type)."""
+    np_type = np.float16 if x.dtype == e.t.float16 else np.float32
+    return e.constant(n.params["scale"], f"{n.name}/scale", np_type, helper=True)
+
+
+def _place(layer, n):
+    """Per axis: the axis; blocks: block shape along the axis (a whole row or column across)."""
+    a = n.attrs
+    if a["block"] is not None:
+        layer.block_shape = tuple(a["block"] if d == a["axis"] else 1 for d in range(len(n.shape)))
+    elif a["axis"] is not None:
+        layer.axis = a["axis"]
+
+
+@emitter("fake_quant")
+def _fake_quant(e, n, x):
+    scale = _scale(e, n, x)
+    q = e.network.add_quantize(x, scale, getattr(e.t, _TO[n.attrs["kind"]]))
+    _place(q, n)
+    dq = e.network.add_dequantize(e.helper(q, f"{n.name}/quantize"), scale, e.dtype(n.dtype))
+    _place(dq, n)
+    return e.named(dq, n.name)
+
+
+@emitter("qconv")
+def _qconv(e, n, x, w):
+    a, p = n.attrs, n.params
+    if len(a["kernel"]) == 1:
+        raise NotImplementedError(f"layer '{n.name}': a 1-D convolution with a tensor kernel")
+    bias = e.weights(p["bias"]) if "bias" in p else e.no_weights()
+    layer = e.network.add_convolution_nd(x, a["out"], tuple(a["kernel"]), e.no_weights(), bias)
+    layer.set_input(1, w)
+    layer.stride_nd, layer.dilation_nd = tuple(a["stride"]), tuple(a["dilation"])
+    layer.pre_padding, layer.post_padding = tuple(a["padding"]), tuple(a["post_padding"])
+    layer.num_groups = a["groups"]
+    return e.named(layer, n.name)
+
+
+@emitter("qfc")
+def _qfc(e, n, x, w):
+    r, M = len(n.shape), e.t.MatrixOperation
+    if r == 1:
+        mm = e.network.add_matrix_multiply(w, M.NONE, x, M.VECTOR)
+    else:
+        if r > 2:
+            w = e.reshape(w, (1,) * (r - 2) + tuple(n.inputs[1].shape), f"{n.name}/weight_rank", final=False)
+        mm = e.network.add_matrix_multiply(x, M.NONE, w, M.TRANSPOSE)
+    if "bias" not in n.params:
+        return e.named(mm, n.name)
+    y = e.helper(mm, f"{n.name}/matmul")
+    b = e.constant(n.params["bias"].reshape((1,) * (r - 1) + (-1,)), f"{n.name}/bias")
+    return e.named(e.network.add_elementwise(y, b, e.t.ElementWiseOperation.SUM), n.name)
