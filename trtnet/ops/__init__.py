@@ -7,6 +7,7 @@ from .core import OPS, PUBLIC
 from . import conv, elementwise, nn, reduce, shape  # noqa: F401  (each registers its ops)
 from . import index, norm  # noqa: F401  (indexing and normalization ops)
 from . import attention, rnn  # noqa: F401  (attention and recurrent ops)
+from . import quant  # noqa: F401  (explicit quantization: Q/DQ and quantized-weight layers)
 
 globals().update(PUBLIC)
 __all__ = sorted(PUBLIC)
