@@ -218,11 +218,12 @@ class Timeline:
 
     def __init__(self, show=None):
         self.show = sys.stderr.isatty() if show is None else show
-        self.seconds, self.stack = {}, []
+        self.seconds, self.stack, self.failed_in = {}, [], None
 
     @property
     def current(self):
-        return self.stack[-1] if self.stack else "starting"
+        """The innermost part running now, or the one an exception left."""
+        return self.stack[-1] if self.stack else self.failed_in or "starting"
 
     @contextmanager
     def part(self, name):
@@ -231,6 +232,9 @@ class Timeline:
         ticker = _Ticker(name) if self.show else None
         try:
             yield
+        except BaseException:
+            self.failed_in = self.failed_in or name
+            raise
         finally:
             if ticker:
                 ticker.stop()

@@ -71,6 +71,8 @@ def run(args, timeline):
     if not args.quiet:
         print(f"building {args.model} ...", file=sys.stderr)
     profiles = None if args.shape_specs or args.batch_range is None else [{"N": args.batch_range}]
+    with timeline.part("import torch"):
+        import torch  # noqa: F401  (build() needs it; timed apart from the parts below)
     undo = instrument(args, timeline, build_module)
     try:
         with timeline.part("verify"):

@@ -1,63 +1,123 @@
 """python -m trtnet.check MODEL: run the TensorRT network layer by layer on the CPU and compare it with PyTorch."""
 import sys
 
-import numpy as np
-
-from ..cli import list_models, main_guard, parser, setup
-from .report import DEFAULT_TOL, FP16_TOL
+from .. import cli
 
 EPILOG = """examples:
   python -m trtnet.check lenet
   python -m trtnet.check resnet50 --batch 1 --all
+  python -m trtnet.check mymodel.py:tiny --shapes images:1x3x32x32,2x3x48x48,4x3x64x64
   python -m trtnet.check --onnx model.onnx          # TensorRT's OnnxParser vs onnxruntime
 
 The network is the one TensorRT holds: every layer's type, attributes and weights are read back from the
-INetworkDefinition and executed with TensorRT's documented semantics, so no GPU is needed. Each layer's
-output is compared with the same-named tensor of the reference; the first one over tolerance is marked.
-Exit status 1 on a mismatch."""
+INetworkDefinition and executed with TensorRT's documented semantics, so no GPU is needed. It runs at each
+profile's minimum and maximum shapes (the batch N defaults to 1..4); each layer's output is compared with
+the same-named tensor of the graph's PyTorch reference executor and every output with the model's PyTorch
+module; the first layer over tolerance is marked. Exit status 1 on a mismatch."""
 
 
-def check_zoo(args):
-    from ..build import load_model, run_torch, torch_reference
-    from .report import check_graph
-    shape = tuple(int(v) for v in args.shape.split(",")) if args.shape else None
-    spec, w, graph = load_model(args.model, args.weights, shape)
-    x = spec.sample_inputs(args.batch) if shape is None else \
-        np.random.default_rng(0).standard_normal((args.batch, *shape), dtype=np.float32)
-    out = graph.outputs[0].name
-    expected = {out: run_torch(torch_reference(spec, w), x, out)}
-    tol = args.tol or (FP16_TOL if args.fp16 else DEFAULT_TOL)
-    return check_graph(graph, {graph.inputs[0].name: x}, expected, tol, args.fp16)
-
-
-def check_onnx(args):
-    from .onnx import check_onnx_file
-    return check_onnx_file(args.onnx, args.batch, args.tol or DEFAULT_TOL)
-
-
-def main(argv=None):
-    p = parser("python -m trtnet.check", __doc__.split(":", 1)[1].strip())
-    p.epilog = EPILOG
+def arguments(argv):
+    from .report import DEFAULT_TOL, FP16_TOL
+    p = cli.parser("python -m trtnet.check", __doc__.split(":", 1)[1].strip(), EPILOG)
     p.add_argument("--onnx", metavar="FILE", help="check an ONNX file parsed by TensorRT's OnnxParser against onnxruntime")
-    p.add_argument("--batch", type=int, default=2, help="batch of inputs to run (default 2)")
-    p.add_argument("--shape", metavar="C,H,W", help="sample shape for zoo models (default: the model's own)")
-    p.add_argument("--tol", type=float, help=f"relative error tolerance (default {DEFAULT_TOL:g}, {FP16_TOL:g} with --fp16)")
+    p.add_argument("--shape", metavar="CxHxW", help="sample shape for zoo models, as 1x32x32 or 1,32,32 "
+                                                    "(default: the model's own)")
+    p.add_argument("--tol", help=f"relative error tolerance (default {DEFAULT_TOL:g}, {FP16_TOL:g} with --fp16)")
     p.add_argument("--fp16", action="store_true", help="check the half-precision network trtnet.build --fp16 emits")
     p.add_argument("--all", action="store_true", help="list every layer, also those without a reference tensor")
     args = p.parse_args(argv)
-    if args.list:
-        return list_models()
-    if not args.model and not args.onnx:
-        p.error("a model name or --onnx FILE is required")
+    if not args.list and not args.model and not args.onnx:
+        p.error("a model name or file, or --onnx FILE, is required")
+    return args
 
-    def run():
-        setup(args)
-        report = check_onnx(args) if args.onnx else check_zoo(args)
-        print(report.table(args.all))
-        print(report.summary())
-        return 0 if report.ok else 1
 
-    return main_guard(run)
+def validate(args):
+    args.batch_range = None if args.batch is None else cli.parse_batch(args.batch)
+    args.shape_specs = cli.parse_shapes(args.shapes, args.profile)
+    args.sample_shape = None if args.shape is None else cli.parse_dims(args.shape)
+    args.tolerance = None if args.tol is None else _tolerance(args.tol)
+    cli.parse_device(args.device)
+    cli.check_input_file(args.weights, "--weights")
+    cli.check_input_file(args.onnx, "--onnx")
+    if args.onnx:
+        with open(args.onnx, "rb") as f:
+            head = f.read(64)
+        if not head or head[:1] not in (b"\x08", b"\x0a", b"\x12", b"\x1a", b"\x3a", b"\x42", b"\x52"):
+            raise cli.UsageError(f"--onnx {args.onnx!r}: not an ONNX model (a protobuf ModelProto); "
+                                 f"it starts with {head[:16]!r}")
+
+
+def _tolerance(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise cli.UsageError(f"--tol: expected a number, got {text!r}") from None
+    if not 0 < v < 1e6:
+        raise cli.UsageError(f"--tol: {text!r} must be a positive relative error")
+    return v
+
+
+def check_model(args, timeline):
+    """(graph, [CheckReport]) at each profile's minimum and maximum shapes."""
+    import numpy as np
+    from ..build import check_shapes, find_weights, run_module, torch_reference
+    from ..engine import profiles_for
+    from ..weights import load_weights
+    from .. import zoo
+    from .report import DEFAULT_TOL, FP16_TOL, check_graph
+    with timeline.part("import model"):
+        spec = zoo.get(args.model)
+    with timeline.part("load weights"):
+        w = load_weights(find_weights(spec.name, args.weights, spec=spec))
+    with timeline.part("record"):
+        graph = spec.graph(w, args.sample_shape)
+    profiles = cli.to_profiles(graph, args.shape_specs, args.batch_range)
+    if profiles is None and "N" in graph.dims:
+        lo, _, hi = graph.ranges["N"]
+        profiles = [{"N": (lo, min(hi, 4), min(hi, 4))}]  # a quick default: the interpreter runs on the CPU
+    profiles = profiles_for(graph, profiles)
+    cli.guard_memory(graph, profiles)
+    tol = args.tolerance or (FP16_TOL if args.fp16 else DEFAULT_TOL)
+    reports = []
+    with timeline.part("PyTorch module"):
+        module = torch_reference(spec, w)
+    for env in check_shapes(graph, profiles):
+        inputs = spec.make_inputs(graph, env)
+        with timeline.part("PyTorch module"):
+            expected = run_module(module, graph, inputs, spec.output)
+        with timeline.part("check"):
+            reports.append(check_graph(graph, {k: np.asarray(v) for k, v in inputs.items()}, expected, tol,
+                                       args.fp16))
+    return reports
+
+
+def check_onnx(args, timeline):
+    from .onnx import check_onnx_file
+    from .report import DEFAULT_TOL
+    batch = args.batch_range[2] if args.batch_range else 2
+    with timeline.part("check"):
+        return [check_onnx_file(args.onnx, batch, args.tolerance or DEFAULT_TOL)]
+
+
+def run(args, timeline):
+    cli.setup(args)
+    reports = check_onnx(args, timeline) if args.onnx else check_model(args, timeline)
+    for r in reports:
+        print(r.table(args.all))
+        print(r.summary())
+    print(timeline.summary())
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def main(argv=None):
+    args = arguments(argv)
+    timeline = cli.Timeline(show=None if not args.quiet else False)
+
+    def go():
+        validate(args)
+        return cli.list_models() if args.list else run(args, timeline)
+
+    return cli.run_command(args, go, timeline)
 
 
 if __name__ == "__main__":
