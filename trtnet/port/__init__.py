@@ -56,9 +56,8 @@ def port(module, example_inputs, output=None, name=None, weights=None, dynamic=N
               f"(captured with {method}).",
               "Inputs: " + ", ".join(f"{k} {'x'.join(map(str, v.shape))} {str(v.dtype).replace('torch.', '')}"
                                      for k, v in example_inputs.items()) + "; the batch dimension is dynamic.",
-              "Weights: the module's state_dict names" + (", plus constants folded from its parameters and "
-                                                          "buffers (recompute them if you swap weights)."
-                                                          if True else ".")]
+              "Weights: the module's state_dict names, plus any constants folded from its parameters",
+              "and buffers (`*_folded`: recompute them when swapping weights)."]
     factory = factory or f"{type(module).__module__}.{type(module).__qualname__}"
     reg = [f"@register({name!r}, {shape0!r}, {factory})"]
     imps = list(imports) or [f"import {type(module).__module__.split('.')[0]}"]

@@ -58,8 +58,10 @@ def _split_kwargs(rest):
 def default_inputs(module, source):
     """{name: (shape, dtype)}: timm's default input size, token ids for text transformers, else 1x3x224x224."""
     cfg = getattr(module, "pretrained_cfg", None) or getattr(module, "default_cfg", None) or {}
+    size = getattr(getattr(module, "patch_embed", None), "img_size", None)
     if "input_size" in cfg:
-        return {"x": ((1, *cfg["input_size"]), "float32")}
+        shape = cfg["input_size"] if size is None else (cfg["input_size"][0], *size)
+        return {"x": ((1, *shape), "float32")}
     config = getattr(module, "config", None)
     if config is not None and hasattr(config, "vocab_size"):
         return {"input_ids": ((1, 16), "int64")}

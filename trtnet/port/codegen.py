@@ -432,21 +432,14 @@ def index_code(idx):
 def write_weighted(p, c, n, name, aten):
     """A functional layer on parameters (F.conv2d(x, self.weight, ...)): a WeightMap view of them."""
     fn, roles = T.WEIGHTED[name]
-    a = list(n.args) + [None] * 8
-    if name == "embedding":
-        ids, tensors, rest = (a[1], [a[0]], []) if aten else (a[0], [a[1]], [])
-    elif name == "batch_norm":
-        ids = a[0]
-        tensors = [a[3], a[4], a[1], a[2]] if aten else [a[1], a[2], a[3], a[4]]
-        roles = ("weight", "bias", "running_mean", "running_var") if aten else roles
-        if not aten:
-            roles = ("running_mean", "running_var", "weight", "bias")
-        rest = [a[7] if a[7] is not None else n.kwargs.get("eps", 1e-5)]
-    elif name in ("layer_norm", "group_norm"):
-        ids, tensors, rest = a[0], [a[2], a[3]], [a[1], a[4] if a[4] is not None else n.kwargs.get("eps", 1e-5)]
-        tensors = [n.kwargs.get("weight", tensors[0]), n.kwargs.get("bias", tensors[1])]
-    else:
-        ids, tensors, rest = a[0], [a[1], a[2] if len(n.args) > 2 else n.kwargs.get("bias")], a[3:7]
+    kw = _arguments(p, n)
+    ids = kw.get("input", kw.get("indices"))
+    tensors = [kw.get(r) for r in roles]
+    rest = [kw.get(k) for k in {"conv": ("stride", "padding", "dilation", "groups"), "bn": ("eps",),
+                                "layer_norm": ("normalized_shape", "eps"), "group_norm": ("num_groups", "eps")
+                                }.get(fn, ())]
+    if fn in ("bn", "layer_norm", "group_norm") and rest[-1] is None:
+        rest[-1] = 1e-5
     view = weight_view(p, c, dict(zip(roles, tensors)))
     if view is None:
         return c.unsupported(f"{name} on weights computed at run time")
@@ -470,6 +463,14 @@ def write_weighted(p, c, n, name, aten):
         return c.call("group_norm", x, rest[0], view if tensors[0] is not None else None,
                       **c.nondefault(eps=(float(rest[1]), 1e-5)))
     return c.call("embedding", x, view)
+
+
+def _arguments(p, n):
+    """The call's arguments by torch's names."""
+    norm = n.normalized_arguments(p.gm, normalize_to_only_use_kwargs=True)
+    if norm is None:
+        raise PortError(f"cannot read the arguments of {T.torch_name(n)}")
+    return dict(norm.kwargs)
 
 
 def weight_view(p, c, tensors):
@@ -523,8 +524,8 @@ def write_body(p, g, inputs, outputs, calls):
     for i, it in enumerate(g.items):
         if isinstance(it, Group):
             ins, outs = p.io(it)
-            fn, params = calls[it]
-            args = [c.operand(c.arg(a)) for a in ins] + [c.view(it.path)]
+            fn, params, uses_w = calls[it]
+            args = [c.operand(c.arg(a)) for a in ins] + ([c.view(it.path)] if uses_w else [])
             code = c.call(fn, *args, **params)
             p.used.discard(fn)
             c.assign(outs, code, "x", i)
@@ -630,12 +631,13 @@ def make_functions(name, instances):
                 params[key] = (pname, default)
             slot_code.append(params[key][0])
         body = fill(tmpl, slot_code)
-        sig = ", ".join(["x" if i == 0 else f"x{i}" for i in range(n_in)] + ["w"] +
+        uses_w = any(re.search(r"\bw\b", ln) for ln in body)
+        sig = ", ".join(["x" if i == 0 else f"x{i}" for i in range(n_in)] + (["w"] if uses_w else []) +
                         [f"{pn}={d}" for pn, d in params.values()])
         defs.append((fn, body, sig))
         for j, (g, vals, _) in enumerate(members):
             calls[g] = (fn, {pn: E(OPEN + key[1][j] + CLOSE) for key, (pn, d) in params.items()
-                             if key[1][j] != d})
+                             if key[1][j] != d}, uses_w)
     return defs, calls
 
 

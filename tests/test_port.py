@@ -1,0 +1,68 @@
+"""trtnet.port: PyTorch modules written as trtnet model files that check against them."""
+import os
+import re
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+
+from trtnet.port import PortError, port, port_spec
+from trtnet.port.__main__ import main
+
+timm = pytest.importorskip("timm")
+
+
+def test_resnet26d_reads_like_the_zoo_and_checks(tmp_path):
+    t0 = time.perf_counter()
+    out = str(tmp_path / "resnet26d.py")
+    r = port_spec("timm:resnet26d", out, {"x": ((1, 3, 64, 64), "float32")}, check=True)
+    assert time.perf_counter() - t0 < 60
+    assert r.ok, r.report.summary()
+    assert r.method == "fx"
+    code = open(out).read()
+    assert re.search(r"^def bottleneck\(x, w\):", code, re.M)
+    calls = re.findall(r'x = (bottleneck\w*)\((?:x|maxpool), w\["layer(\d)\.(\d)"\]\)', code)
+    assert len(calls) == 8 and {c[0] for c in calls} >= {"bottleneck"}
+    assert 'conv(x, w["conv1.0"], stride=2, padding=1)' in code
+    assert "%" not in code and not re.search(r"\b\w+_\d{2,}\b", code)
+    assert "@register('resnet26d', (3, 64, 64), lambda: timm.create_model('resnet26d'" in code
+    assert os.path.exists(tmp_path / "resnet26d.safetensors")
+    assert max(len(ln) for ln in code.splitlines()) < 120
+
+
+def test_small_vision_transformer_checks(tmp_path):
+    r = port_spec('timm:vit_tiny_patch16_224{"img_size": 32, "depth": 2}', str(tmp_path / "vit.py"),
+                  {"x": ((1, 3, 32, 32), "float32")}, check=True)
+    assert r.ok, r.report.summary()
+    code = r.code
+    assert re.search(r"^def block\(x, w\):", code, re.M)
+    assert code.count("= block(") + code.count("    x = block(") >= 1
+
+
+class Unsupported(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        y = torch.fft.fft2(self.conv(x)).real
+        return torch.special.i0(y) + torch.nonzero(y).sum()
+
+
+def test_unsupported_ops_are_listed_at_once_and_nothing_is_written(tmp_path):
+    out = tmp_path / "bad.py"
+    with pytest.raises(PortError) as e:
+        port(Unsupported(), torch.randn(1, 3, 8, 8), str(out))
+    msg = str(e.value)
+    assert re.match(r"\d+ unsupported operations \(nothing written\)", msg)
+    for op in ("fft2", "i0", "nonzero"):
+        line = next(ln for ln in msg.splitlines() if op in ln)
+        assert "test_port.py:" in line
+    assert not out.exists() and not (tmp_path / "bad.safetensors").exists()
+
+
+def test_command_line_exit_status(tmp_path, capsys):
+    assert main(["torchvision:squeezenet1_0", "-o", str(tmp_path / "sq.py"), "--input", "x:1x3x64x64",
+                 "--check"]) == 0
+    assert "PASS" in capsys.readouterr().out
