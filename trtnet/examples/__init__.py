@@ -1,0 +1,43 @@
+"""End-to-end examples around zoo networks that carry real trained weights (`python -m trtnet.examples.mtcnn`,
+`python -m trtnet.examples.vad`).
+
+Each network runs as a TensorRT engine where one can execute; elsewhere (no GPU, or a GPU the installed TensorRT
+does not support) trtnet.check's CPU interpreter runs the very TensorRT network the engine would be built from,
+and `Runner.backend` says which of the two ran.
+"""
+import numpy as np
+
+
+class Runner:
+    """A zoo model with its package's weights, run by its engine or by the interpreter on its TensorRT network."""
+
+    def __init__(self, name, shape=None, profiles=None):
+        from .. import zoo
+        from ..engine import build_engine, create_network, execution_unavailable
+        from ..weights import WeightMap
+        spec = zoo.get(name)
+        self.graph = spec.graph(WeightMap(zoo.export_state(name)), shape)
+        self.batch = self.graph.ranges.get("N", (1, 8, 32))[2]
+        reason = execution_unavailable()
+        self.engine = self.network = None
+        if reason is None:
+            from ..runtime import Engine
+            self.engine = Engine(build_engine(self.graph, profiles, progress=False)[0])
+            self.backend = "TensorRT engine"
+        else:
+            self._emitted = create_network(self.graph)   # keeps the builder and the weight arrays alive
+            self.network = self._emitted[1]
+            self.backend = f"trtnet.check's CPU interpreter on the TensorRT network (no engine can run here: {reason})"
+
+    def __call__(self, **inputs):
+        """{output name: array} for a non-empty batch, fed in pieces of at most the profile's largest batch."""
+        n = len(next(iter(inputs.values())))
+        parts = [self._run({k: np.ascontiguousarray(v[i:i + self.batch]) for k, v in inputs.items()})
+                 for i in range(0, n, self.batch)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _run(self, inputs):
+        if self.engine is not None:
+            return self.engine(**inputs)
+        from ..check.interp import run_network
+        return run_network(self.network, inputs)

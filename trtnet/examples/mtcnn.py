@@ -1,0 +1,197 @@
+"""MTCNN face detection end to end: `python -m trtnet.examples.mtcnn IMAGE [-o out.png]`.
+
+The three zoo networks (mtcnn_pnet, mtcnn_rnet, mtcnn_onet, facenet-pytorch's weights) run through TensorRT;
+the steps between them follow facenet-pytorch's `MTCNN.detect` (keep_all, largest face first) so that boxes,
+probabilities and landmarks agree with it: an image pyramid, P-Net proposals with NMS per scale and over all
+scales, box regression, squaring, R-Net on 24x24 crops, O-Net on 48x48 crops with landmarks, and a final NMS
+that measures overlap against the smaller box.
+"""
+import argparse
+import sys
+
+import numpy as np
+
+from . import Runner
+
+MIN_FACE = 20
+THRESHOLDS = (0.6, 0.7, 0.7)
+FACTOR = 0.709
+
+
+class Nets:
+    def __init__(self):
+        self.pnet, self.rnet, self.onet = (Runner(f"mtcnn_{k}") for k in ("pnet", "rnet", "onet"))
+        self.backend = self.pnet.backend
+
+
+def pyramid(h, w, min_face=MIN_FACE, factor=FACTOR):
+    """Scales that bring faces of min_face pixels and up to P-Net's 12-pixel window."""
+    scale = 12.0 / min_face
+    side, scales = min(h, w) * scale, []
+    while side >= 12:
+        scales.append(scale)
+        scale, side = scale * factor, side * factor
+    return scales
+
+
+def normalized(x):
+    return ((x - 127.5) * 0.0078125).numpy()
+
+
+def nms(boxes, iou):
+    """Indices kept by greedy IoU suppression of (K, 5+) boxes by their column-4 scores, best first."""
+    import torch
+    from torchvision.ops import batched_nms
+    return batched_nms(boxes[:, :4], boxes[:, 4], torch.zeros(len(boxes), dtype=torch.int64), iou)
+
+
+def cells(reg, prob, scale, threshold):
+    """(K, 9) candidates [x1 y1 x2 y2 score dx1 dy1 dx2 dy2] from P-Net's grid: each cell a 12x12 window at
+    stride 2 in the scaled image, mapped back to image pixels."""
+    import torch
+    face = prob[:, 1]
+    mask = face >= threshold
+    where = mask.nonzero()
+    offsets = reg.permute(1, 0, 2, 3)[:, mask].permute(1, 0)
+    xy = where[:, 1:].to(reg.dtype).flip(1)
+    return torch.cat([((2 * xy + 1) / scale).floor(), ((2 * xy + 12) / scale).floor(), face[mask][:, None],
+                      offsets], 1)
+
+
+def propose(nets, img):
+    import torch
+    import torch.nn.functional as F
+    h, w = img.shape[2:]
+    found = []
+    for scale in pyramid(h, w):
+        data = F.interpolate(img, size=(int(h * scale + 1), int(w * scale + 1)), mode="area")
+        out = nets.pnet(images=normalized(data))
+        boxes = cells(torch.from_numpy(out["reg"]), torch.from_numpy(out["prob"]), scale, THRESHOLDS[0])
+        found.append(boxes[nms(boxes, 0.5)])
+    boxes = torch.cat(found)
+    boxes = boxes[nms(boxes, 0.7)]
+    sides = (boxes[:, 2:4] - boxes[:, 0:2]).repeat(1, 2)
+    return square(torch.cat([boxes[:, :4] + boxes[:, 5:9] * sides, boxes[:, 4:5]], 1))
+
+
+def square(boxes):
+    """Each box grown to a square on the longer side, about its centre."""
+    import torch
+    wh = boxes[:, 2:4] - boxes[:, 0:2]
+    side = torch.max(wh[:, 0], wh[:, 1])[:, None]
+    start = boxes[:, 0:2] + wh * 0.5 - side * 0.5
+    return torch.cat([start, start + side, boxes[:, 4:]], 1)
+
+
+def regress(boxes, reg):
+    """Corners moved by the regression output in units of the box's inclusive width and height."""
+    import torch
+    size = (boxes[:, 2:4] - boxes[:, 0:2] + 1).repeat(1, 2)
+    return torch.cat([boxes[:, :4] + reg * size, boxes[:, 4:]], 1)
+
+
+def crops(img, boxes, size):
+    """(K, 3, size, size) area-resampled crops: corners truncated to pixels and clipped to the image (1-based)."""
+    import torch
+    import torch.nn.functional as F
+    h, w = img.shape[2:]
+    b = boxes[:, :4].trunc().int().numpy()
+    x, y = np.maximum(b[:, 0], 1), np.maximum(b[:, 1], 1)
+    ex, ey = np.minimum(b[:, 2], w), np.minimum(b[:, 3], h)
+    return torch.cat([F.interpolate(img[:, :, y[k] - 1:ey[k], x[k] - 1:ex[k]], size=(size, size), mode="area")
+                      for k in range(len(b))])
+
+
+def valid(boxes, img):
+    """Boxes whose clipped crop is not empty."""
+    h, w = img.shape[2:]
+    b = boxes[:, :4].trunc().int()
+    return (b[:, 2].clamp(max=w) > b[:, 0].clamp(min=1) - 1) & (b[:, 3].clamp(max=h) > b[:, 1].clamp(min=1) - 1)
+
+
+def scored(net, img, boxes, size, threshold):
+    """Boxes (with the net's face probability as score) over threshold and the net's outputs for them."""
+    import torch
+    boxes = boxes[valid(boxes, img)]
+    out = {k: torch.from_numpy(v) for k, v in net(images=normalized(crops(img, boxes, size))).items()}
+    score = out["prob"][:, 1]
+    keep = score > threshold
+    return torch.cat([boxes[keep, :4], score[keep, None]], 1), {k: v[keep] for k, v in out.items()}
+
+
+def nms_min(boxes, threshold):
+    """Greedy suppression where overlap is the intersection over the smaller box's area (inclusive pixels)."""
+    x1, y1, x2, y2, s = (boxes[:, i] for i in range(5))
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order, keep = np.argsort(s), []
+    while order.size:
+        i, rest = order[-1], order[:-1]
+        keep.append(i)
+        iw = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        ih = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        order = rest[iw * ih / np.minimum(area[i], area[rest]) <= threshold]
+    return np.array(keep, np.int64)
+
+
+def detect(nets, image):
+    """(boxes (K, 4), probabilities (K,), landmarks (K, 5, 2)) in pixels, the largest box first, for an RGB
+    uint8 image (H, W, 3)."""
+    import torch
+    img = torch.from_numpy(np.array(image, np.uint8)).permute(2, 0, 1)[None].float()
+    boxes = propose(nets, img)
+    if len(boxes):
+        boxes, out = scored(nets.rnet, img, boxes, 24, THRESHOLDS[1])
+        pick = nms(boxes, 0.7)
+        boxes = square(regress(boxes[pick], out["reg"][pick]))
+    points = np.zeros((0, 5, 2), np.float32)
+    if len(boxes):
+        boxes, out = scored(nets.onet, img, boxes, 48, THRESHOLDS[2])
+        size = boxes[:, 2:4] - boxes[:, 0:2] + 1
+        lm = out["landmarks"]
+        points = torch.stack([size[:, :1] * lm[:, :5] + boxes[:, 0:1] - 1,
+                              size[:, 1:] * lm[:, 5:] + boxes[:, 1:2] - 1], 2).numpy()
+        boxes = regress(boxes, out["reg"]).numpy()
+        pick = nms_min(boxes, 0.7)
+        boxes, points = boxes[pick], points[pick]
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 5)
+    order = np.argsort((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[::-1]
+    return boxes[order, :4], boxes[order, 4], points[order]
+
+
+def draw(image, boxes, points, path):
+    from PIL import ImageDraw
+    out = image.copy()
+    pen = ImageDraw.Draw(out)
+    width = max(2, round(max(out.size) / 160))
+    for box, pts in zip(boxes, points):
+        pen.rectangle(box.tolist(), outline=(255, 40, 40), width=width)
+        for x, y in pts:
+            r = 1.5 * width
+            pen.ellipse((x - r, y - r, x + r, y + r), fill=(40, 255, 40))
+    out.save(path)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m trtnet.examples.mtcnn", description=__doc__.split("\n")[0])
+    p.add_argument("image", help="an image file (converted to RGB)")
+    p.add_argument("-o", "--output", help="write the image with boxes and landmarks drawn (PNG)")
+    a = p.parse_args(argv)
+    from PIL import Image
+    try:
+        image = Image.open(a.image).convert("RGB")
+    except OSError as e:
+        sys.exit(f"mtcnn: cannot read {a.image}: {e}")
+    nets = Nets()
+    print(f"networks run by: {nets.backend}")
+    boxes, probs, points = detect(nets, image)
+    print(f"{len(boxes)} face{'s' * (len(boxes) != 1)} in {a.image} ({image.width}x{image.height})")
+    for i, (box, prob, pts) in enumerate(zip(boxes, probs, points)):
+        marks = " ".join(f"({x:.1f}, {y:.1f})" for x, y in pts)
+        print(f"  face {i}: box [{', '.join(f'{v:.1f}' for v in box)}] probability {prob:.6f} landmarks {marks}")
+    if a.output:
+        draw(image, boxes, points, a.output)
+        print(f"wrote {a.output}")
+
+
+if __name__ == "__main__":
+    main()
