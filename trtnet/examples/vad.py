@@ -1,0 +1,95 @@
+"""Voice activity detection end to end: `python -m trtnet.examples.vad WAV` prints speech segments.
+
+A 16 kHz mono WAV (16-bit PCM) is cut into 512-sample chunks (the last zero-padded) and the zoo's silero_vad_seq
+network (the LSTM runs as a loop inside it) gives one speech probability per chunk. Segments follow
+silero-vad's `get_speech_timestamps` with its defaults and no limit on a segment's length: speech starts at a
+chunk at or over the threshold, ends after at least 100 ms under threshold - 0.15, is kept when longer than
+250 ms, and is padded by 30 ms on each side (half the gap where neighbours are closer than 60 ms).
+"""
+import argparse
+import sys
+import wave
+
+import numpy as np
+
+from . import Runner
+
+RATE, CHUNK = 16000, 512
+
+
+def read_wav(path):
+    """Mono float32 samples in [-1, 1) of a 16 kHz 16-bit PCM WAV file."""
+    with wave.open(str(path)) as f:
+        if f.getframerate() != RATE or f.getsampwidth() != 2 or f.getnchannels() != 1:
+            raise ValueError(f"{path}: expected 16 kHz mono 16-bit PCM, got {f.getframerate()} Hz, "
+                             f"{f.getnchannels()} channel(s), {8 * f.getsampwidth()}-bit")
+        return np.frombuffer(f.readframes(f.getnframes()), "<i2").astype(np.float32) / 32768
+
+
+def chunks(audio):
+    """(1, T, 512) chunks, the last one zero-padded."""
+    t = max(1, -(-len(audio) // CHUNK))
+    return np.pad(audio, (0, t * CHUNK - len(audio)))[None].reshape(1, t, CHUNK)
+
+
+def speech_probs(runner, audio):
+    return runner(audio=chunks(audio))["probs"][0]
+
+
+def segments(probs, length, threshold=0.5, min_speech_ms=250, min_silence_ms=100, pad_ms=30):
+    """[(start, end)] in samples from per-chunk probabilities; `length` is the clip's length in samples."""
+    min_speech, min_silence, pad = (RATE * ms / 1000 for ms in (min_speech_ms, min_silence_ms, pad_ms))
+    low = max(threshold - 0.15, 0.01)
+    found, start, silent_from = [], None, 0
+    for i, p in enumerate(probs):
+        at = CHUNK * i
+        if p >= threshold:
+            silent_from = 0
+            start = at if start is None else start
+        elif p < low and start is not None:
+            silent_from = silent_from or at
+            if at - silent_from >= min_silence:
+                if silent_from - start > min_speech:
+                    found.append([start, silent_from])
+                start, silent_from = None, 0
+    if start is not None and length - start > min_speech:
+        found.append([start, length])
+    return padded(found, length, pad)
+
+
+def padded(found, length, pad):
+    """Segments widened by `pad` samples, splitting gaps shorter than 2 * pad between neighbours."""
+    for i, seg in enumerate(found):
+        if i == 0:
+            seg[0] = int(max(0, seg[0] - pad))
+        if i + 1 < len(found):
+            gap = found[i + 1][0] - seg[1]
+            step = gap // 2 if gap < 2 * pad else pad
+            seg[1] = int(seg[1] + step) if gap < 2 * pad else int(min(length, seg[1] + pad))
+            found[i + 1][0] = int(max(0, found[i + 1][0] - step))
+        else:
+            seg[1] = int(min(length, seg[1] + pad))
+    return [tuple(s) for s in found]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m trtnet.examples.vad", description=__doc__.split("\n")[0])
+    p.add_argument("wav", help="16 kHz mono 16-bit PCM WAV file")
+    p.add_argument("--threshold", type=float, default=0.5, help="speech probability that starts a segment")
+    a = p.parse_args(argv)
+    try:
+        audio = read_wav(a.wav)
+    except (OSError, EOFError, wave.Error, ValueError) as e:
+        sys.exit(f"vad: {e}")
+    runner = Runner("silero_vad_seq")
+    print(f"network run by: {runner.backend}")
+    probs = speech_probs(runner, audio)
+    found = segments(probs, len(audio), a.threshold)
+    print(f"{len(found)} speech segment{'s' * (len(found) != 1)} in {a.wav} ({len(audio) / RATE:.2f} s, "
+          f"{len(probs)} chunks)")
+    for start, end in found:
+        print(f"  {start / RATE:7.3f} s - {end / RATE:7.3f} s  (samples {start}-{end})")
+
+
+if __name__ == "__main__":
+    main()
