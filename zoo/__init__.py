@@ -15,7 +15,7 @@ import numpy as np
 
 MODULES = ("lenet", "resnet", "alexnet", "vgg", "squeezenet", "densenet", "googlenet", "inception", "mobilenet",
            "mnasnet", "efficientnet", "regnet", "shufflenet", "convnext", "vit", "segmentation", "video", "unet",
-           "audio", "text", "swin", "efficientvit")
+           "audio", "text", "swin", "efficientvit", "yolo", "digits_resnet", "mtcnn", "vad")
 MODELS = {}
 
 
