@@ -114,7 +114,7 @@ def _input_specs(examples, dynamic, module):
             shape[axis - 1] = dim
             ranges[dim] = (max(1, size // 2), size, size * 2)
         vocab = getattr(getattr(module, "config", None), "vocab_size", 10)
-        out.append((tuple(shape), str(t.dtype).replace("torch.", ""), ranges, min(vocab, 10)))
+        out.append((tuple(shape), str(t.dtype).replace("torch.", ""), ranges, min(vocab, 10), name))
     return out, out[0][0]
 
 

@@ -24,8 +24,12 @@ def load_spec(spec):
                         "transformers:BertModel{...}, package.module:factory)")
     name, kwargs = _split_kwargs(rest)
     if kind == "torchvision":
-        import torchvision
-        return getattr(torchvision.models, name)(**kwargs), ("torchvision.models", name, kwargs)
+        import torchvision.models as tvm
+        for where in ("", "video", "segmentation", "detection", "optical_flow", "quantization"):
+            mod = getattr(tvm, where) if where else tvm
+            if hasattr(mod, name):
+                return getattr(mod, name)(**kwargs), (mod.__name__, name, kwargs)
+        raise PortError(f"torchvision has no model {name!r}")
     if kind == "timm":
         import timm
         kwargs.setdefault("pretrained", False)

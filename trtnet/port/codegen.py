@@ -500,9 +500,10 @@ def weight_view(p, c, tensors):
 INLINE_MAX = 72
 
 
-def write_body(p, g, inputs, outputs, calls):
+def write_body(p, g, inputs, outputs, calls, fixed=None):
     """Lines of one body; `calls` maps each child group to (function name, {param: value}) for its call."""
     c = Writer(p, g, inputs)
+    c.env.update(fixed or {})
     pos = {}
     for i, it in enumerate(g.items):
         for n in (it.all_nodes() if isinstance(it, Group) else [it]):
@@ -584,6 +585,8 @@ def _base(p, n, g):
         rel = n.target[len(g.path) + 1:] if g.path else n.target
         return rel.replace(".", "_")
     name = T.torch_name(n)
+    if name == "getattr":
+        return "dims" if n.args[1] == "shape" else n.args[1]
     return "y" if name in T.INFIX or name in ("getitem", "neg") else T.RENAME.get(name, name)
 
 
@@ -710,12 +713,14 @@ def generate(gm, module, values, inputs, output_names, name, header, register_li
                 p.functions_names.add(fn)
                 defs.append((fn, sig, body, cls))
             done.add(cls)
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    every = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    placeholders = [n for n in every if n.target in [i[4] for i in inputs]] or every[:len(inputs)]
     out_node = next(n for n in gm.graph.nodes if n.op == "output")
     outs = _flatten_out(out_node.args[0])
     if len(outs) != len(output_names):
         output_names = [f"output_{i}" for i in range(len(outs))] if len(outs) > 1 else ["output"]
-    c, outx = write_body(p, root, [(n, n.name) for n in placeholders], outs, calls)
+    fixed = {n: E("None") for n in every if n not in placeholders}   # arguments left at their defaults
+    c, outx = write_body(p, root, [(n, n.name) for n in placeholders], outs, calls, fixed)
     if p.problems:
         raise PortError(_problems(p.problems))
     lines = _render(defs, c.lines, outx, output_names, placeholders, inputs, name, header, register_line, imports, p)
