@@ -1,0 +1,208 @@
+"""trtnet.quantize: placement, calibration and its cache, ModelOpt ranges, exact checks of the quantized
+TensorRT network against the fake-quantized reference (with planted emitter mistakes found at their layer),
+the accuracy cost against fp32 on held-out digits, and real engine builds."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import trtnet.emit_trt.quant as eq
+from trtnet import zoo
+from trtnet.check.report import check_graph
+from trtnet.quantize import Histogram, amax_of, quantize
+from trtnet.reference import run_reference
+from trtnet.weights import WeightMap
+
+
+def trained(name):
+    spec = zoo.get(name)
+    m = spec.torch_module()
+    spec.train(m)
+    return spec, spec.graph(WeightMap({k: v.numpy() for k, v in m.state_dict().items()}))
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    from trtnet.zoo.lenet import _digits
+    spec, g = trained("lenet")
+    return g, _digits()[0][0][:256], spec.dataset()
+
+
+def sqnr(got, want):
+    return 10 * np.log10(np.sum(want ** 2) / max(np.sum((got - want) ** 2), 1e-30))
+
+
+def test_placement_lenet(lenet):
+    q = quantize(lenet[0], lenet[1], "int8", method="max", progress=False)
+    ops = {n.name: n.op for n in q.nodes}
+    assert ops["conv1"] == "qconv" and ops["fc3"] == "qfc" and ops["conv1.input_quantizer"] == "fake_quant"
+    fq = {n.name: n for n in q.nodes if n.op == "fake_quant"}
+    assert fq["conv2.weight_quantizer"].attrs["axis"] == 0 and fq["conv2.weight_quantizer"].params["scale"].shape == (16,)
+    assert fq["fc1.input_quantizer"].params["scale"].shape == ()
+    assert not any(n.op == "fake_quant" and n.inputs[0].op in ("qconv", "qfc") for n in q.nodes)  # inputs only
+    kept = quantize(lenet[0], lenet[1], "int8", method="max", keep=["fc3"], progress=False)
+    assert {n.name: n.op for n in kept.nodes}["fc3"] == "fc" and "fc3" not in kept.quant["layers"]
+
+
+def test_residual_adds_and_bn_folded():
+    g = zoo.get("digits_resnet").graph(WeightMap({k: v.numpy() for k, v in zoo.get("digits_resnet").torch_module()
+                                                  .state_dict().items()}))
+    x = np.random.default_rng(0).random((8, 1, 32, 32), dtype=np.float32)
+    q = quantize(g, x, "int8", method="max", progress=False)
+    assert not any(n.op == "bn" for n in q.nodes)
+    adds = [n for n in q.nodes if n.op == "add"]
+    assert adds and all(i.op == "fake_quant" for n in adds for i in n.inputs)
+    expected = run_reference(q, {"data": x[:2]})
+    assert check_graph(q, {"data": x[:2]}, expected, 1e-5).ok
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp8", "int8-weights", "int4-weights"])
+def test_exact_and_accuracy_cost(lenet, precision):
+    g, calib, (x, labels) = lenet
+    q = quantize(g, calib, precision, method="entropy", progress=False)
+    fp16 = q.quant["fp16"]
+    inputs = {"data": x[:16]}
+    report = check_graph(q, inputs, run_reference(q, inputs), 1e-2 if fp16 else 1e-5, fp16=fp16)
+    assert report.ok, report.summary()
+    fp32, quant = run_reference(g, {"data": x})["prob"], run_reference(q, {"data": x})["prob"]
+    assert (fp32.argmax(1) == quant.argmax(1)).mean() > 0.97
+    assert sqnr(quant, fp32) > (8 if precision == "int4-weights" else 20)
+    if precision in ("int8", "fp8"):
+        assert (quant.argmax(1) == labels).mean() >= (fp32.argmax(1) == labels).mean() - 0.005
+
+
+def _plant(monkeypatch, fn):
+    monkeypatch.setattr(eq, "_place", fn)
+    from trtnet.emit_trt.core import EMIT
+    monkeypatch.setitem(EMIT, "fake_quant", eq._fake_quant)
+
+
+def _wrong_axis(layer, n):
+    if n.attrs["axis"] is not None:
+        layer.axis = 1 if n.name.startswith("conv2.weight") else n.attrs["axis"]
+
+
+def _per_tensor(layer, n):
+    if n.name.startswith("conv2.weight"):
+        raise AssertionError  # replaced below by a scalar scale
+
+
+def test_planted_mistakes_name_the_layer(lenet, monkeypatch):
+    g, calib, (x, _) = lenet
+    q = quantize(g, calib, "int8", method="max", progress=False)
+    inputs = {"data": x[:4]}
+    expected = run_reference(q, inputs)
+    node = next(n for n in q.nodes if n.name == "conv2.weight_quantizer")
+    # conv2's kernel (16, 6, 5, 5): quantized along axis 1 would need 6 scales; give it a 16x16 variant instead
+    with monkeypatch.context() as m:   # the weight of fc2 (84, 120) along the wrong axis: a layout mistake
+        sq = next(n for n in q.nodes if n.name == "fc3.weight_quantizer")
+        m.setattr(eq, "_place", lambda layer, n: setattr(layer, "axis", 0) if n.attrs["axis"] is not None else None)
+        assert check_graph(q, inputs, expected, 1e-5).first_bad == "conv1.weight_quantizer"
+    with monkeypatch.context() as m:   # transposed scale of a (out, in) weight: per input feature
+        m.setitem(sq.params, "scale", np.resize(sq.params["scale"], 84))
+        m.setitem(sq.attrs, "axis", 1)
+        assert check_graph(q, inputs, expected, 1e-5).first_bad == "fc3.weight_quantizer"
+    with monkeypatch.context() as m:   # per tensor instead of per channel
+        m.setitem(node.params, "scale", node.params["scale"].max())
+        m.setitem(node.attrs, "axis", None)
+        assert check_graph(q, inputs, expected, 1e-5).first_bad == "conv2.weight_quantizer"
+    with monkeypatch.context() as m:   # Q/DQ on the output of fc1 instead of its input
+        orig = eq.EMIT_QFC if hasattr(eq, "EMIT_QFC") else None
+        from trtnet.emit_trt.core import EMIT
+        inner = EMIT["qfc"]
+
+        def late(e, n, x, w):
+            y = inner(e, n, x, w)
+            if n.name != "fc1":
+                return y
+            y.name = "fc1/early"
+            qn = next(k for k in q.nodes if k.name == "fc1.input_quantizer")
+            s = e.constant(qn.params["scale"], "fc1/s", helper=True)
+            qq = e.network.add_quantize(y, s, e.t.int8)
+            return e.named(e.network.add_dequantize(e.helper(qq, "fc1/q"), s, e.t.float32), "fc1")
+        m.setitem(EMIT, "qfc", late)
+        m.setitem(EMIT, "fake_quant", lambda e, n, x: e.named(e.network.add_identity(x), n.name)
+                  if n.name == "fc1.input_quantizer" else eq._fake_quant(e, n, x))
+        assert check_graph(q, inputs, expected, 1e-5).first_bad == "fc1.input_quantizer"
+    assert orig is None
+
+
+def test_methods_order():
+    h = Histogram()
+    rng = np.random.default_rng(0)
+    h.add(np.concatenate([rng.standard_normal(100000), [40.0]]))
+    got = {m: amax_of(h, m) for m in ("max", "percentile", "entropy", "mse")}
+    assert got["max"] == pytest.approx(40.0)
+    assert all(2.0 < got[m] < 10.0 for m in ("percentile", "entropy", "mse")), got
+
+
+def test_cache_skips_calibration(lenet, tmp_path, monkeypatch):
+    g, calib, _ = lenet
+    cache = tmp_path / "calib.json"
+    a = quantize(g, calib, "int8", method="percentile", cache=str(cache), progress=False)
+    saved = json.loads(cache.read_text())
+    assert saved["method"] == "percentile" and "conv1.input_quantizer" not in saved["amax"] and "data" in saved["amax"]
+    import trtnet.quantize as tq
+    monkeypatch.setattr(tq, "collect", lambda *a, **k: pytest.fail("calibrated again"))
+    b = quantize(g, calib, "int8", method="percentile", cache=str(cache), progress=False)
+    assert b.quant["calibration"]["cached"] and not a.quant["calibration"]["cached"]
+    with pytest.raises(AssertionError):
+        quantize(g, calib[:100], "int8", method="percentile", cache=str(cache), progress=False)
+
+
+def test_modelopt_ranges(lenet, tmp_path):
+    """ModelOpt (nvidia-modelopt, which runs on the CPU here) calibrates the PyTorch module; its amax are used."""
+    mtq = pytest.importorskip("modelopt.torch.quantization")
+    from trtnet.zoo.lenet import LeNet
+    g, calib, _ = lenet
+    m = LeNet().eval()
+    m.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in _state(g).items()}, strict=False)
+    x = torch.from_numpy(calib[:64])
+    m = mtq.quantize(m, mtq.INT8_DEFAULT_CFG, lambda mm: mm(x))
+    path = tmp_path / "modelopt.pth"
+    torch.save(m.state_dict(), path)
+    q = quantize(g, str(path), "int8")
+    fq = {n.name: n for n in q.nodes if n.op == "fake_quant"}
+    want = float(m.state_dict()["fc2.input_quantizer._amax"]) / 127
+    assert float(fq["fc2.input_quantizer"].params["scale"]) == pytest.approx(want, rel=1e-6)
+
+
+def _state(g):
+    out = {}
+    for n in g.nodes:
+        for k, v in n.params.items():
+            out[f"{n.name}.{k}"] = v
+    return out
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp8", "int8-weights", "int4-weights"])
+def test_lenet_engine_builds(lenet, precision, tmp_path):
+    from trtnet.engine import build_engine
+    q = quantize(lenet[0], lenet[1][:64], precision, method="max", progress=False)
+    plan, info = build_engine(q, fp16=q.quant["fp16"], progress=False)
+    assert len(plan) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["int8", "fp8", "int8-weights", "int4-weights"])
+def test_resnet50_engine_builds(precision):
+    from trtnet.engine import build_engine
+    spec = zoo.get("resnet50")
+    m = spec.torch_module().eval()
+    g = spec.graph(WeightMap({k: v.numpy() for k, v in m.state_dict().items()}))
+    x = np.random.default_rng(0).standard_normal((2, 3, 224, 224), dtype=np.float32)
+    q = quantize(g, x, precision, method="max", progress=False, block_size=None)
+    plan, _ = build_engine(q, fp16=q.quant["fp16"], progress=False)
+    assert len(plan) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["int8", "fp8"])
+def test_digits_resnet_accuracy(precision):
+    from trtnet.zoo.lenet import _digits
+    spec, g = trained("digits_resnet")
+    x, labels = spec.dataset()
+    q = quantize(g, _digits()[0][0][:512], precision, method="entropy", progress=False)
+    fp32, quant = run_reference(g, {"data": x})["prob"], run_reference(q, {"data": x})["prob"]
+    assert (quant.argmax(1) == labels).mean() >= (fp32.argmax(1) == labels).mean() - 0.005

@@ -1,0 +1,420 @@
+"""`trtnet.quantize`: a recorded graph -> a new graph with explicit Q/DQ (fake_quant) nodes, as TensorRT's
+explicit quantization wants them: on the inputs of conv, fc and matmul (activation per tensor, weight per
+output channel), on both inputs of a residual add that follows a convolution (so it fuses), BatchNorm folded
+into the convolution before its weights are quantized. Activation ranges come from calibration on the graph's
+PyTorch reference executor (max, percentile, entropy or mse over histograms), kept in a JSON cache; a
+ModelOpt state dict's `*_quantizer._amax` entries may give them instead.
+
+Weight-only precisions (int8-weights, int4-weights) quantize weights only, for an fp16 network."""
+import fnmatch
+import glob
+import hashlib
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from .graph import Graph, GraphError, Node
+from .ops.quant import QMAX, scales
+
+PRECISIONS = ("int8", "fp8", "int8-weights", "int4-weights")
+METHODS = ("entropy", "max", "percentile", "mse")
+BINS = 2048
+QUANTIZED = ("conv", "fc", "matmul")
+
+
+# --- the plan: which tensors are quantized where ---------------------------------------------------------
+def _consumers(graph):
+    out = {}
+    for n in graph.nodes:
+        for i in n.inputs:
+            out.setdefault(i.name, []).append(n)
+    return out
+
+
+def _kept(name, keep):
+    return any(fnmatch.fnmatchcase(name, p) for p in keep)
+
+
+def _folds(graph, consumers):
+    """{bn name: conv node} for each BatchNorm that is the only reader of a 2-D/3-D convolution."""
+    out = {}
+    for n in graph.nodes:
+        if n.op == "bn" and n.inputs[0].op == "conv" and len(consumers.get(n.inputs[0].name, [])) == 1 \
+                and n.inputs[0].name not in {o.name for o in graph.outputs}:
+            out[n.name] = n.inputs[0]
+    return out
+
+
+def _after_conv(x, folds):
+    return x.op == "conv" or (x.op == "bn" and x.name in folds)
+
+
+def plan(graph, precision="int8", keep=()):
+    """{node name: [input indices to quantize as activations]} and the weight-quantized layers, per TensorRT's
+    placement rules; `keep` patterns (fnmatch on node names) stay in higher precision."""
+    consumers = _consumers(graph)
+    folds = _folds(graph, consumers)
+    acts, weights = {}, []
+    for n in graph.nodes:
+        if _kept(n.name, keep) or (n.op in ("bn",) and n.name in folds and _kept(folds[n.name].name, keep)):
+            continue
+        if n.op == "conv" and len(n.attrs["kernel"]) in (2, 3) or n.op == "fc":
+            weights.append(n.name)
+            acts[n.name] = [0]
+        elif n.op == "matmul" and all(i.is_float for i in n.inputs):
+            acts[n.name] = [k for k, i in enumerate(n.inputs) if i.op != "const"]
+            weights += [n.name] if any(i.op == "const" for i in n.inputs) else []
+        elif n.op == "add" and any(_after_conv(i, folds) for i in n.inputs) and all(i.is_float for i in n.inputs):
+            acts[n.name] = [0, 1]
+    if precision in ("int8-weights", "int4-weights"):
+        acts = {}
+    return acts, weights, folds
+
+
+# --- calibration statistics --------------------------------------------------------------------------------
+class Histogram:
+    """|x| counted in bins of a width fixed by the first batch; more bins as larger values come, adjacent bins
+    merged in pairs past 2 * BINS (so one pass over the data suffices)."""
+
+    def __init__(self):
+        self.width, self.counts, self.amax = None, np.zeros(0, np.int64), 0.0
+
+    def add(self, x):
+        a = np.abs(np.asarray(x, np.float32)).ravel()
+        top = float(a.max()) if a.size else 0.0
+        self.amax = max(self.amax, top)
+        if self.width is None:
+            if top == 0:
+                return
+            self.width = top / BINS
+        while top >= self.width * 2 * BINS:
+            c = self.counts
+            c = np.pad(c, (0, len(c) % 2))
+            self.counts, self.width = c[0::2] + c[1::2], self.width * 2
+        idx = np.minimum((a / self.width).astype(np.int64), 2 * BINS - 1)
+        c = np.bincount(idx, minlength=int(idx.max()) + 1 if idx.size else 0)
+        if len(c) > len(self.counts):
+            self.counts = np.pad(self.counts, (0, len(c) - len(self.counts)))
+        self.counts[:len(c)] += c
+
+    def to_dict(self):
+        return {"width": self.width, "counts": self.counts.tolist(), "amax": self.amax}
+
+
+def amax_of(h, method, percentile=99.99, kind="int8"):
+    """The clipping range of a histogram by `method`."""
+    if method == "max" or h.width is None or h.counts.sum() == 0:
+        return h.amax
+    c = h.counts[:np.nonzero(h.counts)[0][-1] + 1].astype(np.float64)
+    edges = np.arange(1, len(c) + 1) * h.width
+    if method == "percentile":
+        return float(min(edges[np.searchsorted(np.cumsum(c) / c.sum(), percentile / 100.0)], h.amax))
+    if method == "entropy":
+        return float(min(_entropy(c, h.width), h.amax))
+    if method == "mse":
+        return float(min(_mse(c, h.width, kind), h.amax))
+    raise ValueError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
+
+
+def _candidates(n, start=128, count=160):
+    return range(min(start, n), n + 1, max(1, (n - start) // count)) if n > start else [n]
+
+
+def _entropy(c, width, levels=128):
+    """TensorRT's entropy calibration: the threshold whose 128-level quantized distribution is closest (KL
+    divergence) to the clipped one, outliers folded into the last bin."""
+    best, best_i = np.inf, len(c)
+    for i in _candidates(len(c)):
+        p = c[:i].copy()
+        p[-1] += c[i:].sum()
+        nz = c[:i] > 0
+        chunks = np.array_split(np.arange(i), min(levels, i))
+        q = np.zeros(i)
+        for ch in chunks:
+            k = nz[ch].sum()
+            if k:
+                q[ch] = np.where(nz[ch], c[ch].sum() / k, 0)
+        if not q.sum():
+            continue
+        mask = p > 0
+        pn, qn = p / p.sum(), q / q.sum()
+        kl = np.inf if (qn[mask] == 0).any() else float(np.sum(pn[mask] * np.log(pn[mask] / qn[mask])))
+        if kl < best:
+            best, best_i = kl, i
+    return best_i * width
+
+
+def _mse(c, width, kind):
+    """The threshold minimising the histogram's expected squared quantization error."""
+    centers = (np.arange(len(c)) + 0.5) * width
+    best, best_a = np.inf, len(c) * width
+    for i in _candidates(len(c)):
+        a = i * width
+        s = a / QMAX[kind]
+        y = centers / s
+        if kind == "fp8":
+            import torch
+            q = torch.from_numpy(np.minimum(y, 448.0)).float().to(torch.float8_e4m3fn).double().numpy()
+        else:
+            q = np.minimum(np.round(y), QMAX[kind])
+        err = float(np.sum(c * (centers - q * s) ** 2))
+        if err < best:
+            best, best_a = err, a
+    return best_a
+
+
+# --- calibration data --------------------------------------------------------------------------------------
+def load_calibration(source, graph, samples=512, preprocess=None):
+    """{input name: array} of up to `samples` samples from an array, a dict, a .npy/.npz file or a folder of
+    images (`preprocess`: resize, crop, mean, std)."""
+    names = [i.name for i in graph.inputs]
+    if isinstance(source, dict):
+        data = {k: np.asarray(v) for k, v in source.items()}
+    elif isinstance(source, np.ndarray):
+        data = {names[0]: source}
+    elif isinstance(source, str) and os.path.isdir(source):
+        data = {names[0]: _images(source, samples, preprocess or {}, graph.inputs[0])}
+    elif isinstance(source, str) and source.endswith(".npz"):
+        z = np.load(source)
+        data = {k: z[k] for k in names} if all(k in z for k in names) else {names[0]: z[z.files[0]]}
+    elif isinstance(source, str) and source.endswith(".npy"):
+        data = {names[0]: np.load(source)}
+    else:
+        raise GraphError(f"calibration data must be an array, a dict, a .npy/.npz file or an image folder; "
+                         f"got {source!r}")
+    missing = [k for k in names if k not in data]
+    if missing:
+        raise GraphError(f"calibration data has no values for input(s) {', '.join(missing)}")
+    return {k: np.ascontiguousarray(v[:samples]) for k, v in data.items() if k in names}
+
+
+def _images(folder, samples, spec, node):
+    """Images of a folder, resized (shorter side), centre-cropped, scaled to [0, 1], normalised, NCHW."""
+    from PIL import Image
+    files = sorted(f for e in ("png", "jpg", "jpeg", "bmp") for f in glob.glob(os.path.join(folder, f"*.{e}")))
+    if not files:
+        raise GraphError(f"no images (png, jpg, bmp) in {folder}")
+    c = node.shape[1] if isinstance(node.shape[1], int) else 3
+    crop = spec.get("crop") or tuple(d if isinstance(d, int) else 224 for d in node.shape[2:4])
+    crop = (crop, crop) if isinstance(crop, int) else tuple(crop)
+    mean = np.asarray(spec.get("mean", [0.0] * c), np.float32).reshape(-1, 1, 1)
+    std = np.asarray(spec.get("std", [1.0] * c), np.float32).reshape(-1, 1, 1)
+    out = []
+    for f in files[:samples]:
+        im = Image.open(f).convert("L" if c == 1 else "RGB")
+        r = spec.get("resize", max(crop))
+        s = r / min(im.size)
+        im = im.resize((max(crop[1], round(im.size[0] * s)), max(crop[0], round(im.size[1] * s))), Image.BILINEAR)
+        left, top = (im.size[0] - crop[1]) // 2, (im.size[1] - crop[0]) // 2
+        a = np.asarray(im.crop((left, top, left + crop[1], top + crop[0])), np.float32) / 255.0
+        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+        out.append((a - mean) / std)
+    return np.stack(out).astype(np.float32)
+
+
+def fingerprint(data):
+    h = hashlib.sha256()
+    for k in sorted(data):
+        a = np.ascontiguousarray(data[k])
+        h.update(k.encode() + str(a.shape).encode() + str(a.dtype).encode() + a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def collect(graph, data, tensors, batch=32, progress=None):
+    """A Histogram of each tensor in `tensors`, the reference executor run over `data` in batches."""
+    from .reference import run_reference
+    hists = {t: Histogram() for t in tensors}
+    n = len(next(iter(data.values())))
+    steps = range(0, n, batch)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if progress:
+        from tqdm import tqdm
+        steps = tqdm(steps, desc="calibrating", unit="batch")
+    for s in steps:
+        vals = run_reference(graph, {k: v[s:s + batch] for k, v in data.items()}, outputs="all")
+        for t in tensors:
+            hists[t].add(vals[t])
+    return hists
+
+
+# --- the transform -------------------------------------------------------------------------------------------
+def read_modelopt(path):
+    """{'layer.input_quantizer': amax, ...} from a ModelOpt state dict's `*_quantizer._amax` keys."""
+    import torch
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = state.get("model_state_dict", state.get("state_dict", state)) if isinstance(state, dict) else state
+    out = {k[:-len("._amax")]: v.float().numpy() for k, v in state.items()
+           if k.endswith("_quantizer._amax") and hasattr(v, "numpy")}
+    if not out:
+        raise GraphError(f"{path}: no '*_quantizer._amax' entries (a ModelOpt-quantized model's state dict)")
+    return out
+
+
+def _kind(precision):
+    return {"int8": "int8", "fp8": "fp8", "int8-weights": "int8", "int4-weights": "int4"}[precision]
+
+
+def calibrate(graph, calibration, precision="int8", method="entropy", percentile=99.99, keep=(), cache=None,
+              samples=512, batch=32, progress=None, preprocess=None):
+    """{tensor name: amax} for every activation `plan` quantizes: from the cache when its data fingerprint and
+    method match, else from calibration (and written to the cache)."""
+    acts, _, _ = plan(graph, precision, keep)
+    names = {n.name: n for n in graph.nodes}
+    tensors = sorted({names[k].inputs[i].name for k, idx in acts.items() for i in idx})
+    if not tensors:
+        return {}, {"method": method, "seconds": 0.0, "cached": False}
+    data = load_calibration(calibration, graph, samples, preprocess)
+    fp = fingerprint(data)
+    key = {"graph": graph.name, "precision": precision, "method": method, "percentile": percentile,
+           "fingerprint": fp, "samples": len(next(iter(data.values())))}
+    if cache and os.path.exists(cache):
+        with open(cache) as f:
+            saved = json.load(f)
+        if all(saved.get(k) == v for k, v in key.items()) and all(t in saved["amax"] for t in tensors):
+            return {t: saved["amax"][t] for t in tensors}, dict(key, seconds=0.0, cached=True)
+    start = time.perf_counter()
+    hists = collect(graph, data, tensors, batch, progress)
+    amax = {t: amax_of(h, method, percentile, _kind(precision)) for t, h in hists.items()}
+    info = dict(key, seconds=time.perf_counter() - start, cached=False)
+    if cache:
+        from .engine import write_atomic
+        write_atomic(cache, (json.dumps(dict(key, amax=amax), indent=1) + "\n").encode())
+    return amax, info
+
+
+def quantize(graph, calibration=None, precision="int8", method="entropy", percentile=99.99, keep=(),
+             block_size=128, cache=None, samples=512, batch=32, progress=None, preprocess=None, amax=None):
+    """A new graph with explicit quantization (see the module's docstring). `calibration`: data (array, dict,
+    .npy/.npz, image folder) or a ModelOpt checkpoint (.pth/.pt, its `*_quantizer._amax` used as given);
+    `amax` ({tensor name: amax}) skips calibration. The result's `.quant` says what was done."""
+    if precision not in PRECISIONS:
+        raise GraphError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if method not in METHODS:
+        raise GraphError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
+    keep = [keep] if isinstance(keep, str) else list(keep)
+    quantizers, info = {}, {"method": method, "seconds": 0.0, "cached": False}
+    if isinstance(calibration, str) and calibration.endswith((".pth", ".pt")):
+        quantizers, info = read_modelopt(calibration), {"method": "modelopt", "seconds": 0.0, "cached": False,
+                                                        "source": calibration}
+    elif amax is None and precision in ("int8", "fp8"):
+        if calibration is None:
+            raise GraphError(f"{precision} needs calibration data (or a ModelOpt checkpoint)")
+        amax, info = calibrate(graph, calibration, precision, method, percentile, keep, cache, samples, batch,
+                               progress, preprocess)
+    q = _Rewrite(graph, precision, keep, amax or {}, quantizers, block_size).run()
+    q.quant.update(calibration=info)
+    return q
+
+
+class _Rewrite:
+    """Copies the graph node by node, folding BatchNorm and inserting fake_quant nodes."""
+
+    def __init__(self, graph, precision, keep, amax, quantizers, block_size):
+        self.g, self.precision, self.kind = graph, precision, _kind(precision)
+        self.acts, self.weights, self.folds = plan(graph, precision, keep)
+        self.amax, self.quantizers, self.block = amax, quantizers, block_size
+        self.new = Graph(graph.name)
+        self.new.dims, self.new.ranges = dict(graph.dims), dict(graph.ranges)
+        self.map, self.count = {}, 0
+
+    def run(self):
+        folded = {c.name for c in self.folds.values()}
+        for n in self.g.nodes:
+            if n.name in folded:
+                continue
+            if n.name in self.folds:
+                conv = self.folds[n.name]
+                self.map[n.name] = self._conv(conv, n, [self._act(conv, 0, conv.inputs[0])])
+                continue
+            ins = [self._act(n, k, i) for k, i in enumerate(n.inputs)]
+            if n.name in self.weights:
+                self.map[n.name] = self._weighted(n, ins)
+            else:
+                self.map[n.name] = self._copy(n, ins)
+        self.new.outputs = [self.map[o.name] for o in self.g.outputs]
+        fq = [n for n in self.new.nodes if n.op == "fake_quant"]
+        self.new.quant = {"precision": self.precision, "fp16": self.precision.endswith("-weights"),
+                          "layers": [n.name for n in self.new.nodes if n.op in ("qconv", "qfc") or
+                                     n.op in ("matmul", "add") and any(i.op == "fake_quant" for i in n.inputs)],
+                          "quantizers": len(fq)}
+        return self.new
+
+    def _add(self, op, inputs, shape, attrs, params, name, dtype, where=None):
+        node = self.new.add(op, inputs, shape, attrs, params, name, dtype)
+        node.where = where or node.where
+        return node
+
+    def _copy(self, n, ins, name=None):
+        return self._add(n.op, ins, n.shape, dict(n.attrs), dict(n.params), name or n.name, n.dtype, n.where)
+
+    def _act(self, n, k, i):
+        x = self.map[i.name]
+        if k not in self.acts.get(n.name, []):
+            return x
+        key = f"{n.name}.input_quantizer" if k == 0 else f"{n.name}.input{k}_quantizer"
+        if key in self.quantizers:
+            amax = float(np.max(self.quantizers[key]))
+        elif i.name in self.amax:
+            amax = float(self.amax[i.name])
+        else:
+            raise GraphError(f"layer '{n.name}': no calibrated range for its input '{i.name}'")
+        return self._fq(x, amax, None, None, key)
+
+    def _fq(self, x, amax, axis, block, name, dtype=None):
+        scale = scales(amax, self.kind)
+        if self.precision.endswith("-weights"):   # the fp16 network holds the scale in half precision
+            scale = np.maximum(scale.astype(np.float16), np.float16(6e-8)).astype(np.float32)
+        return self._add("fake_quant", [x], x.shape, dict(kind=self.kind, axis=axis, block=block), {"scale": scale},
+                         self.new.unique(name), dtype or x.dtype)
+
+    def _weight(self, layer, w, axis, block_axis=None, given=True):
+        """The fake-quantized constant weight of `layer`: per `axis`, or INT4 blocks along `block_axis`."""
+        if self.precision.endswith("-weights"):   # as the fp16 network holds it
+            w = w.astype(np.float16).astype(np.float32)
+        c = self._add("const", [], w.shape, {}, {"value": w}, self.new.unique(f"{layer}.weight"), "float32")
+        key = f"{layer}.weight_quantizer"
+        reduce = tuple(d for d in range(w.ndim) if d != axis)
+        if self.kind == "int4" and block_axis is not None and self.block and w.shape[block_axis] % self.block == 0:
+            shape = list(w.shape)
+            shape[block_axis:block_axis + 1] = [w.shape[block_axis] // self.block, self.block]
+            amax = np.abs(w).reshape(shape).max(block_axis + 1)
+            return self._fq(c, amax, block_axis, self.block, key)
+        amax = self.quantizers.get(key) if given else None   # a ModelOpt range of unfolded weights
+        amax = np.abs(w).max(reduce) if amax is None or np.size(amax) != w.shape[axis] else np.ravel(amax)
+        return self._fq(c, amax, axis, None, key)
+
+    def _weighted(self, n, ins):
+        if n.op == "conv":
+            return self._conv(n, None, ins)
+        if n.op == "fc":
+            w = self._weight(n.name, n.params["weight"], 0, 1)
+            return self._add("qfc", [ins[0], w], n.shape, dict(n.attrs), _bias(n.params), n.name, n.dtype, n.where)
+        k = next(k for k, i in enumerate(n.inputs) if i.op == "const")   # matmul by a constant (K, N) matrix
+        value = n.inputs[k].params["value"].astype(np.float32)
+        ins[k] = self._weight(n.name, value, value.ndim - 1 if k == 1 else value.ndim - 2)
+        return self._copy(n, ins)
+
+    def _conv(self, conv, bn, ins):
+        """The convolution (BatchNorm folded in) with its kernel fake-quantized per output channel."""
+        w, b = conv.params["weight"], conv.params.get("bias")
+        if bn is not None:
+            p = bn.params
+            s = p["weight"] / np.sqrt(p["running_var"] + bn.attrs["eps"])
+            w = w * s.reshape(-1, *(1,) * (w.ndim - 1))
+            b = (0 if b is None else b) * s + p["bias"] - p["running_mean"] * s
+        w = w.astype(np.float32)
+        params = {} if b is None else {"bias": np.asarray(b, np.float32)}
+        name = conv.name if bn is None else bn.name
+        if conv.name not in self.weights:
+            return self._add("conv", ins[:1], conv.shape, dict(conv.attrs), dict(params, weight=w), name,
+                             conv.dtype, conv.where)
+        wq = self._weight(conv.name, w, 0, given=bn is None)
+        return self._add("qconv", [ins[0], wq], conv.shape, dict(conv.attrs), params, name, conv.dtype, conv.where)
+
+
+def _bias(params):
+    return {"bias": params["bias"]} if "bias" in params else {}
