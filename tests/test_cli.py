@@ -111,7 +111,7 @@ def test_build_api_on_a_recorded_graph(tmp_path, rng):
     w = tn.WeightMap({"c.weight": rng.standard_normal((4, 3, 3, 3), dtype=np.float32)})
     g = tn.Graph("mine")
     x = g.input("data", (3, 8, 8))
-    g.output(tn.softmax(tn.flatten(tn.avg_pool(tn.relu(tn.conv(x, w["c"], padding=1)), 3, 2, 1)), axis=1), "prob")
+    g.output(tn.softmax(tn.flatten(tn.avg_pool(tn.relu(tn.conv(x, w["c"], padding=1)), 3, 2, 1), 1), dim=1), "prob")
     report = tn.build(g, output=str(tmp_path / "mine.engine"), profiles=(1, 2, 4), progress=False)
     assert (tmp_path / "mine.engine").stat().st_size == report.engine.size > 0
     assert report.ok and report.checks and report.checks[0][1]["rel"] <= 1e-5, report.summary()

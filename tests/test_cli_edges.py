@@ -263,29 +263,23 @@ def test_signal_while_loading(tmp_path, sig, code):
 
 
 @pytest.mark.slow
-def test_sigint_during_tensorrt_build(tmp_path):
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_during_tensorrt_build(tmp_path, sig, code):
+    """Sent once TensorRT logs that its build began (-v forwards its log): stops within 2 s, nothing written."""
     r = run(os.path.join(ROOT, "scripts", "export_wts.py"), "resnet152", "--format", "safetensors", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    p = subprocess.Popen([sys.executable, "-m", "trtnet.build", "resnet152", "--no-verify", "-o", "e/m.engine"],
-                         cwd=tmp_path, env=dict(ENV, TRTNET_DEBUG="0"), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    import trtnet  # noqa: F401
-    while time.time() < deadline and p.poll() is None:
-        time.sleep(0.2)
-        if _in_tensorrt_build(p.pid):
+    p = subprocess.Popen([sys.executable, "-m", "trtnet.build", "resnet152", "--no-verify", "-v", "-o", "e/m.engine"],
+                         cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in p.stderr:
+        seen.append(line)
+        if "trtnet.tensorrt:" in line:
             break
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     start = time.perf_counter()
     out, err = p.communicate(timeout=60)
-    assert p.returncode == 130 and time.perf_counter() - start < 2, (p.returncode, err)
-    assert "interrupted (SIGINT) while TensorRT build" in err, err
+    took = time.perf_counter() - start
+    err = "".join(seen) + err
+    assert p.returncode == code and took < 2, (p.returncode, took, err[-2000:])
+    assert f"interrupted ({sig.name}) while TensorRT build" in err, err[-2000:]
     assert not (tmp_path / "e").exists()
-
-
-def _in_tensorrt_build(pid):
-    """True once the process has many threads (TensorRT's builder) or has run a while."""
-    try:
-        return len(os.listdir(f"/proc/{pid}/task")) > 40
-    except OSError:
-        return False

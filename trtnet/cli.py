@@ -218,7 +218,7 @@ class Timeline:
 
     def __init__(self, show=None):
         self.show = sys.stderr.isatty() if show is None else show
-        self.seconds, self.stack, self.failed_in = {}, [], None
+        self.seconds, self.stack, self.failed_in, self.finished = {}, [], None, []
 
     @property
     def current(self):
@@ -241,6 +241,8 @@ class Timeline:
             took = time.perf_counter() - start
             self.stack.pop()
             self.seconds[name] = self.seconds.get(name, 0.0) + took
+            if name not in self.finished:
+                self.finished.append(name)
             if self.stack:
                 parent = self.stack[-1]
                 self.seconds[parent] = self.seconds.get(parent, 0.0) - took
@@ -259,7 +261,9 @@ class Timeline:
         return lambda: setattr(owner, attr, fn)
 
     def summary(self):
-        return "  time     " + ", ".join(f"{k} {v:.2f} s" for k, v in self.seconds.items() if v >= 0.005)
+        """The parts in the order they first finished (a part holding others comes after them)."""
+        return "  time     " + ", ".join(f"{k} {self.seconds[k]:.2f} s" for k in self.finished
+                                         if self.seconds[k] >= 0.005)
 
 
 class _Ticker:
