@@ -536,7 +536,7 @@ def write_body(p, g, inputs, outputs, calls, fixed=None):
         code, kind = write_node(p, c, it)
         if kind == "skip":
             continue
-        if kind == "pass":
+        if kind == "pass" and (re.fullmatch(r"\w+", strip(code)) or _uses(it) <= 1):
             c.env[it] = code
             continue
         value = p.values.get(it)
@@ -753,7 +753,7 @@ def _flatten_out(a):
 def _render(defs, body, outx, out_names, placeholders, inputs, name, header, register_line, imports, p):
     used = sorted(p.used - p.functions_names)
     lines = [f'"""{header[0]}', "", *header[1:], '"""', *imports,
-             f"from trtnet import {', '.join(['Graph'] + used)}", "from trtnet.zoo import register", "", ""]
+             f"from trtnet import ({', '.join(['Graph'] + used)})", "from trtnet.zoo import register", "", ""]
     for fn, sig, fbody, cls in defs:
         lines += [f"def {fn}({sig}):", f'    """{cls.__module__}.{cls.__qualname__}."""']
         lines += ["    " + ln for ln in fold_loops([strip(x) for x in fbody])]
@@ -781,16 +781,19 @@ def _wrap(line, width=119):
     if len(line) <= width:
         return line
     indent = len(line) - len(line.lstrip())
-    depth, cut = 0, None
-    for i, ch in enumerate(line):
-        if ch in "([{":
-            depth += 1
-            if depth == 1 and cut is None:
-                open_at = i
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "," and depth == 1 and i < width:
-            cut = i
+    for level in (1, 2, 3):
+        depth, cut, opens = 0, None, []
+        for i, ch in enumerate(line):
+            if ch in "([{":
+                depth += 1
+                opens.append(i)
+            elif ch in ")]}":
+                depth -= 1
+                opens.pop()
+            elif ch == "," and depth == level and i < width:
+                cut, open_at = i, opens[-1]
+        if cut is not None:
+            break
     if cut is None:
         return line
     rest = " " * (open_at + 1) + line[cut + 1:].lstrip()
