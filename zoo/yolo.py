@@ -284,9 +284,20 @@ def ultralytics_state(path, trust=False):
     return {k: v.detach().float().numpy() for k, v in model.float().state_dict().items()}
 
 
+def smooth_images(n, size):
+    """Seeded (n, 3, size, size) images in [0, 1] whose detail spans all scales, as in photographs: noise
+    upsampled from 4, 16, 64 and `size` pixels, summed and brought to a photograph's mean and contrast."""
+    import torch
+    import torch.nn.functional as F
+    layers = [F.interpolate(torch.rand(n, 3, s, s), size=(size, size), mode="bilinear") for s in (4, 16, 64, size)]
+    x = sum(layers)
+    x = (x - x.mean()) / x.std()
+    return (x * 0.28 + 0.45).clamp(0, 1)
+
+
 def calibrate(module):
     """Seeded init as a trained model holds it: randomize_trivial's BatchNorm affine terms and perturbed constants,
-    then running statistics measured on seeded images (one pass in training mode). With statistics that do not
+    then running statistics measured on seeded smooth images (one pass in training mode). With statistics that do not
     match the activations, the signal fades through the depth and most anchors' scores tie, which leaves the
     top-k order to rounding."""
     import torch
@@ -297,7 +308,7 @@ def calibrate(module):
         m.momentum = None                    # a plain average over the pass
     module.train()
     with torch.no_grad():
-        module.detection_model[0](torch.rand(4, 3, 256, 256))
+        module.detection_model[0](smooth_images(4, 256))
     for m in norms:
         m.momentum = 0.03
     module.eval()
