@@ -283,3 +283,9 @@ def test_signal_during_tensorrt_build(tmp_path, sig, code):
     assert p.returncode == code and took < 2, (p.returncode, took, err[-2000:])
     assert f"interrupted ({sig.name}) while TensorRT build" in err, err[-2000:]
     assert not (tmp_path / "e").exists()
+
+
+def test_zoo_module_listed_without_its_file(tmp_path):
+    code = ("import sys\nimport trtnet.zoo as z\nz.MODULES += ('no_such_zoo_module',)\n"
+            "from trtnet.build.__main__ import main\nsys.exit(main(['lenet']))\n")
+    one_line_error(run("-c", code, cwd=tmp_path), "no_such_zoo_module")

@@ -383,24 +383,25 @@ def run_command(args, fn, timeline):
     try:
         return fn()
     except Interrupted as e:
-        remove_pending()
-        print(f"interrupted ({_signame(e.signum)}) while {timeline.current}", file=sys.stderr)
-        return 128 + e.signum
+        _stopped(e.signum, timeline)
     except KeyboardInterrupt:
-        remove_pending()
-        print(f"interrupted (SIGINT) while {timeline.current}", file=sys.stderr)
-        return 130
+        _stopped(signal.SIGINT, timeline)
     except Exception as e:  # noqa: BLE001  (every failure is reported; tracebacks on request)
         if signals.signum is not None:  # TensorRT stopped because the monitor asked it to
-            remove_pending()
-            print(f"interrupted ({_signame(signals.signum)}) while {timeline.current}", file=sys.stderr)
-            return 128 + signals.signum
+            _stopped(signals.signum, timeline)
         if _debug(args):
             import traceback
             traceback.print_exc()
         print(f"error: {message(e)}", file=sys.stderr)
         return 1
 
+
+def _stopped(signum, timeline):
+    """Say what was interrupted and exit at once: tearing down torch and TensorRT can take seconds."""
+    remove_pending()
+    print(f"interrupted ({_signame(signum)}) while {timeline.current}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(128 + signum)
 
 def setup(args):
     import logging
