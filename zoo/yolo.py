@@ -284,15 +284,24 @@ def ultralytics_state(path, trust=False):
     return {k: v.detach().float().numpy() for k, v in model.float().state_dict().items()}
 
 
-def smooth_images(n, size):
-    """Seeded (n, 3, size, size) images in [0, 1] whose detail spans all scales, as in photographs: noise
-    upsampled from 4, 16, 64 and `size` pixels, summed and brought to a photograph's mean and contrast."""
+def smooth_images(n, h, w, generator=None):
+    """Seeded (n, 3, h, w) images in [0, 1] whose detail spans all scales, as in photographs: noise upsampled
+    from 1/64, 1/16, 1/4 and full size, summed and brought to a photograph's mean and contrast."""
     import torch
     import torch.nn.functional as F
-    layers = [F.interpolate(torch.rand(n, 3, s, s), size=(size, size), mode="bilinear") for s in (4, 16, 64, size)]
+    layers = [F.interpolate(torch.rand(n, 3, max(h // f, 1), max(w // f, 1), generator=generator), size=(h, w),
+                            mode="bilinear") for f in (64, 16, 4, 1)]
     x = sum(layers)
     x = (x - x.mean()) / x.std()
     return (x * 0.28 + 0.45).clamp(0, 1)
+
+
+def sample_images(graph, env, rng):
+    """Photograph-like inputs for checks: the network's scores stay in range (noise of unit variance saturates
+    them, which leaves the top-k order to rounding)."""
+    import torch
+    gen = torch.Generator().manual_seed(int(rng.integers(2 ** 31)))
+    return {"images": smooth_images(env["N"], env["H"], env["W"], gen).numpy()}
 
 
 def calibrate(module):
@@ -308,7 +317,7 @@ def calibrate(module):
         m.momentum = None                    # a plain average over the pass
     module.train()
     with torch.no_grad():
-        module.detection_model[0](smooth_images(4, 256))
+        module.detection_model[0](smooth_images(4, 256, 256))
     for m in norms:
         m.momentum = 0.03
     module.eval()
@@ -319,6 +328,7 @@ def _register(name):
     doc = (f"Ultralytics {name} detector (depth {depth}, width {width}), 3xHxW in [0, 1] with H, W multiples of 32; "
            f"outputs the {MAX_DET} best boxes (xyxy pixels), scores and int32 classes before NMS")
     register(name, (3, "H", "W"), lambda: reference(name), doc=doc, test_shape=(3, 160, 160), train=calibrate,
+             inputs=sample_images,
              slow=name.endswith("s"))(lambda w, shape: yolo(w, shape, name))
 
 
