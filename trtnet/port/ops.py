@@ -14,7 +14,7 @@ INFIX = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "div": "/", "floord
          "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "and_": "&", "or_": "|"}
 PASS = {"contiguous", "clone", "detach", "dropout", "dropout1d", "dropout2d", "dropout3d", "alias", "lift_fresh_copy",
         "feature_dropout", "alpha_dropout", "_assert", "_assert_async", "requires_grad_", "_assert_is_none",
-        "_assert_scalar", "_assert_tensor_metadata", "sym_constrain_range_for_size"}
+        "_assert_scalar", "_assert_tensor_metadata", "sym_constrain_range_for_size", "stochastic_depth"}
 DROP_KW = {"inplace", "_stacklevel", "memory_format", "recompute_scale_factor", "antialias", "layout", "device",
            "pin_memory", "non_blocking", "copy"}
 RENAME = {"view": "reshape", "_unsafe_view": "reshape", "adaptive_avg_pool1d": "adaptive_avg_pool",
