@@ -7,7 +7,8 @@ from .ops import __all__ as _ops
 from .weights import MissingWeightError, WeightFileError, WeightMap, load_weights, save_safetensors, save_wts
 from .build import build  # noqa: E402  (the function shadows the subpackage name, as intended)
 from .check import check  # noqa: E402
+from .quantize import quantize  # noqa: E402  (the function shadows the module name, as build does)
 
 __version__ = "0.2.0"
 __all__ = ["Graph", "GraphError", "Node", "MissingWeightError", "WeightFileError", "WeightMap", "load_weights",
-           "save_safetensors", "save_wts", "build", "check", *_ops]
+           "save_safetensors", "save_wts", "build", "check", "quantize", *_ops]
