@@ -191,39 +191,14 @@ def execution_unavailable(device=0):
 
 
 def run_engine(plan, inputs, device=0, max_batch=None):
-    """Deserialize `plan` on GPU `device` and run it on `inputs` ({name: array}) via tensor addresses,
-    in chunks of `max_batch` samples (the profile's maximum) through one execution context."""
-    import torch
-    t = backend.trt()
-    errors = backend.logger().errors
-    errors.clear()
+    """Run `plan` on GPU `device` (trtnet.runtime.Engine) on `inputs` ({name: array}), in chunks of `max_batch`
+    samples along the batch (the profile's maximum) through one execution context."""
+    from .runtime import Engine
+    engine = Engine(plan, device)
     n = len(next(iter(inputs.values())))
     step = max_batch or n
-    with torch.cuda.device(device):
-        engine = t.Runtime(backend.logger()).deserialize_cuda_engine(plan)
-        if engine is None:
-            raise BuildError(f"TensorRT could not deserialize the engine on GPU {device}: " + "; ".join(errors))
-        context = engine.create_execution_context()
-        stream = torch.cuda.Stream(device)
-        outputs = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)
-                   if engine.get_tensor_mode(engine.get_tensor_name(i)) == t.TensorIOMode.OUTPUT]
-        chunks = {name: [] for name in outputs}
-        for start in range(0, n, step):
-            buffers = {}
-            for name, arr in inputs.items():
-                buffers[name] = torch.from_numpy(np.ascontiguousarray(arr[start:start + step])).to(f"cuda:{device}")
-                context.set_input_shape(name, tuple(buffers[name].shape))
-            for name in outputs:
-                dtype = torch.float16 if engine.get_tensor_dtype(name) == t.float16 else torch.float32
-                buffers[name] = torch.empty(tuple(context.get_tensor_shape(name)), dtype=dtype, device=f"cuda:{device}")
-            for name, buf in buffers.items():
-                context.set_tensor_address(name, buf.data_ptr())
-            if not context.execute_async_v3(stream.cuda_stream):
-                raise BuildError("TensorRT failed to execute the engine: " + "; ".join(errors))
-            stream.synchronize()
-            for name in outputs:
-                chunks[name].append(buffers[name].float().cpu().numpy())
-        return {name: np.concatenate(c) for name, c in chunks.items()}
+    chunks = [engine(**{k: v[i:i + step] for k, v in inputs.items()}) for i in range(0, n, step)]
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
 def compare(actual, expected):
