@@ -277,6 +277,26 @@ def test_bad_wts(tmp_path, case):
     assert_one_line(e, str(path), *parts)
 
 
+@pytest.mark.parametrize("case", BAD_WTS)
+def test_bad_wts_read_in_tiny_blocks(tmp_path, monkeypatch, case):
+    """Lines longer than the read buffer give the same errors as lines within it."""
+    path = write(tmp_path / "bad.wts", BAD_WTS[case][0])
+    with pytest.raises(WeightFileError) as whole:
+        load_weights(path)
+    monkeypatch.setattr(W, "_BLOCK", 3)
+    with pytest.raises(WeightFileError) as tiny:
+        load_weights(path)
+    assert str(tiny.value) == str(whole.value)
+
+
+def test_wts_read_in_tiny_blocks(tmp_path, sd, monkeypatch):
+    save_wts(sd, tmp_path / "m.wts")
+    monkeypatch.setattr(W, "_BLOCK", 5)
+    w = load_weights(tmp_path / "m.wts")
+    for name, a in sd.items():
+        np.testing.assert_array_equal(w[name], a.reshape(-1).astype(np.float32))
+
+
 @pytest.mark.parametrize("text", ["1000000000\nw 1 0\n", "1\nw 1000000000 0 0\n",
                                   "1\nw 999999999999999999 0\n", "999999999999999999\n"])
 def test_huge_counts_fail_without_allocating(tmp_path, text):

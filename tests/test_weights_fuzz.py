@@ -186,10 +186,10 @@ def wts_texts(draw):
 @CI
 @given(wts_texts(), st.integers(1, 24))
 def test_wts_by_structure(text, piece):
-    """Also parsed in tiny blocks: block boundaries must not change what loads."""
+    """Also read and parsed in tiny blocks: block boundaries must not change what loads."""
     path = put(text.encode(), ".wts")
     whole = outcome(path)
-    with mock.patch.object(W, "_PIECE", piece):
+    with mock.patch.multiple(W, _PIECE=piece, _BLOCK=piece):
         blocks = outcome(path)
     assert type(whole) is type(blocks)
     if not isinstance(whole, WeightFileError):

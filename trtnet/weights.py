@@ -24,6 +24,7 @@ SUFFIXES = (".wts", ".pth", ".pt", ".safetensors")
 CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights", "ema")
 _CHUNK = 1 << 16  # values per block in the .wts fast path: keeps temporaries in L2 cache
 _PIECE = 1 << 20  # line bytes per block in the general .wts path: bounds its temporaries
+_BLOCK = 1 << 23  # bytes read at a time from a .wts file
 _WS = b" \t\r\f\v"
 _COUNT = re.compile(rb"\d{1,18}")
 _HEAD = re.compile(rb"[ \t\r\f\v]*(\S+)(?:[ \t\r\f\v]+(\S+))?[ \t\r\f\v]*")
@@ -219,48 +220,67 @@ def _brief(value, limit=60):
 def _read_wts(path):
     """Parse tensorrtx text: line 1 the tensor count, then `name count hex hex ...` per tensor.
 
-    Read whole rather than mapped, so that the file shrinking underneath cannot fault the process.
+    Read in blocks rather than mapped, so that the file shrinking underneath cannot fault the process.
     """
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            return _parse_wts(_wts_lines(f, min(size + 1, _BLOCK)), size, path)
     except OSError as e:
         raise WeightFileError(f"{path}: cannot read: {_first_line(e)}") from None
-    return _parse_wts(data, path)
 
 
-def _parse_wts(data, path):
-    if _BLANK.match(data).end() == len(data):
+def _wts_lines(f, block):
+    """(buffer, start, end) per line, newline excluded; the buffer is reused: a line lasts until the next.
+
+    It grows only to hold the longest line, so a long file costs no more than its longest line.
+    """
+    buf, start, scanned, filled = bytearray(block), 0, 0, 0
+    while True:
+        nl = buf.find(b"\n", scanned, filled)
+        if nl >= 0:
+            yield buf, start, nl
+            start = scanned = nl + 1
+            continue
+        buf[:filled - start] = buf[start:filled]
+        start, scanned, filled = 0, filled - start, filled - start
+        if filled == len(buf):
+            buf.extend(bytes(len(buf)))
+        n = f.readinto(memoryview(buf)[filled:])
+        if not n:
+            if filled:
+                yield buf, 0, filled
+            return
+        filled += n
+
+
+def _parse_wts(lines, size, path):
+    data, start, end = next(lines, (b"", 0, 0))
+    head = data[start:end].strip()
+    if not head and all(_BLANK.fullmatch(*line) for line in lines):
         raise WeightFileError(f"{path}: empty file: expected the tensor count on line 1")
-    end = _eol(data, 0)
-    head = data[:end].strip()
     if not _COUNT.fullmatch(head):
         raise WeightFileError(f"{path}: line 1: expected the tensor count, got {_show(head)}")
-    count, pos = int(head), min(end + 1, len(data))
-    room = (len(data) - pos + 1) // 4  # the shortest tensor line is "a 0\n"
+    count = int(head)
+    room = (size - min(end - start + 1, size) + 1) // 4  # the shortest tensor line is "a 0\n"
     if count > room:
         raise WeightFileError(f"{path}: line 1: declares {count} tensors but the file has room for at most {room}")
-    tensors, lines = {}, {}
+    tensors, first_seen = {}, {}
     for lineno in range(2, count + 2):
-        if pos >= len(data):
+        line = next(lines, None)
+        if line is None:
             raise WeightFileError(f"{path}: line {lineno}: file ends after {lineno - 2} "
                                   f"of the {count} tensors declared on line 1")
-        end = _eol(data, pos)
-        name, values = _read_wts_line(data, pos, end, f"{path}: line {lineno}")
+        name, values = _read_wts_line(*line, f"{path}: line {lineno}")
         if name in tensors:
-            raise WeightFileError(f"{path}: line {lineno}: tensor {name!r} again (first on line {lines[name]})")
-        tensors[name], lines[name] = values, lineno
-        pos = end + 1
-    rest = _BLANK.match(data, min(pos, len(data))).end()
-    if rest < len(data):
-        lineno = count + 2 + data[pos:rest].count(b"\n")
-        raise WeightFileError(f"{path}: line {lineno}: unexpected {_show(data[rest:_eol(data, rest)])} "
-                              f"after the {count} tensors declared on line 1")
+            raise WeightFileError(f"{path}: line {lineno}: tensor {name!r} again (first on line {first_seen[name]})")
+        tensors[name], first_seen[name] = values, lineno
+    for lineno, (data, start, end) in enumerate(lines, count + 2):
+        rest = _BLANK.match(data, start, end).end()
+        if rest < end:
+            raise WeightFileError(f"{path}: line {lineno}: unexpected {_show(data[rest:end])} "
+                                  f"after the {count} tensors declared on line 1")
     return tensors
-
-
-def _eol(data, pos):
-    end = data.find(b"\n", pos)
-    return len(data) if end < 0 else end
 
 
 def _read_wts_line(data, start, end, where):
