@@ -82,7 +82,6 @@ def test_import_trtnet_is_light(tmp_path):
     (["trtnet.build", "lenet", "--weights", "."], ["--weights", "directory"]),
 ])
 def test_arguments_refused_before_loading(args, needles, tmp_path):
-    import trtnet.cli as cli  # noqa: F401
     r = run("-m", *args, cwd=tmp_path)
     one_line_error(r, *needles)
 

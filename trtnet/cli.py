@@ -262,8 +262,7 @@ class Timeline:
 
     def summary(self):
         """The parts in the order they first finished (a part holding others comes after them)."""
-        return "  time     " + ", ".join(f"{k} {self.seconds[k]:.2f} s" for k in self.finished
-                                         if self.seconds[k] >= 0.005)
+        return "  time     " + ", ".join(f"{k} {max(self.seconds[k], 0):.2f} s" for k in self.finished)
 
 
 class _Ticker:
@@ -316,8 +315,11 @@ class Signals:
         raise Interrupted(signum)
 
     def _watch(self, r):
-        data = os.read(r, 1)
-        if self.signum is None and data:
+        while True:  # other signals with Python handlers write here too
+            data = os.read(r, 1)
+            if data and data[0] in (signal.SIGINT, signal.SIGTERM):
+                break
+        if self.signum is None:
             self.signum = data[0]
         time.sleep(GRACE_S)
         remove_pending()
