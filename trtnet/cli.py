@@ -216,6 +216,8 @@ class Timeline:
     """How long each part of a command takes (self time: nested parts are not counted twice), the part running
     now (named when a signal stops it) and, on a terminal, a progress line for any part over a second."""
 
+    OWN_PROGRESS = {"TensorRT build"}   # parts that show bars of their own (the progress monitor's)
+
     def __init__(self, show=None):
         self.show = sys.stderr.isatty() if show is None else show
         self.seconds, self.stack, self.failed_in, self.finished = {}, [], None, []
@@ -229,7 +231,8 @@ class Timeline:
     def part(self, name):
         self.stack.append(name)
         start = time.perf_counter()
-        ticker = _Ticker(name) if self.show else None
+        ticker = _Ticker(name, lambda: self.stack and self.stack[-1] == name) \
+            if self.show and name not in self.OWN_PROGRESS else None
         try:
             yield
         except BaseException:
@@ -266,19 +269,21 @@ class Timeline:
 
 
 class _Ticker:
-    """A tqdm line with the elapsed time, shown once a part has run for a second."""
+    """A tqdm line with the elapsed time, shown once a part has run for a second while no part inside it runs."""
 
-    def __init__(self, name):
-        self.name, self.done, self.bar = name, threading.Event(), None
+    def __init__(self, name, innermost):
+        self.name, self.innermost, self.done, self.bar = name, innermost, threading.Event(), None
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self):
         if self.done.wait(1.0):
             return
         from tqdm import tqdm
-        self.bar = tqdm(desc=self.name, bar_format="{desc}: {elapsed}", leave=False, file=sys.stderr)
         while not self.done.wait(0.25):
-            self.bar.refresh()
+            if self.bar is None and self.innermost():
+                self.bar = tqdm(desc=self.name, bar_format="{desc}: {elapsed}", leave=False, file=sys.stderr)
+            if self.bar is not None:
+                self.bar.refresh()
 
     def stop(self):
         self.done.set()
