@@ -8,13 +8,15 @@ import logging
 import os
 import sys
 
+from .errors import TrtnetError
+
 FLAVOURS = ("tensorrt", "tensorrt_rtx")
 ENV = "TRTNET_BACKEND"
 log = logging.getLogger("trtnet.tensorrt")
 _chosen = None
 
 
-class BackendError(RuntimeError):
+class BackendError(TrtnetError, RuntimeError):
     pass
 
 

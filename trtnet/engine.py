@@ -9,11 +9,12 @@ import numpy as np
 
 from . import backend
 from .emit_trt import emit
+from .errors import TrtnetError
 
 log = logging.getLogger("trtnet")
 
 
-class BuildError(RuntimeError):
+class BuildError(TrtnetError, RuntimeError):
     pass
 
 

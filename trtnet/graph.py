@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 
+from .errors import TrtnetError
 from .shape import Expr, evaluate, fmt_shape, sym
 
 _PKG = os.path.dirname(os.path.abspath(__file__))
@@ -18,7 +19,7 @@ BATCH = "N"
 DEFAULT_BATCH = (1, 8, 32)
 
 
-class GraphError(ValueError):
+class GraphError(TrtnetError, ValueError):
     """A recording mistake, reported at the user's line with the layer it concerns."""
 
 
