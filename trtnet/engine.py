@@ -29,6 +29,7 @@ class EngineInfo:
     precision: str = "fp32"
     size: int = 0
     path: str = ""
+    cached: bool = False     # served from the engine cache instead of built
 
 
 def create_network(graph, fp16=False):
@@ -106,6 +107,7 @@ def build_engine(graph, profiles=None, workspace_mb=None, progress=True, tf32=Fa
         key = cache.engine_key(network, {"profiles": profiles, "workspace_mb": workspace_mb, "tf32": tf32, "fp16": fp16,
                                          "refittable": refittable, "strip_weights": strip_weights})
         plan = engine_cache.get(key)
+    cached = plan is not None
     if plan is None:
         monitor = backend.progress_monitor() if progress else None
         if monitor is not None:
@@ -123,7 +125,7 @@ def build_engine(graph, profiles=None, workspace_mb=None, progress=True, tf32=Fa
     del emission  # TensorRT has copied the weights into the plan
     info = EngineInfo(backend.flavour(), network.num_layers,
                       {n.name: n.shape for n in graph.inputs}, {o.name: o.shape for o in graph.outputs},
-                      profiles, time.perf_counter() - start, "fp16" if fp16 else "fp32", len(plan))
+                      profiles, time.perf_counter() - start, "fp16" if fp16 else "fp32", len(plan), cached=cached)
     return plan, info
 
 

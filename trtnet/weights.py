@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import TrtnetError
+
 SUFFIXES = (".wts", ".pth", ".pt", ".safetensors")
 CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights", "ema")
 _CHUNK = 1 << 16  # values per block in the .wts fast path: keeps temporaries in L2 cache
@@ -54,11 +56,11 @@ _NOT_NIBBLES, _EVEN_NIBBLES, _EVEN_WORDS = (np.uint64(m) for m in (0xF0F0F0F0F0F
 _U4, _U8, _U16 = np.uint64(4), np.uint64(8), np.uint64(16)
 
 
-class WeightFileError(ValueError):
+class WeightFileError(TrtnetError, ValueError):
     """A weight file that cannot be read; the message is one line naming the file (and line, tensor)."""
 
 
-class MissingWeightError(KeyError):
+class MissingWeightError(TrtnetError, KeyError):
     """A name that is neither a tensor nor a prefix of one."""
 
     def __str__(self):  # KeyError would show the message quoted

@@ -101,7 +101,8 @@ class BuildReport:
 
     def summary(self):
         e = self.engine
-        lines = [f"built {self.model} ({e.precision}) with {e.flavour}: {e.layers} TensorRT layers in {e.seconds:.1f} s",
+        how = "served from the engine cache" if e.cached else "built"
+        lines = [f"{how} {self.model} ({e.precision}) with {e.flavour}: {e.layers} TensorRT layers in {e.seconds:.1f} s",
                  f"  engine   {e.path} ({e.size / 2**20:.1f} MiB)",
                  f"  weights  {self.weights}" + (f" ({len(self.unused)} tensors unused: "
                                                  f"{', '.join(self.unused[:5])}{'...' if len(self.unused) > 5 else ''})"

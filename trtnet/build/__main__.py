@@ -1,4 +1,5 @@
 """python -m trtnet.build MODEL: record, emit, build and serialize a TensorRT engine, then compare with PyTorch."""
+import os
 import sys
 
 from .. import cli
@@ -23,6 +24,13 @@ def arguments(argv):
     p.add_argument("--tf32", action="store_true", help="allow TF32 math in fp32 layers (faster on GPUs, ~1e-3 error)")
     p.add_argument("--no-verify", action="store_true", help="build only; skip the comparison with PyTorch")
     p.add_argument("--print-graph", action="store_true", help="print the recorded graph before building")
+    p.add_argument("--engine-cache", metavar="DIR", default=os.path.join("engines", ".cache"),
+                   help="reuse the plan of an identical network and settings from DIR (default engines/.cache)")
+    p.add_argument("--no-engine-cache", action="store_true", help="always build; neither read nor fill the cache")
+    p.add_argument("--timing-cache", metavar="FILE", help="TensorRT timing cache file, read and updated")
+    p.add_argument("--refittable", action="store_true", help="build with the refit flag (weights updatable)")
+    p.add_argument("--strip-weights", action="store_true",
+                   help="leave the weights out of the plan (refit them from the weights file at load time)")
     args = p.parse_args(argv)
     if not args.list and not args.model:
         p.error("a model name or file is required (or --list)")
@@ -78,7 +86,10 @@ def run(args, timeline):
         with timeline.part("verify" if not args.no_verify else "other"):
             report = build_module.build(args.model, args.weights, args.output, profiles, args.device_id,
                                         not args.no_verify, True, args.workspace_mb, tf32=args.tf32,
-                                        fp16=args.fp16, show_graph=args.print_graph)
+                                        fp16=args.fp16, show_graph=args.print_graph,
+                                        engine_cache=None if args.no_engine_cache else args.engine_cache,
+                                        timing_cache=args.timing_cache, refittable=args.refittable,
+                                        strip_weights=args.strip_weights)
     finally:
         for u in undo:
             u()
