@@ -34,17 +34,35 @@ def interpret(graph, inputs):
     return run_network(emitted[1], inputs)
 
 
-def near_tie_swaps_only(report, expected):
-    """Where the network's top-k picks differ from the wrapper's, the two scores tie within the tolerance (1e-4
-    relative to a neighbour's): the order among equal scores is not defined. Elsewhere boxes and classes agree."""
-    scores = expected["scores"]
-    differ = (report.values["classes"] != expected["classes"]) | \
-        (np.abs(report.values["boxes"] - expected["boxes"]) > TOL * (1 + np.abs(expected["boxes"]))).any(-1)
-    gaps = np.abs(np.diff(scores, axis=1)) <= TOL * np.abs(scores[:, 1:])
-    near = np.zeros_like(differ)
-    near[:, 1:] |= gaps
-    near[:, :-1] |= gaps
-    return report.final["scores"]["rel"] <= TOL and bool((near | ~differ).all()) and differ.mean() < 0.05
+def tie_groups(scores, eps):
+    """Runs of consecutive positions of one image's sorted scores whose neighbours differ by at most `eps`."""
+    groups, start = [], 0
+    for i in range(1, len(scores) + 1):
+        if i == len(scores) or scores[i - 1] - scores[i] > eps:
+            groups.append(range(start, i))
+            start = i
+    return groups
+
+
+def assert_same_candidates(got, want):
+    """Top-k outputs agree up to the order of tied scores. Scores compare position by position (sorting makes
+    them order-free). Two anchors whose scores differ by less than the score tolerance may come out in either
+    order, so boxes and classes compare as sets within each such run of ties; a run reaching the last position
+    may hold different anchors (its ties continue past k), so there only its scores count."""
+    s_tol = TOL * np.abs(want["scores"]).max()
+    b_tol = TOL * np.abs(want["boxes"]).max()
+    np.testing.assert_allclose(got["scores"], want["scores"], rtol=0, atol=s_tol)
+    for img in range(want["scores"].shape[0]):
+        for run in tie_groups(want["scores"][img], s_tol):
+            if run.stop == want["scores"].shape[1] and len(run) > 1:
+                continue
+            left = [(int(got["classes"][img, i]), got["boxes"][img, i]) for i in run]
+            for i in run:
+                c, box = int(want["classes"][img, i]), want["boxes"][img, i]
+                match = [j for j, (cj, bj) in enumerate(left) if cj == c and np.abs(bj - box).max() <= b_tol]
+                assert match, f"image {img}, candidate {i} (score {want['scores'][img, i]:.6g}, class {c}, box " \
+                              f"{box}) is not among the network's candidates {run.start}..{run.stop - 1}"
+                left.pop(match[0])
 
 
 @pytest.mark.parametrize("name", ["yolov8n", pytest.param("yolo11n", marks=pytest.mark.slow)])
@@ -58,23 +76,73 @@ def test_topk_network_matches_the_wrapper(name, models):
     for env in SIZES:
         inputs = spec.make_inputs(graph, env)
         report = check(graph, inputs, reference=module, tol=TOL)
-        assert report.ok or near_tie_swaps_only(report, run_module(module, graph, inputs)), report.summary()
+        assert report.first_bad in (None, "topk.1", "boxes", "gather_1"), report.summary()   # up to the top-k
+        assert_same_candidates(report.values, run_module(module, graph, inputs))
+
+
+def test_tied_candidates_may_swap_but_nothing_else():
+    want = {"scores": np.array([[0.9, 0.5, 0.5 - 1e-9, 0.3, 0.1, 0.1]], np.float32),
+            "boxes": np.arange(24, dtype=np.float32).reshape(1, 6, 4) * 10,
+            "classes": np.array([[1, 2, 3, 4, 5, 6]], np.int32)}
+
+    def changed(order=(0, 1, 2, 3, 4, 5), key=None, at=(0, 3), by=0):
+        out = {k: v[:, list(order)].copy() for k, v in want.items()}
+        if key:
+            out[key][at] += by
+        return out
+    assert_same_candidates(changed((0, 2, 1, 3, 5, 4)), want)      # tied pairs swapped
+    assert_same_candidates(changed(key="classes", at=(0, 5), by=1), want)   # the last run's ties continue past k
+    for wrong in (changed((1, 0, 2, 3, 4, 5)), changed(key="classes", by=1), changed(key="boxes", by=1),
+                  changed(key="scores", by=1e-3)):
+        with pytest.raises(AssertionError):
+            assert_same_candidates(wrong, want)
+
+
+def float64_detection_model(module):
+    import copy
+    return copy.deepcopy(module.detection_model[0]).double()
+
+
+def decoded(raw):
+    """DetectionModel's (N, 4 + classes, A) output as (N, A, 4) xyxy boxes and (N, A, classes) scores."""
+    raw = raw.transpose(1, 2).numpy()
+    xy, wh = raw[..., :2], raw[..., 2:4]
+    return np.concatenate([xy - wh / 2, xy + wh / 2], -1), raw[..., 4:]
 
 
 @pytest.mark.parametrize("name", ["yolov8n", "yolo11n"])
 def test_decoded_head_matches_detection_model(name, models):
-    from trtnet.zoo.yolo import yolo
+    """Every anchor's decoded box and scores, on photograph-like images (the inputs the BatchNorm statistics were
+    measured on), against DetectionModel's fp32 output at 1e-4 of each tensor's largest magnitude."""
+    from trtnet.zoo.yolo import sample_images, yolo
     w, module = models(name)
-    x = np.random.default_rng(1).random((2, 3, 128, 160), dtype=np.float32)
-    out = interpret(yolo(w, (3, "H", "W"), name, raw=True), {"images": x})
+    graph = yolo(w, (3, "H", "W"), name, raw=True)
+    x = sample_images(graph, {"N": 2, "H": 128, "W": 160}, np.random.default_rng(1))["images"]
+    out = interpret(graph, {"images": x})
     with torch.no_grad():
-        raw = module.raw(torch.from_numpy(x)).transpose(1, 2).numpy()
-    xy, wh = raw[..., :2], raw[..., 2:4]
+        boxes, scores = decoded(module.raw(torch.from_numpy(x)))
     assert out["all_boxes"].shape == (2, 420, 4)
-    boxes = np.concatenate([xy - wh / 2, xy + wh / 2], -1)
     np.testing.assert_allclose(out["all_boxes"], boxes, rtol=0, atol=TOL * np.abs(boxes).max())
-    np.testing.assert_allclose(out["all_scores"], raw[..., 4:], rtol=0, atol=TOL * raw[..., 4:].max())
-    assert raw[..., 4:].std() > 1e-4 and wh.std() > 1, "the head's output depends on its input"
+    np.testing.assert_allclose(out["all_scores"], scores, rtol=0, atol=TOL * scores.max())
+    assert scores.std() > 1e-4 and (boxes[..., 2:] - boxes[..., :2]).std() > 1, "the head depends on its input"
+
+
+def test_decoded_head_on_noise_rounds_as_ultralytics_does(models):
+    """Uniform noise is far from the images the statistics were measured on: yolo11n's attention logits reach
+    ~100 (~8 on photograph-like images), where a softmax turns fp32's relative rounding of its inputs into that
+    much more absolute error, and the DFL softmax amplifies again. DetectionModel's own fp32 scores then lie ~1e-4
+    from its float64 ones; the network must be no further from float64 than twice that (an emission mistake is
+    orders of magnitude more)."""
+    from trtnet.zoo.yolo import yolo
+    w, module = models("yolo11n")
+    x = np.random.default_rng(1).random((2, 3, 128, 160), dtype=np.float32)
+    out = interpret(yolo(w, (3, "H", "W"), "yolo11n", raw=True), {"images": x})
+    with torch.no_grad():
+        _, fp32 = decoded(module.raw(torch.from_numpy(x)))
+        _, fp64 = decoded(float64_detection_model(module)(torch.from_numpy(x).double())[0])
+    ultralytics_error = np.abs(fp32 - fp64).max()
+    assert 2e-5 < ultralytics_error < 1e-3, "fp32 alone is off by ~1e-4 on this input"
+    assert np.abs(out["all_scores"] - fp64).max() <= 2 * ultralytics_error
 
 
 # (model, image, letterbox size, conf): conf is lowered where the random weights score everything low
@@ -100,7 +168,11 @@ def test_detections_equal_ultralytics(name, image, size, conf, models):
     ours = nms(out["boxes"][0], out["scores"][0], out["classes"][0], conf, 0.7)
     assert len(expected) > 0 and ours.shape == expected.shape
     np.testing.assert_array_equal(ours[:, 5], expected[:, 5])
-    np.testing.assert_allclose(ours[:, :4], expected[:, :4], rtol=0, atol=1e-5 * size)   # coordinates cancel 100s of px
+    # A coordinate is an anchor plus or minus a DFL distance of up to 15 strides (hundreds of px either way), so
+    # its rounding scales with the image, not with the coordinate: DetectionModel's own fp32 boxes lie up to
+    # 0.014 px (4.5e-5 x 320) from its float64 boxes on coffee at 320, the per-layer errors growing smoothly from
+    # 1e-7 to 5e-5 (at the DFL softmax).
+    np.testing.assert_allclose(ours[:, :4], expected[:, :4], rtol=0, atol=TOL * size)
     np.testing.assert_allclose(ours[:, 4], expected[:, 4], rtol=0, atol=1e-4)
 
 
