@@ -22,6 +22,8 @@ def arguments(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", metavar="MODEL|FILE.py[:NAME]", help="zoo model name or model file")
     p.add_argument("--checkpoint", metavar="PTH", help="state_dict or checkpoint (.pth/.pt/.safetensors/.wts) to export")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="unpickle an Ultralytics .pt checkpoint (whole Python objects: loading it runs code from the file)")
     p.add_argument("--format", choices=("wts", "safetensors"), default="wts", help="output format (default wts)")
     p.add_argument("-o", "--output", metavar="PATH", help="output file (default weights/MODEL.FORMAT)")
     p.add_argument("--seed", default="0", help="seed for the random init or the training (default 0)")
@@ -36,11 +38,15 @@ def arguments(argv):
 def export(args, timeline):
     from trtnet import zoo
     from trtnet.weights import save_safetensors, save_wts
+    from trtnet.zoo import yolo
     start = time.perf_counter()
     with timeline.part("import model"):
         name = zoo.get(args.model).name
     with timeline.part("export"):
-        state = zoo.export_state(name, args.checkpoint, args.seed)
+        if args.checkpoint and name in yolo.VARIANTS and args.checkpoint.endswith(".pt"):
+            state = yolo.ultralytics_state(args.checkpoint, trust=args.trust_checkpoint)
+        else:
+            state = zoo.export_state(name, args.checkpoint, args.seed)
     out = args.output or os.path.join("weights", f"{name}.{args.format}")
     with timeline.part("write"):
         (save_wts if args.format == "wts" else save_safetensors)(state, out)

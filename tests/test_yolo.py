@@ -213,16 +213,41 @@ def test_checkpoint_loads_as_ultralytics_saves_it(tmp_path, models):
     zoo.get("yolov8n").graph(WeightMap(state))
 
 
-def test_export_wts_writes_seeded_weights(tmp_path):
+def export_wts_script():
     import importlib.util
     from pathlib import Path
-    from trtnet.weights import load_weights
     script = Path(__file__).resolve().parent.parent / "scripts" / "export_wts.py"
     spec = importlib.util.spec_from_file_location("export_wts", script)
-    export_wts = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(export_wts)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_export_wts_writes_seeded_weights(tmp_path):
+    from trtnet.weights import load_weights
     out = tmp_path / "yolov8n.safetensors"
-    assert export_wts.main(["yolov8n", "--format", "safetensors", "-o", str(out)]) == 0
+    assert export_wts_script().main(["yolov8n", "--format", "safetensors", "-o", str(out)]) == 0
     w = load_weights(str(out))
     zoo.get("yolov8n").graph(w)
     assert w.unused() == []
+
+
+def test_export_wts_unpickles_an_ultralytics_checkpoint_only_when_trusted(tmp_path, capsys):
+    from trtnet.weights import load_weights
+    from trtnet.zoo.yolo import detection_model
+    model = detection_model("yolov8n")
+    zoo.randomize_trivial(model, 5)
+    path, out = tmp_path / "yolov8n.pt", tmp_path / "yolov8n.safetensors"
+    torch.save({"model": model.half(), "ema": None}, path)
+    script = export_wts_script()
+    assert script.main(["yolov8n", "--checkpoint", str(path), "--format", "safetensors", "-o", str(out)]) == 1
+    assert "--trust-checkpoint" in capsys.readouterr().err and not out.exists()
+    assert script.main(["yolov8n", "--checkpoint", str(path), "--trust-checkpoint", "--format", "safetensors",
+                        "-o", str(out)]) == 0
+    w = load_weights(str(out))
+    zoo.get("yolov8n").graph(w)
+    assert w.unused() == []
+    written = dict(w.items())
+    assert written.keys() == model.state_dict().keys()
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(written[k], v.float().numpy())
