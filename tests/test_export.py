@@ -10,7 +10,7 @@ import pytest
 
 import trtnet as tn
 from trtnet import backend
-from trtnet.export import batch_profile
+from trtnet.export import input_profiles
 from trtnet.export.triton import TRITON_TYPES, ExportError, write_repository
 from trtnet.runtime import TensorSpec, network_io
 
@@ -137,20 +137,23 @@ def test_triton_export_errors_leave_nothing_behind(tmp_path):
 def untrained_state(name):
     """Seeded weights straight from the PyTorch module (zoo.export_state trains LeNet, which takes a minute)."""
     import torch
-    import zoo
+    from trtnet import zoo
     torch.manual_seed(0)
     return {k: v.detach().numpy() for k, v in zoo.get(name).torch_module().state_dict().items()}
 
 
 def zoo_case(name, tmp_path):
-    import zoo
+    from trtnet import zoo
     from trtnet.engine import create_network
-    graph = zoo.get(name).graph(tn.WeightMap(untrained_state(name)))
+    spec = zoo.get(name)
+    graph = spec.graph(tn.WeightMap(untrained_state(name)))
     builder, net, emission = create_network(graph)
-    profiles = [batch_profile(net, (1, 8, 32))]
+    profiles = input_profiles(graph)
     cfg = parse(write_repository(net, b"plan", str(tmp_path), name, profiles))
     cross_check(cfg, *network_io(net), profiles)
-    assert cfg.max_batch_size == 32 and [t.name for t in cfg.input] == [n.name for n in graph.inputs]
+    batch_only = set(graph.dims) == {"N"} and all(str(n.shape[0]) == "N" for n in [*graph.inputs, *graph.outputs])
+    assert cfg.max_batch_size == (graph.ranges["N"][2] if batch_only else 0)
+    assert [t.name for t in cfg.input] == [n.name for n in graph.inputs]
     del emission
 
 
@@ -161,9 +164,9 @@ def test_triton_config_for_zoo_models(tmp_path, name):
 
 @pytest.mark.slow
 def test_triton_config_for_every_zoo_model(tmp_path):
-    import zoo
+    from trtnet import zoo
     for name in zoo.names():
-        zoo_case(name, tmp_path)
+        zoo_case(name, tmp_path / name)
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +215,15 @@ def test_polygraphy_script_builds_with_polygraphy(tmp_path, lenet_weights):
                         "-o", "x.engine"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert (tmp_path / "x.engine").stat().st_size > 100_000
+
+
+def test_polygraphy_inspect_lists_the_layers(tmp_path, lenet_weights):
+    """`polygraphy inspect model` on the script, through trtnet's launcher (Polygraphy imports `tensorrt` by name)."""
+    pytest.importorskip("polygraphy")
+    script = tmp_path / "net.py"
+    assert cli("polygraphy", "lenet", "--weights", lenet_weights, "-o", str(script)) == 0
+    r = subprocess.run([sys.executable, "-m", "trtnet.export", "polygraphy-tool", "inspect", "model", "net.py",
+                        "--model-type=trt-network-script", "--show", "layers"], capture_output=True, text=True,
+                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": ROOT}, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "22 Layer(s)" in r.stdout and "conv1 [Op: LayerType.CONVOLUTION]" in r.stdout

@@ -22,23 +22,23 @@ def load_graph(model, weights=None):
     return (graph.name if model.split(":", 1)[0].endswith(".py") else model), graph
 
 
-def batch_profile(network, batch):
-    """{input: (min, opt, max)} with the dynamic batch (axis 0) at `batch` = (min, opt, max), the profile that
-    trtnet.engine.build_engine gives every input."""
-    shapes = {}
-    for i in range(network.num_inputs):
-        x = network.get_input(i)
-        rest = tuple(x.shape)[1:]
-        shapes[x.name] = tuple((b, *rest) for b in batch)
-    return shapes
+def input_profiles(graph, profiles=None):
+    """[{input name: (min, opt, max) shapes}], one per optimization profile of the graph (its own ranges unless
+    `profiles` says otherwise), as trtnet.engine.build_engine sets them."""
+    from ..engine import profile_shapes, profiles_for
+    out = []
+    for p in profiles_for(graph, profiles):
+        shapes = [profile_shapes(graph, p, i) for i in range(3)]
+        out.append({n: tuple(s[n] for s in shapes) for n in shapes[0]})
+    return out
 
 
-def build_plan(graph, batch=(1, 8, 32)):
-    """(plan bytes, (inputs, outputs) TensorSpecs read from the TensorRT network, with the build's profile)."""
+def build_plan(graph, profiles=None):
+    """(plan bytes, (inputs, outputs) TensorSpecs read from the TensorRT network, with the build's profiles)."""
     from ..engine import build_engine, create_network
     from ..runtime import network_io
-    plan, _ = build_engine(graph, batch, progress=False)
+    plan, info = build_engine(graph, profiles, progress=False)
     _, network, emission = create_network(graph)
-    io = network_io(network, [batch_profile(network, batch)])
+    io = network_io(network, input_profiles(graph, info.profiles))
     del emission  # only the network's IO was read
     return plan, io

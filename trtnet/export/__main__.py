@@ -7,18 +7,10 @@ from ..backend import ENV, FLAVOURS
 EPILOG = """examples:
   python -m trtnet.export triton resnet18 --repo models --instances-per-gpu 2 --max-queue-delay-us 100
   python -m trtnet.export polygraphy resnet18 -o resnet18_net.py
+  python -m trtnet.export polygraphy-tool inspect model resnet18_net.py --model-type=trt-network-script --show layers
 
 MODEL is a zoo name (weights from --weights, else weights/MODEL.*) or a model file, resolved as
 `python -m trtnet.build` resolves it."""
-
-
-def batch(text):
-    vals = tuple(int(v) for v in text.split(","))
-    if len(vals) == 1:
-        vals = (1, vals[0], vals[0])
-    if len(vals) != 3 or not 1 <= vals[0] <= vals[1] <= vals[2]:
-        raise argparse.ArgumentTypeError(f"takes MIN,OPT,MAX (1 <= MIN <= OPT <= MAX) or MAX, got {text!r}")
-    return vals
 
 
 def parser():
@@ -27,11 +19,15 @@ def parser():
     sub = p.add_subparsers(dest="format", required=True)
     tri = sub.add_parser("triton", help="build the engine and write REPO/NAME/{config.pbtxt,1/model.plan}")
     poly = sub.add_parser("polygraphy", help="write a network script for `polygraphy convert/run`")
+    sub.add_parser("polygraphy-tool", help="run Polygraphy's own command line (arguments follow) on trtnet's TensorRT")
     for s in (tri, poly):
         s.add_argument("model", help="zoo model name or FILE.py")
         s.add_argument("--weights", metavar="PATH", help="weights file for a zoo model")
-        s.add_argument("--batch", type=batch, default=(1, 8, 32), metavar="MIN,OPT,MAX",
-                       help="dynamic batch optimization profile (default 1,8,32)")
+        s.add_argument("--batch", metavar="MIN,OPT,MAX", help="profile of the batch dimension N")
+        s.add_argument("--shapes", action="append", default=[], metavar="NAME:MIN,OPT,MAX",
+                       help="an input's min,opt,max shapes (as `python -m trtnet.build --shapes`)")
+        s.add_argument("--profile", action="append", default=[], metavar="SHAPES",
+                       help="one more optimization profile, in --shapes' form")
         s.add_argument("--backend", choices=FLAVOURS, help=f"TensorRT flavour; default ${ENV}, else the first that imports")
     tri.add_argument("--repo", required=True, metavar="DIR", help="Triton model repository")
     tri.add_argument("--name", help="model name in the repository (default: MODEL)")
@@ -42,23 +38,35 @@ def parser():
     return p
 
 
+def profiles(args, graph):
+    from .. import cli
+    batch = None if args.batch is None else cli.parse_batch(args.batch)
+    return cli.to_profiles(graph, cli.parse_shapes(args.shapes, args.profile), batch)
+
+
 def triton(args):
     from . import build_plan, load_graph
     from .triton import write_repository
     name, graph = load_graph(args.model, args.weights)
-    plan, io = build_plan(graph, args.batch)
+    plan, io = build_plan(graph, profiles(args, graph))
     path = write_repository(io, plan, args.repo, args.name or name, None, args.instances_per_gpu,
                             args.max_queue_delay_us, args.gpus)
     print(f"wrote {path} (config.pbtxt, 1/model.plan: {len(plan) / 2**20:.1f} MiB)")
 
 
 def polygraphy(args):
+    from . import load_graph
     from .polygraphy import write_script
-    path = write_script(args.model, args.output, args.weights, args.batch)
+    graph = load_graph(args.model, args.weights)[1]
+    path = write_script(args.model, args.output, args.weights, profiles(args, graph), graph)
     print(f"wrote {path}")
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["polygraphy-tool"]:   # Polygraphy's command line, on the TensorRT trtnet uses
+        from .polygraphy import run_tool
+        return run_tool(argv[1:])
     args = parser().parse_args(argv)
     from ..backend import select
     try:

@@ -14,43 +14,63 @@ import os
 
 from trtnet import backend
 from trtnet.engine import create_network
-from trtnet.export import batch_profile, load_graph
+from trtnet.export import input_profiles, load_graph
 
 MODEL = {model!r}
 WEIGHTS = {weights!r}
-BATCH = {batch!r}  # min, opt, max of the dynamic batch in load_config's optimization profile
-_keep = []  # each network's emission: TensorRT reads its weight arrays until the build ends
+PROFILES = {profiles!r}  # per dynamic dimension: (min, opt, max), one dict per optimization profile
+_keep = []  # each network's graph and emission: TensorRT reads the weight arrays until the build ends
 
 if os.environ.get("POLYGRAPHY_USE_TENSORRT_RTX") == "1" and not os.environ.get(backend.ENV):
     backend.select("tensorrt_rtx")  # the TensorRT module Polygraphy builds with
 
 
 def load_network():
-    builder, network, emission = create_network(load_graph(MODEL, WEIGHTS)[1])
-    _keep.append(emission)
+    graph = load_graph(MODEL, WEIGHTS)[1]
+    builder, network, emission = create_network(graph)
+    _keep.append((graph, emission))
     return builder, network
 
 
 def load_config(builder, network):
-    """trtnet's build settings: TF32 off, one profile with the batch at BATCH."""
+    """trtnet's build settings: TF32 off, the optimization profiles of PROFILES."""
     t = backend.trt()
     config = builder.create_builder_config()
     config.clear_flag(t.BuilderFlag.TF32)
-    profile = builder.create_optimization_profile()
-    for name, (lo, opt, hi) in batch_profile(network, BATCH).items():
-        profile.set_shape(name, lo, opt, hi)
-    config.add_optimization_profile(profile)
+    graph = _keep[-1][0] if _keep else load_graph(MODEL, WEIGHTS)[1]  # Polygraphy may import this file twice
+    for shapes in input_profiles(graph, PROFILES):
+        profile = builder.create_optimization_profile()
+        for name, (lo, opt, hi) in shapes.items():
+            profile.set_shape(name, lo, opt, hi)
+        config.add_optimization_profile(profile)
     return config
 '''
 
 
-def write_script(model, path, weights=None, batch=(1, 8, 32)):
-    """Write the script for `model` (a zoo name or FILE.py); weights are resolved now, to absolute paths, so
-    the script works from any directory."""
+def write_script(model, path, weights=None, profiles=None, graph=None):
+    """Write the script for `model` (a zoo name or FILE.py) with `profiles` ([{dim: (min, opt, max)}], default
+    the graph's own ranges); weights are resolved now, to absolute paths, so the script works from any
+    directory."""
     if model.split(":", 1)[0].endswith(".py"):
         model = os.path.abspath(model)
-    text = TEMPLATE.format(model=model, weights=resolve_weights(model, weights), batch=tuple(batch),
+    from ..engine import profiles_for
+    from . import load_graph
+    profiles = profiles_for(graph or load_graph(model, weights)[1], profiles)
+    text = TEMPLATE.format(model=model, weights=resolve_weights(model, weights), profiles=profiles,
                            file=os.path.basename(path), stem=os.path.splitext(os.path.basename(path))[0])
     from ..engine import write_atomic
     write_atomic(path, text.encode())
     return path
+
+
+def run_tool(argv):
+    """Polygraphy's own command line (`inspect model net.py ...`) with `tensorrt` resolved to the TensorRT trtnet
+    selected: Polygraphy's `inspect` imports `tensorrt` by name, which TensorRT for RTX does not provide."""
+    import sys
+    from .. import backend
+    t = backend.trt()
+    if t.__name__ != "tensorrt":
+        sys.modules.setdefault("tensorrt", t)
+    from polygraphy.tools._main import main
+    sys.argv = ["polygraphy", *argv]
+    return main()
