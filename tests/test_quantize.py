@@ -2,6 +2,7 @@
 TensorRT network against the fake-quantized reference (with planted emitter mistakes found at their layer),
 the accuracy cost against fp32 on held-out digits, and real engine builds."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -139,7 +140,7 @@ def test_cache_skips_calibration(lenet, tmp_path, monkeypatch):
     a = quantize(g, calib, "int8", method="percentile", cache=str(cache), progress=False)
     saved = json.loads(cache.read_text())
     assert saved["method"] == "percentile" and "conv1.input_quantizer" not in saved["amax"] and "data" in saved["amax"]
-    import trtnet.quantize as tq
+    tq = sys.modules["trtnet.quantize"]   # the package's `quantize` attribute is the function
     monkeypatch.setattr(tq, "collect", lambda *a, **k: pytest.fail("calibrated again"))
     b = quantize(g, calib, "int8", method="percentile", cache=str(cache), progress=False)
     assert b.quant["calibration"]["cached"] and not a.quant["calibration"]["cached"]

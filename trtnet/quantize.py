@@ -418,3 +418,114 @@ class _Rewrite:
 
 def _bias(params):
     return {"bias": params["bias"]} if "bias" in params else {}
+
+
+# --- build and check: calibration data, layer counts, the accuracy cost ------------------------------------
+def own_data(spec):
+    """The zoo model's own calibration data (the digits models' training split), else None."""
+    if spec is None or spec.dataset is None:
+        return None
+    from .zoo.lenet import _digits, test_set
+    return _digits()[0][0] if spec.dataset is test_set else None
+
+
+def for_model(graph, precision, spec=None, calib=None, method="entropy", samples=512, cache=None, keep=(),
+              progress=None):
+    """`quantize` as build and check do it: calibration from `calib` (array, .npy/.npz, image folder, ModelOpt
+    checkpoint) or else the zoo model's own data."""
+    if calib is None and precision in ("int8", "fp8"):
+        calib = own_data(spec)
+        if calib is None:
+            raise GraphError(f"'{graph.name}' has no data of its own to calibrate {precision} on; pass calib "
+                             f"(--calib: a .npy/.npz file, an image folder or a ModelOpt checkpoint)")
+    return quantize(graph, calib, precision, method, keep=keep, cache=cache, samples=samples, progress=progress)
+
+
+def layer_counts(graph, q):
+    """{op: (quantized, total)} over the layers explicit quantization can cover."""
+    done = set(q.quant["layers"])
+    out = {}
+    for n in graph.nodes:
+        if n.op in ("conv", "fc", "matmul") or n.op == "add" and n.name in done:
+            k = "conv" if n.op == "conv" else n.op
+            hit = n.name in done or n.op == "conv" and any(b.inputs[0] is n and b.name in done for b in graph.nodes
+                                                            if b.op == "bn")
+            out[k] = (out.get(k, (0, 0))[0] + hit, out.get(k, (0, 0))[1] + 1)
+    return out
+
+
+def cost(quant, fp32, labels=None):
+    """What quantization costs on held-out samples: top-1 agreement with fp32, output SQNR (dB), accuracies."""
+    q, f = np.asarray(quant, np.float64), np.asarray(fp32, np.float64)
+    noise = float(np.sum((q - f) ** 2))
+    out = {"samples": len(f), "top1": float((q.reshape(len(q), -1).argmax(1) == f.reshape(len(f), -1).argmax(1)).mean()),
+           "sqnr": float(10 * np.log10(np.sum(f ** 2) / noise)) if noise else float("inf")}
+    if labels is not None:
+        out["accuracy_fp32"] = float((f.argmax(1) == labels).mean())
+        out["accuracy"] = float((q.argmax(1) == labels).mean())
+    return out
+
+
+def describe(info):
+    """Summary lines of a quantized build or check: precision per layer count, calibration, accuracy cost."""
+    p, c = info["precision"], info["calibration"]
+    math = "fp16 math, weights " + p.split("-")[0].upper() if p.endswith("-weights") else p.upper()
+    counts = ", ".join(f"{k} {a}/{b}" for k, (a, b) in info["layers"].items())
+    done = sum(a for a, _ in info["layers"].values())
+    lines = [f"  quantize {p} ({math}): {done} of {sum(b for _, b in info['layers'].values())} layers quantized "
+             f"({counts}){'; kept: ' + ', '.join(info['keep']) if info.get('keep') else ''}"]
+    if c.get("cached"):
+        lines.append(f"  calibration  reused the calibration cache {info['cache']} ({c['method']}, {c['samples']} "
+                     f"samples; no calibration run)")
+    elif c["method"] == "modelopt":
+        lines.append(f"  calibration  ModelOpt ranges from {c['source']}")
+    elif "samples" in c:
+        lines.append(f"  calibration  {c['method']} on {c['samples']} samples in {c['seconds']:.1f} s"
+                     + (f", written to {info['cache']}" if info.get("cache") else ""))
+    for what, m in info.get("cost", {}).items():
+        lines.append(f"  cost     {what} vs fp32 on {m['samples']} held-out samples: top-1 agreement "
+                     f"{m['top1'] * 100:.1f}%, output SQNR {m['sqnr']:.1f} dB")
+        if "accuracy" in m:
+            lines.append(f"  accuracy fp32 {m['accuracy_fp32'] * 100:.2f}%, {p} {m['accuracy'] * 100:.2f}% "
+                         f"({(m['accuracy'] - m['accuracy_fp32']) * 100:+.2f} points) on the held-out set")
+    return lines
+
+
+def report_info(graph, q, cache=None, keep=()):
+    """What `describe` prints, before the cost is measured."""
+    return {"precision": q.quant["precision"], "layers": layer_counts(graph, q), "calibration": q.quant["calibration"],
+            "cache": cache, "keep": [keep] if isinstance(keep, str) else list(keep), "cost": {}}
+
+
+def held_out(spec, graph, samples=8, seed=1):
+    """({input: array}, labels or None) to measure the cost on: the model's held-out set, else seeded inputs
+    (a seed apart from any calibration's)."""
+    if spec is not None and spec.dataset is not None:
+        x, labels = spec.dataset()
+        return {graph.inputs[0].name: x}, labels
+    from .zoo import random_inputs
+    env = {k: (samples if k == "N" else r[1]) for k, r in graph.ranges.items()}
+    return random_inputs(graph, env, np.random.default_rng(seed)), None
+
+
+QUANT_TOL = 1e-5   # the quantized network against its fake-quantized reference: both fp32, the same roundings
+
+
+def verify_build(report, spec, module, fp32, q, samples=8, run_engine=None):
+    """The two checks of a quantized build: the TensorRT network (interpreter) against the quantized graph's
+    fake-quantized reference, and the cost against the fp32 model (`module`, else fp32's reference executor)."""
+    from .build import run_module
+    from .check.report import check_graph
+    from .reference import run_reference
+    inputs, labels = held_out(spec, fp32, samples)
+    check = check_graph(q, inputs, None, report.tol, q.quant["fp16"])
+    for o in q.outputs:
+        report.checks.append((f"quantized TensorRT network output {o.name} (trtnet.check interpreter) vs its "
+                              f"fake-quantized PyTorch reference", dict(check.final[o.name], first_bad=check.first_bad)))
+    expected = run_module(module, fp32, inputs, spec.output if spec else None) if module is not None \
+        else run_reference(fp32, inputs)
+    out = fp32.outputs[0].name
+    report.quant["cost"]["TensorRT network"] = cost(check.values[out], expected[out], labels)
+    if run_engine is not None:
+        report.quant["cost"]["engine"] = cost(run_engine(inputs)[out], expected[out], labels)
+    return report

@@ -91,11 +91,13 @@ def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="c
 
 def check_graph(graph, inputs, expected, tol=DEFAULT_TOL, fp16=False):
     """Emit `graph` into a TensorRT network and check it: layers against the graph's PyTorch reference
-    executor (fp32), outputs against `expected` (the original PyTorch module's outputs)."""
+    executor (fp32), outputs against `expected` (the original PyTorch module's outputs; None: the reference
+    executor's, as for a quantized graph whose meaning is its fake-quantized reference)."""
     from ..engine import create_network
     from ..reference import run_reference
     _, network, emission = create_network(graph, fp16)
     references = run_reference(graph, inputs, outputs="all")
+    expected = references if expected is None else expected
     finals = {o.name: np.asarray(expected[o.name]) for o in graph.outputs if o.name in expected}
     at = ", ".join(f"{k}={v}" for k, v in size_env(graph, inputs).items())
     report = check_network(network, inputs, references, finals, tol,
