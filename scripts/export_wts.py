@@ -23,7 +23,8 @@ def arguments(argv):
     p.add_argument("model", nargs="?", metavar="MODEL|FILE.py[:NAME]", help="zoo model name or model file")
     p.add_argument("--checkpoint", metavar="PTH", help="state_dict or checkpoint (.pth/.pt/.safetensors/.wts) to export")
     p.add_argument("--trust-checkpoint", action="store_true",
-                   help="unpickle an Ultralytics .pt checkpoint (whole Python objects: loading it runs code from the file)")
+                   help="unpickle an Ultralytics .pt checkpoint "
+                        "(whole Python objects: loading it runs code from the file)")
     p.add_argument("--format", choices=("wts", "safetensors"), default="wts", help="output format (default wts)")
     p.add_argument("-o", "--output", metavar="PATH", help="output file (default weights/MODEL.FORMAT)")
     p.add_argument("--seed", default="0", help="seed for the random init or the training (default 0)")
