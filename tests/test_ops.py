@@ -245,3 +245,23 @@ def test_constant_and_expand(rng):
           lambda t: torch.cat([torch.from_numpy(cls).expand(3, 1, 8), t], 1) + torch.from_numpy(pos), p)
     with pytest.raises(tn.GraphError, match="pass shape="):
         record(x.shape, lambda t, w: tn.constant(t, w, "missing"))
+
+
+def test_dtype_errors_name_the_users_line():
+    g = tn.Graph("t")
+    ids = g.input("ids", ("N", "T"), "int32")
+    with pytest.raises(tn.GraphError, match=r"test_ops\.py:\d+: layer 'softmax' \(softmax\): expects a floating-point"):
+        tn.softmax(ids, 1)
+    with pytest.raises(tn.GraphError, match=r"test_ops\.py:\d+: .*dtype 'complex64' is not one of"):
+        ids.to("complex64")
+    with pytest.raises(tn.GraphError, match=r"test_ops\.py:\d+: input 'x': dtype 'float64' is not one of"):
+        g.input("x", (3,), "float64")
+
+
+def test_symbolic_shapes_print_and_mismatch_on_static_dims():
+    g = tn.Graph("t")
+    x = g.input("images", ("N", 3, "H", "W"))
+    y = tn.max_pool(x, 2)
+    assert str(y.shape) == "(N, 3, H//2, W//2)" and "(N, 3, H//2, W//2)" in str(g)
+    with pytest.raises(tn.GraphError, match=r"test_ops\.py:\d+: .*do not broadcast \(dimension 1: 3 vs 4\)"):
+        x + tn.reshape(y, (y.shape[0], 4, -1, 1))
