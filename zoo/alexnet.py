@@ -1,16 +1,14 @@
 """AlexNet (Krizhevsky et al., 2012) as torchvision builds it (the one-GPU variant): five convolutions, three
 max pools, a 6x6 adaptive average pool and three fully connected layers."""
-import torchvision
-
 from trtnet import Graph, adaptive_avg_pool, conv, dropout, fc, flatten, max_pool, relu
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 # (index in `features`, out channels, kernel, stride, padding, max pool after it)
 FEATURES = ((0, 64, 11, 4, 2, True), (3, 192, 5, 1, 2, True), (6, 384, 3, 1, 1, False),
             (8, 256, 3, 1, 1, False), (10, 256, 3, 1, 1, True))
 
 
-@register("alexnet", (3, 224, 224), torchvision.models.alexnet, doc="torchvision alexnet, 3x224x224",
+@register("alexnet", (3, 224, 224), blocks.torchvision_model("alexnet"), doc="torchvision alexnet, 3x224x224",
           test_shape=(3, 64, 64))
 def alexnet(w, shape, num_classes=1000):
     g = Graph("alexnet")

@@ -1,5 +1,28 @@
-"""torchvision's shared building blocks, as the mobile families use them."""
+"""torchvision's shared building blocks, as the mobile families use them, and deferred PyTorch references."""
+import importlib
+
 from trtnet import bn, conv, global_avg_pool, mul
+
+
+def deferred(module, name, **kw):
+    """A factory for `module.name(**kw)` that imports `module` only when called: recording and building a
+    model need neither torch nor torchvision, only its comparison with PyTorch does."""
+    def make():
+        return getattr(importlib.import_module(module), name)(**kw)
+    make.__name__ = make.__qualname__ = name
+    return make
+
+
+def torchvision_model(name, package="torchvision.models", **kw):
+    """The factory of torchvision.models' `name` (with keyword arguments `kw`), torchvision imported when called."""
+    return deferred(package, name, **kw)
+
+
+def make_divisible(v, divisor=8):
+    """The nearest multiple of `divisor` (at least `divisor`), one step up where rounding lost over 10% of `v`:
+    how the mobile families round their widths."""
+    out = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * v else out
 
 
 def conv_bn_act(x, w, out, k, stride=1, groups=1, dilation=1, act=None, eps=1e-5):

@@ -1,8 +1,6 @@
 """ConvNeXt (Liu et al., 2022): a patchify stem, then stages of depthwise 7x7 conv + inverted MLP blocks."""
-import torchvision
-
 from trtnet import Graph, constant, conv, fc, flatten, gelu, global_avg_pool, layer_norm, permute
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 EPS = 1e-6
 
@@ -35,5 +33,5 @@ def _convnext_tiny(w, shape):
     return convnext(w, shape, "convnext_tiny", (96, 192, 384, 768), (3, 3, 9, 3))
 
 
-register("convnext_tiny", (3, 224, 224), torchvision.models.convnext_tiny,
+register("convnext_tiny", (3, 224, 224), blocks.torchvision_model("convnext_tiny"),
          doc="torchvision convnext_tiny, 3x224x224", test_shape=(3, 64, 64))(_convnext_tiny)

@@ -1,10 +1,8 @@
 """DenseNet-BC (Huang et al., 2016) as torchvision builds it: a 7x7 stem, four dense blocks whose layers each
 add `growth_rate` channels to the running concatenation, 1x1-conv-and-pool transitions halving the width, and
 a linear head."""
-import torchvision
-
 from trtnet import Graph, avg_pool, bn, concat, conv, fc, flatten, global_avg_pool, max_pool, relu
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 
 def dense_layer(features, w, growth_rate, bn_size):
@@ -44,7 +42,8 @@ def densenet(w, shape, name, growth_rate, block_config, num_init_features, bn_si
     return g
 
 
-@register("densenet121", (3, 224, 224), torchvision.models.densenet121, doc="torchvision densenet121, 3x224x224",
+@register("densenet121", (3, 224, 224), blocks.torchvision_model("densenet121"),
+          doc="torchvision densenet121, 3x224x224",
           test_shape=(3, 64, 64), slow=True)
 def densenet121(w, shape):
     return densenet(w, shape, "densenet121", 32, (6, 12, 24, 16), 64)

@@ -7,9 +7,6 @@ Stochastic depth only acts in training, so the shortcut is a plain addition here
 import functools
 import math
 
-import torchvision
-from torchvision.models._utils import _make_divisible
-
 from trtnet import Graph, dropout, fc, flatten, global_avg_pool, sigmoid, silu
 from trtnet.zoo import blocks, register
 
@@ -25,14 +22,14 @@ MBCONV = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 
 
 def mbconv_config(width_mult=1.0, depth_mult=1.0):
     """MBCONV scaled as torchvision's MBConvConfig does: widths rounded to 8, depths rounded up."""
-    return [(e, k, s, _make_divisible(cin * width_mult, 8), _make_divisible(cout * width_mult, 8),
+    return [(e, k, s, blocks.make_divisible(cin * width_mult, 8), blocks.make_divisible(cout * width_mult, 8),
              int(math.ceil(n * depth_mult))) for e, k, s, cin, cout, n in MBCONV]
 
 
 def mbconv(x, w, expand_ratio, kernel, stride, out):
     """block.0 expands (unless the ratio is 1), then depthwise kxk, squeeze-excitation, linear 1x1 projection."""
     cin = x.shape[1]
-    expanded = _make_divisible(cin * expand_ratio, 8)
+    expanded = blocks.make_divisible(cin * expand_ratio, 8)
     y, i = x, 0
     if expanded != cin:
         y, i = conv_bn_act(y, w["block.0"], expanded, 1), 1
@@ -57,6 +54,6 @@ def efficientnet(w, shape, name, width_mult, depth_mult, num_classes=1000):
     return g
 
 
-register("efficientnet_b0", (3, 224, 224), torchvision.models.efficientnet_b0,
+register("efficientnet_b0", (3, 224, 224), blocks.torchvision_model("efficientnet_b0"),
          doc="torchvision efficientnet_b0, 3x224x224", test_shape=(3, 64, 64))(
     functools.partial(efficientnet, name="efficientnet_b0", width_mult=1.0, depth_mult=1.0))

@@ -6,12 +6,8 @@ auxiliary classifiers only run in training; the module is built without them (`a
 state_dict holds exactly the tensors the graph reads; a full torchvision checkpoint still loads, its
 `aux1.*`/`aux2.*` tensors reported as unused.
 """
-import functools
-
-import torchvision
-
 from trtnet import Graph, bn, concat, conv, dropout, fc, flatten, global_avg_pool, max_pool, relu
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 # name: (ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj), in order; "maxpoolN" is a 3x3/2 max pool (2x2/2
 # for maxpool4), all in ceil mode
@@ -45,7 +41,7 @@ def inception(x, w, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj):
 
 
 @register("googlenet", (3, 224, 224),
-          functools.partial(torchvision.models.googlenet, aux_logits=False, init_weights=True, transform_input=False),
+          blocks.torchvision_model("googlenet", aux_logits=False, init_weights=True, transform_input=False),
           doc="torchvision googlenet (no auxiliary heads, transform_input=False), 3x224x224", test_shape=(3, 64, 64))
 def googlenet(w, shape, num_classes=1000):
     g = Graph("googlenet")

@@ -5,12 +5,8 @@ The auxiliary classifier only runs in training; the module is built without it (
 state_dict holds exactly the tensors the graph reads; a full torchvision checkpoint still loads, its
 `AuxLogits.*` tensors reported as unused.
 """
-import functools
-
-import torchvision
-
 from trtnet import Graph, avg_pool, bn, concat, conv, dropout, fc, flatten, global_avg_pool, max_pool, relu
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 
 def basic_conv(x, w, out, k, stride=1, padding=0):
@@ -90,7 +86,7 @@ MIXED = (
 
 
 @register("inception_v3", (3, 299, 299),
-          functools.partial(torchvision.models.inception_v3, aux_logits=False, init_weights=True,
+          blocks.torchvision_model("inception_v3", aux_logits=False, init_weights=True,
                             transform_input=False),
           doc="torchvision inception_v3 (no auxiliary head, transform_input=False), 3x299x299",
           test_shape=(3, 75, 75), slow=True)

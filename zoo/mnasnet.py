@@ -6,10 +6,8 @@ torchvision keeps the whole body in one `layers` Sequential: indices 0-7 are the
 """
 import functools
 
-import torchvision
-
 from trtnet import Graph, bn, conv, dropout, fc, flatten, global_avg_pool, relu
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 # output channels, kernel, stride of the first block, expansion, repeats: the paper's Figure 7 (B1)
 STACKS = [(24, 3, 2, 3, 3), (40, 5, 2, 3, 3), (80, 5, 2, 6, 3), (96, 3, 1, 6, 2), (192, 5, 2, 6, 4),
@@ -55,5 +53,5 @@ def mnasnet(w, shape, alpha, name, num_classes=1000):
     return g
 
 
-register("mnasnet1_0", (3, 224, 224), torchvision.models.mnasnet1_0, doc="torchvision mnasnet1_0, 3x224x224",
+register("mnasnet1_0", (3, 224, 224), blocks.torchvision_model("mnasnet1_0"), doc="torchvision mnasnet1_0, 3x224x224",
          test_shape=(3, 64, 64))(functools.partial(mnasnet, alpha=1.0, name="mnasnet1_0"))

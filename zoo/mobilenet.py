@@ -7,9 +7,6 @@ for the segmentation models that use it as their backbone.
 """
 import functools
 
-import torchvision
-from torchvision.models._utils import _make_divisible
-
 from trtnet import (Graph, bn, conv, dropout, fc, flatten, global_avg_pool, hardsigmoid, hardswish, relu, 
                     relu6)
 from trtnet.zoo import blocks, register
@@ -36,7 +33,8 @@ def inverted_residual_v2(x, w, out, stride, t):
     return x + y if stride == 1 and x.shape[1] == out else y
 
 
-@register("mobilenet_v2", (3, 224, 224), torchvision.models.mobilenet_v2, doc="torchvision mobilenet_v2, 3x224x224",
+@register("mobilenet_v2", (3, 224, 224), blocks.torchvision_model("mobilenet_v2"),
+          doc="torchvision mobilenet_v2, 3x224x224",
           test_shape=(3, 64, 64))
 def mobilenet_v2(w, shape, num_classes=1000):
     g = Graph("mobilenet_v2")
@@ -105,7 +103,7 @@ def inverted_residual_v3(x, w, kernel, expanded, out, use_se, act, stride, dilat
                     V3_EPS)
     if use_se:
         i += 1
-        y = squeeze_excitation(y, w[f"block.{i}"], _make_divisible(expanded // 4, 8))
+        y = squeeze_excitation(y, w[f"block.{i}"], blocks.make_divisible(expanded // 4, 8))
     y = conv_bn_act(y, w[f"block.{i + 1}"], out, 1, eps=V3_EPS)
     return x + y if stride == 1 and x.shape[1] == out else y
 
@@ -163,5 +161,5 @@ def mobilenet_v3(w, shape, arch, num_classes=1000):
 
 for _arch in ("small", "large"):
     _name = f"mobilenet_v3_{_arch}"
-    register(_name, (3, 224, 224), getattr(torchvision.models, _name), doc=f"torchvision {_name}, 3x224x224",
+    register(_name, (3, 224, 224), blocks.torchvision_model(_name), doc=f"torchvision {_name}, 3x224x224",
              test_shape=(3, 64, 64))(functools.partial(mobilenet_v3, arch=_arch))

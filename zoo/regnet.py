@@ -1,13 +1,11 @@
 """RegNet (Radosavovic et al., 2020) as torchvision builds it: a 3x3 stem, four stages of residual bottleneck
 blocks (1x1, grouped 3x3, squeeze-excitation for RegNetY, 1x1), a linear head.
 
-The stage widths and depths follow from a few design-space parameters (w_0, w_a, w_m, depth); they are
-computed by torchvision's `BlockParams.from_init_params`, which holds no weights.
+The stage widths and depths follow from a few design-space parameters (w_0, w_a, w_m, depth); the table
+below holds what they give (torchvision's `BlockParams.from_init_params`), so that recording needs no torchvision.
 """
 import functools
-
-import torchvision
-from torchvision.models.regnet import BlockParams
+from types import SimpleNamespace
 
 from trtnet import Graph, fc, flatten, global_avg_pool, relu, sigmoid
 from trtnet.zoo import blocks, register
@@ -42,13 +40,14 @@ def regnet(w, shape, name, params, stem_width=32, num_classes=1000):
     return g
 
 
-# torchvision's design-space parameters per model; regnet_y_400mf's give four stages of widths
-# 48, 104, 208, 440 and depths 1, 3, 6, 6, group width 8
+# per model, the stages torchvision derives from its design-space parameters (regnet_y_400mf: depth=16, w_0=48,
+# w_a=27.89, w_m=2.09, group_width=8, se_ratio=0.25); the zoo test compares the graph with torchvision's module
 VARIANTS = {
-    "regnet_y_400mf": dict(depth=16, w_0=48, w_a=27.89, w_m=2.09, group_width=8, se_ratio=0.25),
+    "regnet_y_400mf": dict(depths=(1, 3, 6, 6), widths=(48, 104, 208, 440), group_widths=(8, 8, 8, 8),
+                           bottleneck_multipliers=(1.0, 1.0, 1.0, 1.0), strides=(2, 2, 2, 2), se_ratio=0.25),
 }
 
 for _name, _init in VARIANTS.items():
-    register(_name, (3, 224, 224), getattr(torchvision.models, _name), doc=f"torchvision {_name}, 3x224x224",
+    register(_name, (3, 224, 224), blocks.torchvision_model(_name), doc=f"torchvision {_name}, 3x224x224",
              test_shape=(3, 64, 64))(
-        functools.partial(regnet, name=_name, params=BlockParams.from_init_params(**_init)))
+        functools.partial(regnet, name=_name, params=SimpleNamespace(**_init)))

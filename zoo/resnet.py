@@ -4,10 +4,8 @@ Also ResNeXt and Wide ResNet, which only change the bottleneck's width and group
 """
 import functools
 
-import torchvision
-
 from trtnet import Graph, bn, conv, fc, global_avg_pool, max_pool, relu, flatten
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 
 def conv_bn(x, w, conv_name, bn_name, out, k, stride=1, groups=1, dilation=1):
@@ -70,6 +68,6 @@ VARIANTS = {
 }
 
 for _name, (_block, _depths, _kw) in VARIANTS.items():
-    register(_name, (3, 224, 224), getattr(torchvision.models, _name), doc=f"torchvision {_name}, 3x224x224",
+    register(_name, (3, 224, 224), blocks.torchvision_model(_name), doc=f"torchvision {_name}, 3x224x224",
              test_shape=(3, 64, 64))(
         functools.partial(resnet, block=_block, depths=_depths, name=_name, **_kw))

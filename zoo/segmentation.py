@@ -10,10 +10,8 @@ Only the main output ("out", the class scores at the input resolution) is built;
 """
 import functools
 
-import torchvision
-
 from trtnet import Graph, bn, concat, conv, dropout, global_avg_pool, interpolate, relu, sigmoid
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 from trtnet.zoo.mobilenet import mobilenet_v3_blocks, mobilenet_v3_features
 from trtnet.zoo.resnet import backbone as resnet_backbone, bottleneck
 
@@ -111,7 +109,7 @@ for _name, _scores in VARIANTS.items():
     # 520 as torchvision's evaluation presets; resizes to exact sizes handle the uneven 33 -> 65 -> 520 steps.
     # The test shape keeps every feature map at least 4x4.
     register(_name, (3, 520, 520),
-             functools.partial(getattr(torchvision.models.segmentation, _name), weights=None, weights_backbone=None,
+             blocks.torchvision_model(_name, "torchvision.models.segmentation", weights=None, weights_backbone=None,
                                aux_loss=False),
              doc=f"torchvision {_name} (21 classes, no aux head), 3x520x520", test_shape=(3, 64, 64))(
         functools.partial(segmentation, name=_name, scores=_scores))

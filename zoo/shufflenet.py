@@ -1,8 +1,6 @@
 """ShuffleNet V2 (Ma et al., 2018): split channels, transform one half, concatenate, shuffle."""
-import torchvision
-
 from trtnet import Graph, bn, chunk, concat, conv, fc, flatten, global_avg_pool, max_pool, permute, relu, reshape
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 
 def conv_bn(x, w, conv_i, out, k, stride=1, groups=1):
@@ -45,5 +43,5 @@ def shufflenet_v2(w, shape, stages=(4, 8, 4), channels=(24, 116, 232, 464, 1024)
     return g
 
 
-register("shufflenet_v2_x1_0", (3, 224, 224), torchvision.models.shufflenet_v2_x1_0,
+register("shufflenet_v2_x1_0", (3, 224, 224), blocks.torchvision_model("shufflenet_v2_x1_0"),
          doc="torchvision shufflenet_v2_x1_0, 3x224x224", test_shape=(3, 64, 64))(shufflenet_v2)

@@ -5,11 +5,10 @@ Tensors stay (N, H, W, C). Windows fold into the batch: (N, H, W, C) -> (N * win
 multiples of the window are padded as torchvision pads them, so small inputs work too.
 """
 import numpy as np
-import torchvision
 
 from trtnet import (Graph, cast, cat, constant, conv, fc, gelu, index_select, layer_norm, mean, pad, permute,
                     reshape, roll, softmax, tensor, unbind, unsqueeze)
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 WINDOW = 7
 
@@ -92,5 +91,5 @@ def _swin_t(w, shape):
     return swin(w, shape, "swin_t", 96, (2, 2, 6, 2), (3, 6, 12, 24))
 
 
-register("swin_t", (3, 224, 224), torchvision.models.swin_t, doc="torchvision swin_t, 3x224x224",
+register("swin_t", (3, 224, 224), blocks.torchvision_model("swin_t"), doc="torchvision swin_t, 3x224x224",
          test_shape=(3, 64, 64), slow=True)(_swin_t)

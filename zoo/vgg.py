@@ -5,10 +5,8 @@ The configurations are torchvision's tables: a number is a 3x3 convolution's wid
 """
 import functools
 
-import torchvision
-
 from trtnet import Graph, adaptive_avg_pool, bn, conv, dropout, fc, flatten, max_pool, relu
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 CFGS = {
     "A": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
@@ -43,5 +41,5 @@ def vgg(w, shape, cfg, batch_norm, name, num_classes=1000):
 VARIANTS = {"vgg11": ("A", False), "vgg11_bn": ("A", True), "vgg16": ("D", False), "vgg16_bn": ("D", True)}
 
 for _name, (_cfg, _bn) in VARIANTS.items():
-    register(_name, (3, 224, 224), getattr(torchvision.models, _name), doc=f"torchvision {_name}, 3x224x224",
+    register(_name, (3, 224, 224), blocks.torchvision_model(_name), doc=f"torchvision {_name}, 3x224x224",
              test_shape=(3, 32, 32))(functools.partial(vgg, cfg=_cfg, batch_norm=_bn, name=_name))

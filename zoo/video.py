@@ -2,10 +2,8 @@
 
 Input (3, T, H, W) clips; the stem keeps the time resolution, stages 2-4 halve time and space alike.
 """
-import torchvision
-
 from trtnet import Graph, bn, conv, fc, flatten, global_avg_pool, relu
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 
 def conv_bn(x, w, out, kernel, stride=1, padding=0):
@@ -20,7 +18,8 @@ def basic_block(x, w, planes, stride):
     return relu(y + short)
 
 
-@register("r3d_18", (3, 16, 112, 112), torchvision.models.video.r3d_18, test_shape=(3, 4, 32, 32),
+@register("r3d_18", (3, 16, 112, 112), blocks.torchvision_model("r3d_18", "torchvision.models.video"),
+          test_shape=(3, 4, 32, 32),
           doc="torchvision r3d_18 (video ResNet, 3D convolutions), 3x16x112x112 clips, 400 Kinetics classes")
 def r3d_18(w, shape):
     g = Graph("r3d_18")

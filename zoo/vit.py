@@ -1,10 +1,8 @@
 """Vision Transformer (Dosovitskiy et al., 2021): 16x16 patches as tokens, a class token, pre-norm encoder blocks."""
 import math
 
-import torchvision
-
 from trtnet import Graph, concat, constant, conv, expand, fc, gelu, layer_norm, permute, reshape, select, softmax
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 EPS = 1e-6
 
@@ -46,5 +44,5 @@ def _vit_b_16(w, shape):
     return vit(w, shape, "vit_b_16", 16, 12, 12, 768, 3072)
 
 
-register("vit_b_16", (3, 224, 224), torchvision.models.vit_b_16, doc="torchvision vit_b_16, 3x224x224",
+register("vit_b_16", (3, 224, 224), blocks.torchvision_model("vit_b_16"), doc="torchvision vit_b_16, 3x224x224",
          slow=True)(_vit_b_16)
