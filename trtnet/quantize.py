@@ -125,7 +125,9 @@ def _candidates(n, start=128, count=160):
 
 def _entropy(c, width, levels=128):
     """TensorRT's entropy calibration: the threshold whose 128-level quantized distribution is closest (KL
-    divergence) to the clipped one, outliers folded into the last bin."""
+    divergence) to the clipped one, outliers folded into the last bin. The first bin (ReLU's zeros, exact at any
+    threshold) is left out: spread over a wide quantization bin it would favour clipping far too low."""
+    c = np.concatenate([[0.0], c[1:]])
     best, best_i = np.inf, len(c)
     for i in _candidates(len(c)):
         p = c[:i].copy()
@@ -528,4 +530,62 @@ def verify_build(report, spec, module, fp32, q, samples=8, run_engine=None):
     report.quant["cost"]["TensorRT network"] = cost(check.values[out], expected[out], labels)
     if run_engine is not None:
         report.quant["cost"]["engine"] = cost(run_engine(inputs)[out], expected[out], labels)
+    return report
+
+
+# --- command lines ---------------------------------------------------------------------------------------------
+def add_arguments(p):
+    """The quantization options `python -m trtnet.build` and `python -m trtnet.check` share."""
+    g = p.add_argument_group("quantization (explicit Q/DQ, see trtnet.quantize)")
+    modes = g.add_mutually_exclusive_group()
+    for mode, what in (("int8", "INT8 activations and weights"), ("fp8", "FP8 E4M3 activations and weights"),
+                       ("int8-weights", "INT8 weights, fp16 math"), ("int4-weights", "INT4 weights, fp16 math")):
+        modes.add_argument(f"--{mode}", dest="quantize", action="store_const", const=mode, help=what)
+    g.add_argument("--calib", metavar="PATH", help="calibration data: .npy/.npz, an image folder, or a ModelOpt "
+                                                   "checkpoint (*_quantizer._amax); default the model's own data")
+    g.add_argument("--calib-method", choices=METHODS, default="entropy", help="calibration method (default entropy)")
+    g.add_argument("--calib-samples", default="512", metavar="N", help="calibration samples (default 512)")
+    g.add_argument("--calib-cache", metavar="FILE", help="JSON of calibrated ranges: reused when data and method "
+                                                         "match, else written")
+    g.add_argument("--keep", action="append", default=[], metavar="PATTERN",
+                   help="layers (fnmatch on names) left unquantized; repeatable")
+
+
+def parse_arguments(args):
+    """The options as build()'s keywords, checked before torch or TensorRT load."""
+    from . import cli
+    given = [f for f, v in (("--calib", args.calib), ("--calib-cache", args.calib_cache), ("--keep", args.keep),
+                            ("--calib-method", args.calib_method != "entropy"),
+                            ("--calib-samples", args.calib_samples != "512")) if v]
+    if not args.quantize and given:
+        raise cli.UsageError(f"{given[0]} needs a quantization mode: --int8, --fp8, --int8-weights or --int4-weights")
+    if args.calib is not None and not os.path.exists(args.calib):
+        raise cli.UsageError(f"--calib {args.calib!r}: no such file or folder")
+    if args.calib_cache:
+        cli.check_output(args.calib_cache, "--calib-cache")
+    return dict(quantize=args.quantize, calib=args.calib, calib_method=args.calib_method,
+                calib_samples=cli.count(args.calib_samples, "--calib-samples"), calib_cache=args.calib_cache,
+                keep=tuple(args.keep))
+
+
+def check_quantized(graph, precision, spec=None, module=None, inputs=None, tol=None, fp16=False, samples=8,
+                    calib=None, calib_method="entropy", calib_samples=512, calib_cache=None, keep=()):
+    """trtnet.check of the quantized graph: its TensorRT network (interpreter) against its fake-quantized
+    reference on `inputs` (default: held-out samples), and the cost against the fp32 `module` (else the fp32
+    graph's reference executor)."""
+    from .build import run_module
+    from .check.report import FP16_TOL, check_graph
+    from .reference import run_reference
+    q = for_model(graph, precision, spec, calib, calib_method, calib_samples, calib_cache, keep)
+    fp16 = fp16 or q.quant["fp16"]
+    labels = None
+    if inputs is None:
+        inputs, labels = held_out(spec, graph, samples)
+    report = check_graph(q, inputs, None, tol or (FP16_TOL if fp16 else QUANT_TOL), fp16)
+    report.title = report.title.replace(" vs PyTorch", f" ({precision}) vs its fake-quantized PyTorch reference")
+    expected = run_module(module, graph, inputs, spec.output if spec else None) if module is not None \
+        else run_reference(graph, inputs)
+    out = graph.outputs[0].name
+    report.quant = report_info(graph, q, calib_cache, keep)
+    report.quant["cost"]["TensorRT network"] = cost(report.values[out], expected[out], labels)
     return report

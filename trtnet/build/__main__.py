@@ -3,11 +3,13 @@ import os
 import sys
 
 from .. import cli
+from ..quantize import add_arguments as add_quant_arguments, parse_arguments as parse_quant_arguments
 
 EPILOG = """examples:
   python scripts/export_wts.py lenet && python -m trtnet.build lenet
   python -m trtnet.build resnet50 --weights my.pth --batch 1,4,16 -o resnet50.engine
   python -m trtnet.build mymodel.py:tiny --shapes images:1x3x32x32,4x3x64x64,8x3x128x128
+  python -m trtnet.build lenet --int8 --calib-cache lenet.calib.json    # calibrated on LeNet's own digits
 
 Where an engine can execute (a GPU the installed TensorRT supports), it is run and compared with
 PyTorch at each profile's minimum and maximum shapes; elsewhere the TensorRT network is run by
@@ -31,6 +33,7 @@ def arguments(argv):
     p.add_argument("--refittable", action="store_true", help="build with the refit flag (weights updatable)")
     p.add_argument("--strip-weights", action="store_true",
                    help="leave the weights out of the plan (refit them from the weights file at load time)")
+    add_quant_arguments(p)
     args = p.parse_args(argv)
     if not args.list and not args.model:
         p.error("a model name or file is required (or --list)")
@@ -46,6 +49,7 @@ def validate(args):
     cli.check_input_file(args.weights, "--weights")
     if args.output:
         cli.check_output(args.output)
+    args.quant = parse_quant_arguments(args)
 
 
 def instrument(args, timeline, build_module):
@@ -89,7 +93,7 @@ def run(args, timeline):
                                         fp16=args.fp16, show_graph=args.print_graph,
                                         engine_cache=None if args.no_engine_cache else args.engine_cache,
                                         timing_cache=args.timing_cache, refittable=args.refittable,
-                                        strip_weights=args.strip_weights)
+                                        strip_weights=args.strip_weights, **args.quant)
     finally:
         for u in undo:
             u()

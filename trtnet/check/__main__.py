@@ -2,12 +2,14 @@
 import sys
 
 from .. import cli
+from ..quantize import add_arguments as add_quant_arguments, parse_arguments as parse_quant_arguments
 
 EPILOG = """examples:
   python -m trtnet.check lenet
   python -m trtnet.check resnet50 --batch 1 --all
   python -m trtnet.check mymodel.py:tiny --shapes images:1x3x32x32,2x3x48x48,4x3x64x64
   python -m trtnet.check --onnx model.onnx          # TensorRT's OnnxParser vs onnxruntime
+  python -m trtnet.check lenet --fp8                # the FP8 network vs its fake-quantized reference, and its cost
 
 The network is the one TensorRT holds: every layer's type, attributes and weights are read back from the
 INetworkDefinition and executed with TensorRT's documented semantics, so no GPU is needed. It runs at each
@@ -25,6 +27,7 @@ def arguments(argv):
     p.add_argument("--tol", help=f"relative error tolerance (default {DEFAULT_TOL:g}, {FP16_TOL:g} with --fp16)")
     p.add_argument("--fp16", action="store_true", help="check the half-precision network trtnet.build --fp16 emits")
     p.add_argument("--all", action="store_true", help="list every layer, also those without a reference tensor")
+    add_quant_arguments(p)
     args = p.parse_args(argv)
     if not args.list and not args.model and not args.onnx:
         p.error("a model name or file, or --onnx FILE, is required")
@@ -39,6 +42,7 @@ def validate(args):
     cli.parse_device(args.device)
     cli.check_input_file(args.weights, "--weights")
     cli.check_input_file(args.onnx, "--onnx")
+    args.quant = parse_quant_arguments(args)
     if args.onnx:
         with open(args.onnx, "rb") as f:
             head = f.read(64)
@@ -81,6 +85,12 @@ def check_model(args, timeline):
     reports = []
     with timeline.part("PyTorch module"):
         module = torch_reference(spec, w)
+    if args.quant["quantize"]:   # on the held-out set (else seeded inputs at the profile's largest batch)
+        from ..quantize import check_quantized
+        with timeline.part("check"):
+            return [check_quantized(graph, args.quant.pop("quantize"), spec, module, tol=args.tolerance,
+                                    fp16=args.fp16, samples=profiles[0]["N"][2] if "N" in graph.dims else 1,
+                                    **args.quant)]
     for env in check_shapes(graph, profiles):
         inputs = spec.make_inputs(graph, env)
         with timeline.part("PyTorch module"):

@@ -1,4 +1,6 @@
 """Layer-by-layer comparison of what TensorRT holds (run by the interpreter) with a reference."""
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +28,7 @@ class CheckReport:
     tol: float
     first_bad: str = None         # first layer whose error exceeds tol
     values: dict = field(default_factory=dict, repr=False)   # every tensor the interpreter computed
+    quant: dict = None            # a quantized graph: precision per layer count, calibration, accuracy cost
 
     @property
     def ok(self):
@@ -49,6 +52,9 @@ class CheckReport:
         verdict = "PASS" if self.ok else "FAIL"
         where = f"; first layer over tolerance: '{self.first_bad}'" if self.first_bad else ""
         lines.append(f"  {verdict} (tolerance {self.tol:g} relative){where}")
+        if self.quant:
+            from ..quantize import describe
+            lines += describe(self.quant)
         return "\n".join(lines)
 
 
@@ -79,32 +85,63 @@ def layer_rows(network, values, references, tol):
     return rows, first_bad
 
 
-def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="check"):
-    """Run `network` on `inputs`; compare every layer with `references` and the outputs with `finals`."""
+def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="check", progress=None):
+    """Run `network` on `inputs`; compare every layer with `references` and the outputs with `finals`.
+    `progress` is run_network's per-layer callback (None: a bar on a terminal, see layer_bar)."""
     from .interp import run_network
-    values = run_network(network, inputs, outputs="all")
+    with layer_bar("TensorRT network (interpreter)") if progress is None else _given(progress) as step:
+        values = run_network(network, inputs, outputs="all", progress=step)
     rows, first_bad = layer_rows(network, values, references, tol)
     final = {k: compare(values[k], v) if values[k].shape == v.shape else
              {"max_abs": float("inf"), "rel": float("inf"), "top1": None} for k, v in finals.items()}
     return CheckReport(title, rows, final, tol, first_bad, values)
 
 
-def check_graph(graph, inputs, expected, tol=DEFAULT_TOL, fp16=False):
+def check_graph(graph, inputs, expected, tol=DEFAULT_TOL, fp16=False, references=None, progress=None):
     """Emit `graph` into a TensorRT network and check it: layers against the graph's PyTorch reference
     executor (fp32), outputs against `expected` (the original PyTorch module's outputs; None: the reference
-    executor's, as for a quantized graph whose meaning is its fake-quantized reference)."""
+    executor's, as for a quantized graph whose meaning is its fake-quantized reference). `references`: the
+    reference executor's values of every node on these inputs where the caller has them already."""
     from ..engine import create_network
     from ..reference import run_reference
     _, network, emission = create_network(graph, fp16)
-    references = run_reference(graph, inputs, outputs="all")
+    if references is None:
+        references = run_reference(graph, inputs, outputs="all")
     expected = references if expected is None else expected
     finals = {o.name: np.asarray(expected[o.name]) for o in graph.outputs if o.name in expected}
     at = ", ".join(f"{k}={v}" for k, v in size_env(graph, inputs).items())
     report = check_network(network, inputs, references, finals, tol,
                            f"TensorRT {'fp16' if fp16 else 'fp32'} network of '{graph.name}' ({network.num_layers} layers, "
-                           f"run by trtnet.check) vs PyTorch{' at ' + at if at else ''}")
+                           f"run by trtnet.check) vs PyTorch{' at ' + at if at else ''}", progress)
     del emission
     return report
+
+
+@contextmanager
+def layer_bar(desc, stream=None):
+    """A run_network progress callback drawing a layer count on a terminal (as TensorRT's build bars: not
+    with -q, not when stderr is redirected); None elsewhere."""
+    from .. import backend
+    stream = stream or sys.stderr
+    if not (stream.isatty() if backend.SHOW is None else backend.SHOW):
+        yield None
+        return
+    from tqdm import tqdm
+    bar = tqdm(desc=desc, unit=" layers", leave=False, file=stream)
+
+    def step(done, total):
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield step
+    finally:
+        bar.close()
+
+
+@contextmanager
+def _given(progress):
+    yield progress
 
 
 def size_env(graph, inputs):
@@ -112,13 +149,19 @@ def size_env(graph, inputs):
     return {k: int(np.shape(inputs[inp])[axis]) for k, (inp, axis) in graph.dims.items() if inp in inputs}
 
 
-def check_graph_at(graph, inputs=None, reference=None, tol=None, fp16=False, shapes=None, seed=0):
+def check_graph_at(graph, inputs=None, reference=None, tol=None, fp16=False, shapes=None, seed=0, quantize=None,
+                   **calibration):
     """`trtnet.check(...)`: check_graph on the given inputs, or at each of `shapes` ({dim: size} dicts; default the
-    minimum and maximum of the graph's ranges) on seeded inputs; `reference` an nn.Module or None."""
+    minimum and maximum of the graph's ranges) on seeded inputs; `reference` an nn.Module or None. `quantize`
+    (with build's calib, calib_method, calib_samples, calib_cache, keep) checks the quantized graph instead, on
+    `inputs` or held-out seeded samples, and measures its cost against `reference` (else the fp32 graph)."""
     from ..build import check_shapes, run_module
     from ..engine import profiles_for
     from ..reference import run_reference
     from ..zoo import random_inputs
+    if quantize:
+        from ..quantize import check_quantized
+        return check_quantized(graph, quantize, None, reference, inputs, tol, fp16, **calibration)
     tol = tol or (FP16_TOL if fp16 else DEFAULT_TOL)
     if inputs is not None:
         sets = [inputs]
