@@ -1,7 +1,12 @@
-"""INT8 quantization cost of zoo classification models with seeded weights: calibrate on some inputs, measure
-on others; prints output SQNR (dB) and top-1 agreement with fp32, and calibration seconds, per method.
+"""Quantization cost of zoo classification models: calibrate on some inputs, measure on others; prints output
+SQNR (dB) and top-1 agreement with fp32 and calibration seconds, per precision and method.
 
-    python benchmarks/quantize.py lenet resnet18 --samples 256 --shape 3,64,64"""
+Weights are the zoo's exported ones (`zoo.export_state`): trained on the bundled digits where the model can
+learn them, else seeded with non-trivial BatchNorm statistics. Inputs are seeded normal samples (the digits'
+training split to calibrate and held-out split to measure for the digits models). `--shape` runs at a smaller
+input; a ViT's position embedding is then cut to the token count (a different seeded model, same layers).
+
+    python benchmarks/quantize.py lenet resnet18 vit_b_16 --samples 256 --shape 3,64,64"""
 import argparse
 import time
 
@@ -19,35 +24,109 @@ def inputs(spec, shape, n, seed):
     return np.random.default_rng(seed).standard_normal((n, *shape), dtype=np.float32)
 
 
+def fit_state(state, graph_fn, shape):
+    """Cut position embeddings longer than the smaller input's token count."""
+    from trtnet.graph import GraphError
+    from trtnet.weights import WeightMap
+    try:
+        return graph_fn(WeightMap(state), shape)
+    except GraphError:
+        key = next((k for k in state if k.endswith("pos_embedding")), None)
+        if key is None:
+            raise
+        tokens = 1 + (shape[1] // 16) * (shape[2] // 16)
+        return graph_fn(WeightMap(dict(state, **{key: state[key][:, :tokens]})), shape)
+
+
+def measure(g, calib, test, precisions, methods):
+    """Rows (precision, method, calibration seconds, SQNR, top-1 agreement); one histogram pass per precision
+    serves every method (its seconds counted in each)."""
+    from trtnet.quantize import _kind, amax_of, collect, plan, quantize
+    from trtnet.reference import run_reference
+    name, out = g.inputs[0].name, g.outputs[0].name
+    fp32 = run_reference(g, {name: test})[out]
+    rows = []
+    for precision in precisions:
+        acts, _, _ = plan(g, precision)
+        nodes = {n.name: n for n in g.nodes}
+        tensors = sorted({nodes[k].inputs[i].name for k, idx in acts.items() for i in idx})
+        start = time.perf_counter()
+        hists = collect(g, {name: calib}, tensors, progress=False) if tensors else {}
+        shared = time.perf_counter() - start
+        for method in methods if tensors else ["-"]:
+            start = time.perf_counter()
+            amax = {t: amax_of(h, method, kind=_kind(precision)) for t, h in hists.items()}
+            secs = shared + time.perf_counter() - start
+            got = run_reference(quantize(g, precision=precision, amax=amax), {name: test})[out]
+            agree = (got.reshape(len(got), -1).argmax(1) == fp32.reshape(len(got), -1).argmax(1)).mean()
+            rows.append((precision, method, secs, sqnr(got, fp32), agree))
+    return rows
+
+
+def builds(name, shape, targets):
+    """A table of TensorRT builds of each mode for each GPU target (TensorRT-RTX's compute capabilities): what
+    the builder accepts, measured, not what runs fastest; INT4 tried in blocks of 128 and per output channel."""
+    from trtnet import backend, zoo
+    from trtnet.engine import create_network
+    from trtnet.quantize import quantize
+    from trtnet.weights import WeightMap
+    t = backend.trt()
+    spec = zoo.get(name)
+    g = spec.graph(WeightMap(zoo.export_state(name)), shape)
+    x = np.random.default_rng(0).standard_normal((2, *(shape or spec.input_shape)), dtype=np.float32)
+    modes = [("fp32", None, None), ("fp16", None, None), ("int8", "int8", None), ("fp8", "fp8", None),
+             ("int8-weights", "int8-weights", None), ("int4-weights, blocks of 128", "int4-weights", 128),
+             ("int4-weights, per channel", "int4-weights", None)]
+    print(f"| {name} | " + " | ".join(targets) + " |\n|---|" + "---|" * len(targets), flush=True)
+    for label, precision, block in modes:
+        q = g if precision is None else quantize(g, x, precision, method="max", block_size=block, progress=False)
+        fp16 = label == "fp16" or bool(precision and q.quant["fp16"])
+        cells = []
+        for target in targets:
+            builder, network, emission = create_network(q, fp16)
+            config = builder.create_builder_config()
+            config.num_compute_capabilities = 1
+            config.set_compute_capability(getattr(t.ComputeCapability, target), 0)
+            profile = builder.create_optimization_profile()
+            for n in q.inputs:
+                s = (1, *n.shape[1:])
+                profile.set_shape(n.name, s, s, s)
+            config.add_optimization_profile(profile)
+            cells.append("builds" if builder.build_serialized_network(network, config) is not None else "fails")
+            del emission
+        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main():
     import torch
     from trtnet import zoo
-    from trtnet.quantize import METHODS, quantize
-    from trtnet.reference import run_reference
-    from trtnet.weights import WeightMap
+    from trtnet.quantize import METHODS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("models", nargs="+")
-    p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--samples", type=int, default=256, help="calibration samples, and as many to measure on")
     p.add_argument("--shape", help="sample shape, e.g. 3,64,64 (default: the model's)")
     p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--precisions", default="int8,fp8,int8-weights,int4-weights")
+    p.add_argument("--builds", action="store_true", help="instead: which modes build for which GPU target")
+    p.add_argument("--targets", default="SM75,SM80,SM86,SM89,SM120,SM121")
     a = p.parse_args()
     torch.manual_seed(0)
-    print(f"{'model':14s} {'method':10s} {'calib s':>8s} {'SQNR dB':>8s} {'top-1 agree':>11s}")
+    if a.builds:
+        for name in a.models:
+            builds(name, tuple(int(v) for v in a.shape.split(",")) if a.shape else None, a.targets.split(","))
+        return
+    print(f"| model | input | precision | method | calib s | SQNR dB | top-1 agree |\n|---|---|---|---|---|---|---|",
+          flush=True)
     for name in a.models:
         spec = zoo.get(name)
-        shape = tuple(int(v) for v in a.shape.split(",")) if a.shape else spec.input_shape
-        m = spec.torch_module().eval()
-        g = spec.graph(WeightMap({k: v.numpy() for k, v in m.state_dict().items()}), shape)
+        shape = spec.input_shape if spec.dataset is not None or not a.shape else \
+            tuple(int(v) for v in a.shape.split(","))
+        g = fit_state(zoo.export_state(name), spec.graph, shape)
         calib, test = inputs(spec, shape, a.samples, 0), inputs(spec, shape, a.samples, 1)
-        out = g.outputs[0].name
-        fp32 = run_reference(g, {g.inputs[0].name: test})[out]
-        for method in a.methods.split(","):
-            start = time.perf_counter()
-            q = quantize(g, calib, "int8", method=method, progress=False)
-            secs = time.perf_counter() - start
-            got = run_reference(q, {g.inputs[0].name: test})[out]
-            agree = (got.reshape(len(got), -1).argmax(1) == fp32.reshape(len(got), -1).argmax(1)).mean()
-            print(f"{name:14s} {method:10s} {secs:8.1f} {sqnr(got, fp32):8.1f} {agree * 100:10.1f}%", flush=True)
+        for precision, method, secs, db, agree in measure(g, calib, test, a.precisions.split(","),
+                                                          a.methods.split(",")):
+            print(f"| {name} | {'x'.join(map(str, shape))} | {precision} | {method} | {secs:.1f} | {db:.1f} | "
+                  f"{agree * 100:.1f}% |", flush=True)
 
 
 if __name__ == "__main__":
