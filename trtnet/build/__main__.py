@@ -25,6 +25,8 @@ def arguments(argv):
                    help="half-precision weights and math (inputs and outputs stay float32); checked at 1e-2")
     p.add_argument("--tf32", action="store_true", help="allow TF32 math in fp32 layers (faster on GPUs, ~1e-3 error)")
     p.add_argument("--no-verify", action="store_true", help="build only; skip the comparison with PyTorch")
+    p.add_argument("--verify-batch", metavar="N", default="2",
+                   help="largest batch compared (default 2; the profile's minimum batch is compared too)")
     p.add_argument("--print-graph", action="store_true", help="print the recorded graph before building")
     p.add_argument("--engine-cache", metavar="DIR", default=os.path.join("engines", ".cache"),
                    help="reuse the plan of an identical network and settings from DIR (default engines/.cache)")
@@ -45,6 +47,7 @@ def validate(args):
     args.batch_range = None if args.batch is None else cli.parse_batch(args.batch)
     args.shape_specs = cli.parse_shapes(args.shapes, args.profile)
     args.workspace_mb = cli.parse_workspace(args.workspace)
+    args.verify_samples = cli.count(args.verify_batch, "--verify-batch")
     args.device_id = cli.parse_device(args.device)
     cli.check_input_file(args.weights, "--weights")
     if args.output:
@@ -62,6 +65,13 @@ def instrument(args, timeline, build_module):
             timeline.wrap(engine, "create_network", "emit", only_inside="TensorRT build"),
             timeline.wrap(engine, "build_engine", "TensorRT build"),
             timeline.wrap(engine, "write_atomic", "write")]
+    if not args.no_verify:  # these modules load torch
+        from .. import reference
+        from ..check import report
+        undo += [timeline.wrap(build_module, "torch_reference", "PyTorch module"),
+                 timeline.wrap(build_module, "run_module", "PyTorch run"),
+                 timeline.wrap(reference, "run_reference", "reference executor"),
+                 timeline.wrap(report, "check_network", "TensorRT network (interpreter)")]
     profiles_for = engine.profiles_for
 
     def checked(graph, profiles=None):
@@ -79,17 +89,20 @@ def instrument(args, timeline, build_module):
 def run(args, timeline):
     import importlib
     build_module = importlib.import_module("trtnet.build")
-    cli.setup(args)
+    with timeline.part("import TensorRT"):
+        cli.setup(args)
     if not args.quiet:
         print(f"building {args.model} ...", file=sys.stderr)
     profiles = None if args.shape_specs or args.batch_range is None else [{"N": args.batch_range}]
-    with timeline.part("import torch"):
-        import torch  # noqa: F401  (build() needs it; timed apart from the parts below)
+    if not args.no_verify:
+        with timeline.part("import torch"):
+            import torch  # noqa: F401  (verification needs it; timed apart from the parts below)
     undo = instrument(args, timeline, build_module)
     try:
         with timeline.part("verify" if not args.no_verify else "other"):
             report = build_module.build(args.model, args.weights, args.output, profiles, args.device_id,
-                                        not args.no_verify, True, args.workspace_mb, tf32=args.tf32,
+                                        not args.no_verify, True, args.workspace_mb, args.verify_samples,
+                                        tf32=args.tf32,
                                         fp16=args.fp16, show_graph=args.print_graph,
                                         engine_cache=None if args.no_engine_cache else args.engine_cache,
                                         timing_cache=args.timing_cache, refittable=args.refittable,

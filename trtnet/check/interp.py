@@ -1118,6 +1118,15 @@ def _run(units, layers, env):
             _run_layer(layers[unit], env)
 
 
+def _run_counted(units, layers, env, progress):
+    sizes = [len(u.members) if isinstance(u, _Loop) else 1 for u in units]
+    done, total = 0, sum(sizes)
+    for unit, size in zip(units, sizes):
+        _run([unit], layers, env)
+        done += size
+        progress(done, total)
+
+
 def _run_loop(lp, layers, env):
     """Runs the body once per iteration, as TensorRT's loop semantics describe: recurrences start
     at input 0 and take input 1's value of the previous iteration; iterators give slice i (or
@@ -1208,13 +1217,14 @@ def _loop_output(o, seen, state, env, n):
     return torch.stack(values, o.axis % (values[0].dim() + 1))
 
 
-def run_network(network, inputs, outputs="marked"):
+def run_network(network, inputs, outputs="marked", progress=None):
     """Run `network` (an INetworkDefinition) on the CPU and return numpy arrays by tensor name.
 
     inputs: {input tensor name: array}, with the actual sizes of dynamic (-1) dims.
     outputs: "marked" for the network's marked outputs (computing only the layers they need, as an
     engine would), "all" for every layer output and input (for per-layer comparisons). bfloat16
     tensors come back as float32 arrays.
+    progress: called as progress(done, total) after each layer run (a loop's layers at once), for a count.
     Raises UnsupportedLayerError for layers or attribute values this interpreter does not cover.
     """
     if outputs not in ("marked", "all"):
@@ -1228,5 +1238,8 @@ def run_network(network, inputs, outputs="marked"):
     wanted = None if outputs == "all" else [network.get_output(i).name for i in range(network.num_outputs)]
     with torch.no_grad():
         units, layers = _schedule(network, wanted)
-        _run(units, layers, env)
+        if progress is None:
+            _run(units, layers, env)
+        else:
+            _run_counted(units, layers, env, progress)
     return {name: _numpy(env[name]) for name in (env if wanted is None else wanted)}

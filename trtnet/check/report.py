@@ -132,6 +132,8 @@ def layer_bar(desc, stream=None):
     def step(done, total):
         bar.total = total
         bar.update(done - bar.n)
+        if done == total:
+            bar.refresh()
 
     try:
         yield step

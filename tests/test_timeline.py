@@ -1,0 +1,102 @@
+"""What `python -m trtnet.build` loads and shows: no torch without verification, a layer count while the
+interpreter runs, the verification parts in the time summary."""
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from trtnet import Graph, conv, fc, flatten, relu, zoo
+from trtnet.check import report
+from trtnet.check.interp import run_network
+from trtnet.engine import create_network
+from trtnet.weights import WeightMap, save_safetensors
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+TORCH_LOADED = "import sys; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))"
+
+
+def small_network():
+    rng = np.random.default_rng(0)
+    w = WeightMap({"c.weight": rng.standard_normal((4, 3, 3, 3), dtype=np.float32),
+                   "c.bias": rng.standard_normal(4, dtype=np.float32),
+                   "f.weight": rng.standard_normal((5, 64), dtype=np.float32),
+                   "f.bias": rng.standard_normal(5, dtype=np.float32)})
+    g = Graph("small")
+    x = g.input("x", (3, 4, 4))
+    g.output(fc(flatten(relu(conv(x, w["c"], 4, 3, padding=1)), 1), w["f"], 5), "y")
+    _, network, emission = create_network(g)
+    return network, emission, {"x": rng.standard_normal((2, 3, 4, 4), dtype=np.float32)}
+
+
+def test_run_network_counts_every_layer_and_computes_the_same():
+    network, _emission, inputs = small_network()
+    calls = []
+    got = run_network(network, inputs, "all", progress=lambda done, total: calls.append((done, total)))
+    assert [d for d, _ in calls] == list(range(1, network.num_layers + 1))
+    assert {t for _, t in calls} == {network.num_layers}
+    plain = run_network(network, inputs, "all")
+    assert got.keys() == plain.keys() and all(np.array_equal(got[k], plain[k]) for k in got)
+
+
+def test_marked_outputs_count_only_the_layers_they_need():
+    network, _emission, inputs = small_network()
+    calls = []
+    run_network(network, inputs, progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1][0] == calls[-1][1] <= network.num_layers
+
+
+def test_layer_bar_only_on_a_terminal(monkeypatch):
+    from trtnet import backend
+    out = io.StringIO()
+    monkeypatch.setattr(backend, "SHOW", False)
+    with report.layer_bar("interpreter", out) as step:
+        assert step is None
+    monkeypatch.setattr(backend, "SHOW", True)
+    with report.layer_bar("interpreter", out) as step:
+        step(3, 7)
+        step(7, 7)
+    assert "interpreter" in out.getvalue() and "7/7" in out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def resnet18_weights(tmp_path_factory):
+    """resnet18's state as a .safetensors file (torchvision's shapes, seeded values)."""
+    import torch
+    torch.manual_seed(0)
+    path = str(tmp_path_factory.mktemp("w") / "resnet18.safetensors")
+    save_safetensors({k: v.numpy() for k, v in zoo.get("resnet18").torch_module().state_dict().items()}, path)
+    return path
+
+
+def build_command(weights, out, *extra):
+    argv = ["resnet18", "--weights", weights, "--batch", "1,2,4", "-o", out, "--no-engine-cache", *extra]
+    return ["-c", f"from trtnet.build.__main__ import main; rc = main({argv!r}); {TORCH_LOADED}; raise SystemExit(rc)"]
+
+
+def run(args, cwd):
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.xfail("import torch" in open(os.path.join(ROOT, "zoo", "digits_resnet.py")).read(), strict=True,
+                   reason="zoo/digits_resnet.py imports torch at import time, and looking a model up loads every "
+                          "zoo module")
+def test_build_without_verification_loads_no_torch(resnet18_weights, tmp_path):
+    r = run(build_command(resnet18_weights, str(tmp_path / "r.engine"), "--no-verify", "-q"), tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout
+    assert os.path.getsize(tmp_path / "r.engine") > 40 << 20
+
+
+@pytest.mark.slow
+def test_verified_build_times_each_part(resnet18_weights, tmp_path):
+    r = run(build_command(resnet18_weights, str(tmp_path / "r.engine"), "-q"), tmp_path)
+    assert r.returncode == 0, r.stderr
+    summary = next(line for line in r.stdout.splitlines() if line.strip().startswith("time"))
+    for part in ("import TensorRT", "TensorRT build", "PyTorch module", "PyTorch run", "reference executor",
+                 "TensorRT network (interpreter)"):
+        assert f"{part} " in summary, (part, summary)
+    assert "at N=1 " in r.stdout and "at N=2 " in r.stdout and "at N=4" not in r.stdout, r.stdout
