@@ -7,11 +7,8 @@ crnn: a text-line recogniser in the manner of CRNN (Shi et al., 2015): convoluti
 to height 1, its columns become a time sequence (T, N, C) for a 2-layer bidirectional LSTM, and a linear layer gives
 per-step log-probabilities over the characters and a CTC blank.
 """
-import torch.nn.functional as F
-from torch import nn
-
 from trtnet import Graph, bn, conv, fc, flatten, global_avg_pool, log_softmax, lstm, max_pool, permute, relu, squeeze
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 # (out channels, kernel, stride) per stage; each stage ends in a 4x max pool.
 AUDIO_STAGES = ((32, 80, 4), (32, 3, 1), (64, 3, 1), (64, 3, 1))
@@ -20,29 +17,7 @@ AUDIO_CLASSES = 35
 AUDIO_LENGTH = (2000, 8000, 16000)
 
 
-class AudioStage(nn.Module):
-    def __init__(self, cin, cout, kernel, stride):
-        super().__init__()
-        self.conv = nn.Conv1d(cin, cout, kernel, stride, bias=False)
-        self.bn = nn.BatchNorm1d(cout)
-        self.pool = nn.MaxPool1d(4)
-
-    def forward(self, x):
-        return self.pool(self.bn(self.conv(x)).relu())
-
-
-class AudioCNN(nn.Module):
-    def __init__(self, stages=AUDIO_STAGES, classes=AUDIO_CLASSES):
-        super().__init__()
-        cins = (1,) + tuple(s[0] for s in stages[:-1])
-        self.stages = nn.Sequential(*(AudioStage(cin, *s) for cin, s in zip(cins, stages)))
-        self.fc = nn.Linear(stages[-1][0], classes)
-
-    def forward(self, x):
-        return self.fc(self.stages(x).mean(dim=2))
-
-
-@register("audio_cnn", (1, "L"), AudioCNN, test_shape=(1, 4000),
+@register("audio_cnn", (1, "L"), blocks.deferred("trtnet.zoo.torch_refs", "AudioCNN"), test_shape=(1, 4000),
           doc=f"1D CNN on raw waveforms (1, L), L in {AUDIO_LENGTH[0]}..{AUDIO_LENGTH[2]}, {AUDIO_CLASSES} classes")
 def audio_cnn(w, shape):
     g = Graph("audio_cnn")
@@ -62,33 +37,7 @@ CRNN_CLASSES = 37          # 26 letters, 10 digits and the CTC blank
 CRNN_WIDTH = (32, 128, 256)
 
 
-class ConvBN(nn.Module):
-    def __init__(self, cin, cout, kernel, padding):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, padding=padding, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
-
-    def forward(self, x):
-        return self.bn(self.conv(x)).relu()
-
-
-class CRNN(nn.Module):
-    def __init__(self, convs=CRNN_CONVS, hidden=CRNN_HIDDEN, classes=CRNN_CLASSES):
-        super().__init__()
-        cins = (1,) + tuple(c[0] for c in convs[:-1])
-        self.convs = nn.ModuleList(ConvBN(cin, cout, k, p) for cin, (cout, k, p, _) in zip(cins, convs))
-        self.pools = tuple(c[3] for c in convs)
-        self.rnn = nn.LSTM(convs[-1][0], hidden, num_layers=2, bidirectional=True)
-        self.fc = nn.Linear(2 * hidden, classes)
-
-    def forward(self, x):
-        for block, pool in zip(self.convs, self.pools):
-            x = block(x) if pool is None else F.max_pool2d(block(x), pool)
-        x = x.squeeze(2).permute(2, 0, 1)          # (N, C, 1, T) -> (T, N, C)
-        return self.fc(self.rnn(x)[0]).log_softmax(dim=2)
-
-
-@register("crnn", (1, 32, "W"), CRNN, test_shape=(1, 32, 64),
+@register("crnn", (1, 32, "W"), blocks.deferred("trtnet.zoo.torch_refs", "CRNN"), test_shape=(1, 32, 64),
           doc=f"CRNN text-line recogniser: 1x32xW images, W in {CRNN_WIDTH[0]}..{CRNN_WIDTH[2]}; (T, N, "
               f"{CRNN_CLASSES}) log-probabilities, T = W // 4 - 1")
 def crnn(w, shape):

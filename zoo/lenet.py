@@ -2,28 +2,9 @@
 import functools
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from trtnet import Graph, avg_pool, conv, flatten, fc, relu, softmax
-from trtnet.zoo import register
-
-
-class LeNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(1, 6, 5), nn.Conv2d(6, 16, 5)
-        self.fc1, self.fc2, self.fc3 = nn.Linear(16 * 5 * 5, 120), nn.Linear(120, 84), nn.Linear(84, 10)
-
-    def logits(self, x):
-        x = F.avg_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.avg_pool2d(F.relu(self.conv2(x)), 2)
-        x = torch.flatten(x, 1)
-        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
-
-    def forward(self, x):
-        return F.softmax(self.logits(x), dim=1)
+from trtnet.zoo import blocks, register
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,6 +24,8 @@ def test_set():
 
 def train(model, epochs=15, seed=0):
     """A few seconds of Adam on the training split: enough for about 97% test accuracy."""
+    import torch
+    import torch.nn.functional as F
     torch.manual_seed(seed)
     x, y = map(torch.from_numpy, _digits()[0])
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
@@ -55,7 +38,7 @@ def train(model, epochs=15, seed=0):
     model.eval()
 
 
-@register("lenet", (1, 32, 32), LeNet, dataset=test_set, train=train)
+@register("lenet", (1, 32, 32), blocks.deferred("trtnet.zoo.torch_refs", "LeNet"), dataset=test_set, train=train)
 def lenet(w, shape):
     """LeNet-5, 1x32x32 input, 10-way softmax."""
     g = Graph("lenet")
@@ -67,3 +50,11 @@ def lenet(w, shape):
     x = relu(fc(x, w["fc2"], 84))
     g.output(softmax(fc(x, w["fc3"], 10), dim=1), "prob")
     return g
+
+
+def __getattr__(name):
+    """`LeNet`, the PyTorch module, from where it lives (importing torch only when asked for)."""
+    if name == "LeNet":
+        from trtnet.zoo.torch_refs import LeNet
+        return LeNet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

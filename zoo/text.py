@@ -2,38 +2,13 @@
 padding, mean pooling over the real tokens and a linear head. Padding (id 0) only at the ends of rows; the
 sequence length is dynamic."""
 import numpy as np
-import torch
-from torch import nn
 
 from trtnet import (Graph, arange, cast, embedding, eq, fc, gelu, layer_norm, multi_head_attention, ne, sum,
                     unsqueeze)
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 VOCAB, MAX_LEN, DIM, HEADS, FFN, LAYERS, CLASSES = 1000, 64, 64, 4, 128, 2, 10
 PAD = 0
-
-
-class TextEncoder(nn.Module):
-    """The PyTorch reference: ids (N, T) -> logits (N, CLASSES)."""
-
-    def __init__(self):
-        super().__init__()
-        self.embed = nn.Embedding(VOCAB, DIM, padding_idx=PAD)
-        self.pos = nn.Embedding(MAX_LEN, DIM)
-        self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(DIM, HEADS, FFN, dropout=0.0, activation="gelu", batch_first=True,
-                                       norm_first=True) for _ in range(LAYERS))
-        self.norm = nn.LayerNorm(DIM)
-        self.head = nn.Linear(DIM, CLASSES)
-
-    def forward(self, ids):
-        pad = ids == PAD
-        x = self.embed(ids) + self.pos(torch.arange(ids.shape[1]))
-        for layer in self.layers:
-            x = layer(x, src_key_padding_mask=pad)
-        keep = (~pad).unsqueeze(-1).to(x.dtype)
-        pooled = (self.norm(x) * keep).sum(1) / keep.sum(1)
-        return self.head(pooled)
 
 
 def encoder_layer(x, w, pad):
@@ -69,6 +44,6 @@ def padded_ids(graph, env, rng):
     return {graph.inputs[0].name: ids.astype(np.int32)}
 
 
-register("text_encoder", ("N", "T"), TextEncoder, inputs=padded_ids,
+register("text_encoder", ("N", "T"), blocks.deferred("trtnet.zoo.torch_refs", "TextEncoder"), inputs=padded_ids,
          doc="token ids (N, T) -> 2 pre-norm Transformer encoder layers with a padding mask -> mean-pooled logits"
          )(text_encoder)

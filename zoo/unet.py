@@ -4,12 +4,8 @@ Encoder: double 3x3 conv blocks (GroupNorm, SiLU) with 2x2 max pooling between t
 2x (a learned 2x2 transposed convolution, or bilinear interpolation where `UP` says so), concatenates the encoder's
 skip tensor at that size, and applies a double conv block (GroupNorm, ReLU). A 1x1 convolution gives class scores.
 """
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from trtnet import Graph, cat, conv, conv_transpose, group_norm, interpolate, max_pool, relu, silu
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 WIDTHS = (16, 32, 64, 128)          # channels of each encoder level; the last is the bottleneck
 UP = ("transpose", "bilinear", "transpose")   # how decoder levels 2, 1, 0 upsample (bottom first)
@@ -18,48 +14,12 @@ CLASSES = 4
 SIZE = (32, 64, 256)                # H and W (each a multiple of 8): min, opt, max of the profile
 
 
-class DoubleConv(nn.Module):
-    def __init__(self, cin, cout, act):
-        super().__init__()
-        self.conv1, self.norm1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.GroupNorm(GROUPS, cout)
-        self.conv2, self.norm2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.GroupNorm(GROUPS, cout)
-        self.act = act
-
-    def forward(self, x):
-        return self.act(self.norm2(self.conv2(self.act(self.norm1(self.conv1(x))))))
-
-
-class UNet(nn.Module):
-    def __init__(self, widths=WIDTHS, up=UP, classes=CLASSES):
-        super().__init__()
-        self.up_modes = up
-        self.down = nn.ModuleList(DoubleConv(cin, cout, F.silu) for cin, cout in zip((3,) + widths[:-1], widths))
-        # decoder level i (from the bottom) brings widths[-1 - i] channels to widths[-2 - i]
-        self.upsample = nn.ModuleList(nn.ConvTranspose2d(c, c // 2, 2, stride=2) if mode == "transpose" else
-                                      nn.Identity() for c, mode in zip(widths[:0:-1], up))
-        self.up = nn.ModuleList(DoubleConv(c + c // 2 if mode == "bilinear" else c, c // 2, F.relu)
-                                for c, mode in zip(widths[:0:-1], up))
-        self.head = nn.Conv2d(widths[0], classes, 1)
-
-    def forward(self, x):
-        skips = []
-        for i, block in enumerate(self.down):
-            x = block(x if i == 0 else F.max_pool2d(x, 2))
-            skips.append(x)
-        skips.pop()
-        for upsample, block, mode in zip(self.upsample, self.up, self.up_modes):
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False) if mode == "bilinear" \
-                else upsample(x)
-            x = block(torch.cat([x, skips.pop()], dim=1))
-        return self.head(x)
-
-
 def double_conv(x, w, out, act):
     x = act(group_norm(conv(x, w["conv1"], out, 3, padding=1), GROUPS, w["norm1"]))
     return act(group_norm(conv(x, w["conv2"], out, 3, padding=1), GROUPS, w["norm2"]))
 
 
-@register("unet", (3, "H", "W"), UNet, test_shape=(3, 32, 32),
+@register("unet", (3, "H", "W"), blocks.deferred("trtnet.zoo.torch_refs", "UNet"), test_shape=(3, 32, 32),
           doc=f"U-Net with GroupNorm, transposed-conv and bilinear upsampling; 3xHxW, H and W multiples of 8 "
               f"in {SIZE[0]}..{SIZE[2]}; {CLASSES} classes per pixel")
 def unet(w, shape):

@@ -13,12 +13,8 @@ are the TorchScript model's (see silero_weights).
 import importlib.util
 import os
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from trtnet import Graph, WeightMap, cat, conv, lstm, lstm_cell, pad, relu, sigmoid, sqrt, stack
-from trtnet.zoo import register
+from trtnet.zoo import blocks, register
 
 CHUNK, CONTEXT, HIDDEN = 512, 64, 128
 FILTERS = 258                       # 129 real, then 129 imaginary STFT filters
@@ -44,53 +40,13 @@ def silero_weights(source="jit"):
     if source == "safetensors":
         from safetensors.numpy import load_file
         return load_file(package_file("silero_vad_16k.safetensors"))
+    import torch
     state = torch.jit.load(package_file("silero_vad.jit"), map_location="cpu")._model.state_dict()
     out = {}
     for k, v in state.items():
         prefix = next(p for p in JIT_NAMES if k.startswith(p))
         out[JIT_NAMES[prefix] + k[len(prefix):]] = v.numpy()
     return out
-
-
-class SileroStep(nn.Module):
-    """The TorchScript model's 16 kHz forward under the safetensors names: (N, 576), state -> (N, 1), state."""
-
-    def __init__(self):
-        super().__init__()
-        self.stft_conv = nn.Conv1d(1, FILTERS, 256, stride=128, bias=False)
-        chans = (FILTERS // 2, 128, 64, 64, 128)
-        for i, (stride, padding) in enumerate(CONVS, 1):
-            setattr(self, f"conv{i}", nn.Conv1d(chans[i - 1], chans[i], 3, stride, padding))
-        self.lstm_cell = nn.LSTMCell(HIDDEN, HIDDEN)
-        self.final_conv = nn.Conv1d(HIDDEN, 1, 1)
-
-    def features(self, x):
-        y = self.stft_conv(F.pad(x, (0, CONTEXT), mode="reflect").unsqueeze(1))
-        x = torch.sqrt(y[:, :FILTERS // 2] ** 2 + y[:, FILTERS // 2:] ** 2)
-        for i in range(1, 5):
-            x = getattr(self, f"conv{i}")(x).relu()
-        return x.squeeze(-1)
-
-    def head(self, h):
-        return torch.sigmoid(self.final_conv(h.unsqueeze(-1).relu())).squeeze(1).mean(dim=1).unsqueeze(1)
-
-    def forward(self, x, state):
-        h, c = self.lstm_cell(self.features(x), (state[0], state[1]))
-        return self.head(h), torch.stack([h, c])
-
-
-class SileroClip(SileroStep):
-    """SileroStep over a clip's chunks (N, T, 512) from zero state and context: probabilities (N, T)."""
-
-    def forward(self, audio):
-        n = audio.shape[0]
-        state, context, probs = torch.zeros(2, n, HIDDEN), torch.zeros(n, CONTEXT), []
-        for t in range(audio.shape[1]):
-            x = torch.cat([context, audio[:, t]], 1)
-            prob, state = super().forward(x, state)
-            probs.append(prob)
-            context = x[:, -CONTEXT:]
-        return torch.cat(probs, 1)
 
 
 def features(x, w):
@@ -107,7 +63,8 @@ def head(h, w):
     return sigmoid(conv(relu(h), w["final_conv"])).mean(dim=1)
 
 
-@register("silero_vad", (CHUNK + CONTEXT,), SileroStep, state=silero_weights,
+@register("silero_vad", (CHUNK + CONTEXT,), blocks.deferred("trtnet.zoo.torch_refs", "SileroStep"),
+          state=silero_weights,
           doc="Silero VAD streaming step: (N, 576) samples at 16 kHz (a 512-sample chunk after the previous chunk's "
               "last 64) and the LSTM state (2, N, 128) -> speech probability (N, 1) and the new state")
 def silero_vad(w, shape):
@@ -120,7 +77,8 @@ def silero_vad(w, shape):
     return g
 
 
-@register("silero_vad_seq", ("T", CHUNK), SileroClip, state=silero_weights, test_shape=(6, CHUNK),
+@register("silero_vad_seq", ("T", CHUNK), blocks.deferred("trtnet.zoo.torch_refs", "SileroClip"),
+          state=silero_weights, test_shape=(6, CHUNK),
           doc=f"Silero VAD over a clip: (N, T, 512) chunks at 16 kHz, T in {CLIP[0]}..{CLIP[2]}, from a zero state; "
               "the LSTM runs as a loop inside the network -> speech probability per chunk (N, T)")
 def silero_vad_seq(w, shape):
