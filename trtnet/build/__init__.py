@@ -173,7 +173,6 @@ def build(model, weights=None, output=None, profiles=None, device=0, verify=True
     reference (1e-5, fp16 modes 1e-2) and its cost measured against the fp32 model on held-out samples."""
     from ..check.report import DEFAULT_TOL, FP16_TOL, check_graph
     from ..engine import build_engine, compare, execution_unavailable, profiles_for, run_engine, write_atomic
-    from ..reference import run_reference
     if isinstance(model, Graph):
         spec, w, graph = None, None, model
     else:
@@ -197,6 +196,7 @@ def build(model, weights=None, output=None, profiles=None, device=0, verify=True
         info.precision = quantize + (", fp16" if fp16 else "")
     if not verify:
         return report
+    from ..reference import run_reference  # loads torch: only verification needs it
     reason = execution_unavailable(device)
     report.executed, report.reason = reason is None, reason or ""
     module = reference if spec is None else torch_reference(spec, w)
