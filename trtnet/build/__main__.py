@@ -97,6 +97,7 @@ def run(args, timeline):
     if not args.no_verify:
         with timeline.part("import torch"):
             import torch  # noqa: F401  (verification needs it; timed apart from the parts below)
+        cli.share_cores()
     undo = instrument(args, timeline, build_module)
     try:
         with timeline.part("verify" if not args.no_verify else "other"):
