@@ -49,6 +49,7 @@ def port(module, example_inputs, output=None, name=None, weights=None, dynamic=N
                                 type(module).__name__.lower()))
     gm, method = trace(module, example_inputs)
     values, eager = record_values(gm, example_inputs)
+    other = _other_values(gm, example_inputs, module)
     with torch.no_grad():
         reference = module(**example_inputs)
     inputs, shape0 = _input_specs(example_inputs, dynamic or {}, module)
@@ -61,7 +62,7 @@ def port(module, example_inputs, output=None, name=None, weights=None, dynamic=N
     factory = factory or f"{type(module).__module__}.{type(module).__qualname__}"
     reg = [f"@register({name!r}, {shape0!r}, {factory})"]
     imps = list(imports) or [f"import {type(module).__module__.split('.')[0]}"]
-    code, extra = generate(gm, module, values, inputs, _output_names(reference), name, header, reg, imps)
+    code, extra = generate(gm, module, values, inputs, _output_names(reference), name, header, reg, imps, other)
     result = PortResult(output, None, code, method, 0.0, code.count("\n"), extra=sorted(extra))
     if output:
         _write(output, code)
@@ -76,24 +77,66 @@ def port_spec(spec, output=None, inputs=None, dynamic=None, weights=None, check=
     """port() for a spec string: `torchvision:NAME`, `timm:NAME`, `transformers:CLASS{json}`, `pkg.mod:factory`."""
     torch.manual_seed(0)
     module, (src, fname, kwargs) = load_spec(spec)
-    _randomize(module)
     specs = inputs or default_inputs(module, src)
     examples = example_tensors(specs, module)
+    _randomize(module, examples)
     args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     if src == "timm":
         imports, factory = ["import timm"], f"lambda: timm.create_model({fname!r}, {args})"
     elif src == "transformers":
-        cfg = fname.replace("Model", "Config").replace("ForImageClassification", "Config")
-        imports, factory = ["import transformers"], (f"lambda: transformers.{fname}(transformers.{cfg}({args}))")
+        cls = type(module)
+        cfg = cls.config_class.__name__
+        imports = [f"import {cls.__module__}"]
+        factory = f"lambda: {cls.__module__}.{fname}({cls.__module__}.{cfg}({args}))"
+    elif src.endswith(".detection"):
+        imports = [f"import {src}", "import trtnet.port.capture"]
+        factory = f"lambda: trtnet.port.capture.DetectionHeads({src}.{fname}({args}))"
     else:
         imports, factory = [f"import {src}"], f"lambda: {src}.{fname}({args})"
     name = os.path.splitext(os.path.basename(output))[0] if output else fname
     return port(module, examples, output, name, weights, dynamic, factory, imports, check, source=spec)
 
 
-def _randomize(module):
+def _other_values(gm, examples, module):
+    """Node values at one more sample and other data (None where the capture is fixed to its batch)."""
+    gen = torch.Generator().manual_seed(7)
+    high = min(getattr(getattr(module, "config", None), "vocab_size", 10), 10)
+    other = {k: torch.randn((v.shape[0] + 1, *v.shape[1:]), generator=gen, dtype=v.dtype)
+             if v.dtype.is_floating_point else torch.randint(0, high, (v.shape[0] + 1, *v.shape[1:]),
+                                                             generator=gen, dtype=v.dtype)
+             for k, v in examples.items()}
+    try:
+        return record_values(gm, other)[0]
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _randomize(module, examples):
+    """Seeded values for trivial parameters, then BatchNorm statistics measured on seeded inputs, so that a
+    randomly initialized network keeps activations near unit scale (softmax and exp stay well conditioned)."""
     from trtnet.zoo import randomize_trivial
     randomize_trivial(module)
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+             and m.track_running_stats]
+    if not norms or not all(v.dtype.is_floating_point for v in examples.values()):
+        return
+    gen = torch.Generator().manual_seed(1)
+    batch = {k: torch.randn((4, *v.shape[1:]), generator=gen) for k, v in examples.items()}
+    saved = [(m, m.momentum, m.running_mean.clone(), m.running_var.clone()) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    try:
+        with torch.no_grad():
+            module(**batch)
+    except Exception:  # noqa: BLE001 (a module that cannot run in training mode keeps the seeded statistics)
+        for m, _, mean, var in saved:
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+    for m, momentum, _, _ in saved:
+        m.momentum = momentum
+        m.eval()
 
 
 def _identifier(s):

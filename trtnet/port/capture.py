@@ -1,6 +1,7 @@
 """Load a PyTorch module from a spec and capture its forward pass as an fx graph with every node's value."""
 import importlib
 import json
+import operator
 import os
 import re
 
@@ -28,19 +29,49 @@ def load_spec(spec):
         for where in ("", "video", "segmentation", "detection", "optical_flow", "quantization"):
             mod = getattr(tvm, where) if where else tvm
             if hasattr(mod, name):
-                return getattr(mod, name)(**kwargs), (mod.__name__, name, kwargs)
+                model = getattr(mod, name)(**kwargs)
+                if where == "detection":
+                    return DetectionHeads(model), (mod.__name__, name, kwargs)
+                return model, (mod.__name__, name, kwargs)
         raise PortError(f"torchvision has no model {name!r}")
     if kind == "timm":
         import timm
         kwargs.setdefault("pretrained", False)
         return timm.create_model(name, **kwargs), ("timm", name, kwargs)
     if kind == "transformers":
-        import transformers
-        cls = getattr(transformers, name)
-        config = getattr(transformers, name.replace("Model", "Config").replace("ForImageClassification", "Config"))
-        return cls(config(**kwargs)), ("transformers", name, kwargs)
+        cls = transformers_class(name)
+        return cls(cls.config_class(**kwargs)), ("transformers", name, kwargs)
     factory = getattr(importlib.import_module(kind), name)
     return factory(**kwargs), (kind, name, kwargs)
+
+
+def transformers_class(name):
+    """A transformers model class by name, also from its modeling module (WhisperEncoder)."""
+    import transformers
+    if hasattr(transformers, name):
+        return getattr(transformers, name)
+    for family in dir(transformers.models):
+        try:
+            mod = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
+        except Exception:  # noqa: BLE001 (families without a torch modeling module)
+            continue
+        if hasattr(mod, name):
+            return getattr(mod, name)
+    raise PortError(f"transformers has no model class {name!r}")
+
+
+class DetectionHeads(torch.nn.Module):
+    """A torchvision detector up to its raw outputs (box regression, class logits); anchors, decoding and NMS
+    stay outside the network."""
+
+    def __init__(self, detector):
+        super().__init__()
+        self.backbone, self.head = detector.backbone, detector.head
+
+    def forward(self, x):
+        features = self.backbone(x)
+        features = list(features.values()) if isinstance(features, dict) else [features]
+        return self.head(features)
 
 
 def _split_kwargs(rest):
@@ -88,41 +119,136 @@ def example_tensors(inputs, module=None):
 
 
 # tracing -----------------------------------------------------------------------------------------
-class _Tracer(fx.Tracer):
-    """Keeps the modules trtnet has a layer for as call_module nodes; traces through everything else."""
+class _Proxy(fx.Proxy):
+    """A proxy that knows its value at the example input: Python control flow on sizes (if, len, range,
+    iteration) follows the example, as it would in eager mode."""
 
-    def __init__(self):
+    def __len__(self):
+        return len(self.tracer.value(self))
+
+    def __index__(self):
+        return int(self.tracer.value(self))
+
+    def __int__(self):
+        return int(self.tracer.value(self))
+
+    def __float__(self):
+        return float(self.tracer.value(self))
+
+    def __setitem__(self, index, value):
+        self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
+
+
+_UNKNOWN = object()
+
+
+class _Tracer(fx.Tracer):
+    """Keeps the modules trtnet has a layer for as call_module nodes; traces through everything else, running
+    each call on the example inputs alongside so that control flow on shapes can be decided."""
+
+    def __init__(self, examples):
         super().__init__()
         self.record_stack_traces = True
+        self.examples, self.values = examples, {}
 
     def is_leaf_module(self, m, qualname):
         return type(m) in MODULES
 
+    def proxy(self, node):
+        return _Proxy(node, self)
+
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
+        from torch.fx._symbolic_trace import _maybe_revert_all_patches
+        node = super().create_node(kind, target, args, kwargs, name, type_expr)
+        try:
+            with _maybe_revert_all_patches():
+                self.values[node] = self._run(kind, target, args, kwargs)
+        except Exception:  # noqa: BLE001 (a value that cannot be computed is left unknown)
+            self.values[node] = _UNKNOWN
+        return node
+
+    def _run(self, kind, target, args, kwargs):
+        args, kwargs = fx.node.map_aggregate((args, kwargs), self._concrete)
+        if kind == "placeholder":
+            return self.examples[target] if target in self.examples else args[0] if args else _UNKNOWN
+        if kind == "get_attr":
+            return self.fetch_attr(target)
+        if kind == "call_module":
+            return self.root.get_submodule(target)(*args, **kwargs)
+        if kind == "call_method":
+            return getattr(args[0], target)(*args[1:], **kwargs)
+        if kind == "call_function":
+            return target(*args, **kwargs)
+        return _UNKNOWN
+
+    def fetch_attr(self, target):
+        obj = self.root
+        for part in target.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def _concrete(self, a):
+        if isinstance(a, fx.Node):
+            v = self.values.get(a, _UNKNOWN)
+            if v is _UNKNOWN:
+                raise ValueError("unknown value")
+            return v
+        return a
+
+    def value(self, proxy):
+        v = self.values.get(proxy.node, _UNKNOWN)
+        if v is _UNKNOWN:
+            raise fx.proxy.TraceError(f"the value of {proxy.node.name} at the example input is unknown")
+        return v
+
+    def to_bool(self, obj):
+        return bool(self.value(obj))
+
+    def iter(self, obj):
+        return iter([obj[i] for i in range(len(self.value(obj)))])
+
+    def keys(self, obj):
+        return self.value(obj).keys()
+
 
 def trace(module, examples):
-    """(GraphModule, method): fx symbolic trace, else torch.export (non-strict) with a dynamic batch."""
+    """(GraphModule, method): fx symbolic trace (through torch.fx.wrap'ed helpers too), else torch.export
+    (non-strict) with a dynamic batch."""
     module.eval()
     names = list(examples)
     try:
-        tracer = _Tracer()
-        graph = tracer.trace(module, concrete_args=_concrete(module, names))
+        tracer = _Tracer(examples)
+        with torch.no_grad(), _unwrapped():
+            graph = tracer.trace(module, concrete_args=_concrete(module, names))
         return fx.GraphModule(tracer.root, graph), "fx"
     except Exception as fx_error:  # noqa: BLE001 (any tracing failure: try export)
-        args = tuple(examples.values())
-        kwargs_names = names
         try:
             ep = _export(module, examples)
         except Exception as e:  # noqa: BLE001
             raise PortError(f"cannot capture the module: fx: {_first(fx_error)}; torch.export: {_first(e)}") from e
-        del args, kwargs_names
         return ep.module(), "export"
 
 
+class _unwrapped:
+    """Functions a library marked with torch.fx.wrap are traced through: trtnet writes what is inside."""
+
+    def __enter__(self):
+        from torch.fx import _symbolic_trace as st
+        self.saved = dict(st._wrapped_fns_to_patch)
+        st._wrapped_fns_to_patch.clear()
+
+    def __exit__(self, *exc):
+        from torch.fx import _symbolic_trace as st
+        st._wrapped_fns_to_patch.update(self.saved)
+
+
 def _export(module, examples):
-    batch = torch.export.Dim("N", min=1, max=64) if next(iter(examples.values())).shape[0] > 1 else None
+    """Exported at batch 2 (a batch of 1 would be specialized), the batch dynamic."""
+    batch = torch.export.Dim("N", min=1, max=64)
     try:
-        dyn = {k: {0: batch} for k in examples} if batch is not None else None
-        return torch.export.export(module, (), dict(examples), dynamic_shapes=dyn, strict=False)
+        dyn = {k: {0: batch} for k in examples}
+        two = {k: torch.cat([v, v.flip(0)]) if v.shape[0] == 1 else v for k, v in examples.items()}
+        return torch.export.export(module, (), two, dynamic_shapes=dyn, strict=False)
     except Exception:  # noqa: BLE001 (the batch got specialized: export at the example's size)
         return torch.export.export(module, (), dict(examples), strict=False)
 

@@ -91,13 +91,13 @@ class Writer:
     def __init__(self, port, group, inputs):
         self.p, self.group, self.lines, self.env, self.names = port, group, [], {}, {}
         self.prefix = group.path
-        self.like = None
+        self.tensors = []     # (name, node) of the inputs: any that still holds its tensor places constants
         self.current = None
         for node, name in inputs:
             self.env[node] = E(name)
             self.names[name] = node
-            if self.like is None and isinstance(port.values.get(node), torch.Tensor):
-                self.like = E(name)
+            if isinstance(port.values.get(node), torch.Tensor):
+                self.tensors.append((name, node))
 
     # helpers the module and op writers call ------------------------------------------------------
     def call(self, fn, *args, **kwargs):
@@ -148,13 +148,24 @@ class Writer:
         if v.dim() == 0 and not v.dtype.is_floating_point:
             return py(int(v)) if v.dtype != torch.bool else py(bool(v))
         key = self.p.weight_key(node)
-        if self.like is None:
+        like = self.like()
+        if like is None:
             raise PortError(f"no tensor to place the constant {key} beside")
         if v.dtype == torch.float32:
             self.p.used.add("constant")
-            return E(f'constant({self.like}, w, "{key[len(self.prefix) + 1:] if self.prefix else key}")')
+            return E(f'constant({like}, w, "{key[len(self.prefix) + 1:] if self.prefix else key}")')
         self.p.used.add("tensor")
-        return E(f'tensor({self.view(key)}, {self.like}, dtype="{str(v.dtype).replace("torch.", "")}")')
+        return E(f'tensor({self.view(key)}, {like}, dtype="{str(v.dtype).replace("torch.", "")}")')
+
+    def like(self):
+        """A variable holding a tensor of the graph now (constants are recorded into its graph)."""
+        for name, node in self.tensors:
+            if self.names.get(name) is node:
+                return E(name)
+        for name, node in reversed(list(self.names.items())):
+            if isinstance(self.p.values.get(node), torch.Tensor):
+                return E(name)
+        return None
 
     # statements --------------------------------------------------------------------------------
     def assign(self, nodes, expr, base, at):
@@ -207,7 +218,7 @@ def source_line(node):
 class Port:
     """Everything known about the capture while its code is written."""
 
-    def __init__(self, gm, values, module):
+    def __init__(self, gm, values, module, other=None):
         self.gm, self.values = gm, values
         self.modules = dict(module.named_modules())   # the classes (fx's copy holds plain Modules)
         self.state = module.state_dict()
@@ -216,9 +227,10 @@ class Port:
         nodes = list(gm.graph.nodes)
         self.order = {n: i for i, n in enumerate(nodes)}
         self.static = set()
+        fixed = _shape_only(nodes, values, other) if other is not None else set()
         for n in nodes:
-            if n.op == "get_attr" or (n.op in ("call_function", "call_method") and
-                                      all(a in self.static for a in n.all_input_nodes)):
+            if n.op == "get_attr" or n in fixed or (n.op in ("call_function", "call_method") and
+                                                    all(a in self.static for a in n.all_input_nodes)):
                 self.static.add(n)
         self.skip = {n for n in nodes if n.op == "call_module" and n.target.startswith("_guards")}
 
@@ -262,8 +274,12 @@ class Port:
         for n in nodes:
             for p in self.stack(n):
                 counts[type(self.modules[p])].add(p)
+        nested = set()
+        for n in nodes:
+            classes = [type(self.modules[p]) for p in self.stack(n)]
+            nested |= {c for c in classes if classes.count(c) > 1}
         fn_cls = {c for c, paths in counts.items() if len(paths) > 1 and not issubclass(c, CONTAINERS)
-                  and c not in MODULES}
+                  and c not in MODULES and c not in nested}   # a class nested in itself is written inline
         root = Group("", type(self.modules[""]), None)
         open_ = [root]
         for n in nodes:
@@ -324,6 +340,38 @@ class Port:
         return ins, outs
 
 
+META = {"getattr", "size", "sym_size", "dim", "ndimension", "new_zeros", "new_ones", "new_empty", "new_full",
+        "zeros_like", "ones_like", "empty_like", "full_like", "sym_numel", "numel"}
+
+
+def _shape_only(nodes, values, other):
+    """Nodes whose values depend on the inputs' sizes only, and are the same at another batch size (and other
+    data): masks, position indices and size arithmetic that are constants of the network."""
+    data, out = set(), set()
+    for n in nodes:
+        if n.op == "placeholder":
+            data.add(n)
+        elif n.op in ("call_function", "call_method"):
+            if T.torch_name(n) not in META and any(a in data for a in n.all_input_nodes):
+                data.add(n)
+            elif n in other and _same(values.get(n), other[n]):
+                out.add(n)
+        elif n.op == "call_module" and any(a in data for a in n.all_input_nodes):
+            data.add(n)
+    return out
+
+
+def _same(a, b):
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                and a.dtype == b.dtype and bool(torch.equal(a, b)))
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (bool, int, float, str, torch.dtype)) or a is None:
+        return type(a) is type(b) and a == b
+    return False
+
+
 def _ancestors(node):
     seen, todo = [], [node]
     while todo:
@@ -352,6 +400,8 @@ def write_node(p, c, n):
             return c.unsupported(f"{type(m).__name__} called with {e}"), "value"
         return code, "pass" if code is (args[0] if args else None) else "value"
     name = T.torch_name(n)
+    if name.endswith("_") and not name.startswith("_") and name != "and_" and name != "or_":
+        name = name[:-1]                 # in-place variants (relu_, add_) as their values
     if name in T.PASS:
         return (args[0], "pass") if args and n.users else (None, "skip")
     aten = isinstance(n.target, torch._ops.OpOverload)
@@ -367,6 +417,8 @@ def write_call(p, c, n, name, args, kwargs):
         obj, attr = args
         if attr == "shape":
             return E(f"{op(obj)}.shape")
+        if isinstance(value, torch.device):
+            return py(str(value))
         return py(value) if isinstance(value, (torch.dtype, int, float, bool)) else c.unsupported(f"tensor.{attr}")
     if name == "getitem":
         return E(f"{op(args[0])}[{index_code(args[1])}]")
@@ -376,6 +428,18 @@ def write_call(p, c, n, name, args, kwargs):
         return E(f"{op(args[0])}.ndim")
     if name in ("neg",):
         return infix(f"-{op(args[0])}")
+    if name.startswith("upsample_") and isinstance(n.target, torch._ops.OpOverload):
+        mode = name.split("_")[1][:-2]
+        mode = "nearest" if mode.startswith("nearest") else {"linear": "linear", "bilinear": "bilinear",
+                                                               "bicubic": "bicubic", "trilinear": "trilinear"}[mode]
+        schema = dict(zip([a.name for a in n.target._schema.arguments], n.args))
+        size = tuple(int(d) for d in value.shape[2:])
+        extra = {"align_corners": schema["align_corners"]} if schema.get("align_corners") is not None else {}
+        return c.call("interpolate", args[0], size=size, **c.nondefault(mode=(mode, "nearest")), **extra)
+    if name in ("addcmul", "addcdiv"):
+        value = kwargs.get("value", args[3] if len(args) > 3 else 1)
+        scaled = "" if value == 1 else f"{strip(py(value))} * "
+        return infix(f"{op(args[0])} + {scaled}{op(args[1])} {'*' if name == 'addcmul' else '/'} {op(args[2])}")
     if name == "rsub":
         return infix(f"{op(args[1])} - {op(args[0])}")
     if name in T.INFIX and len(args) == 2 and kwargs.get("alpha", 1) == 1:
@@ -388,7 +452,7 @@ def write_call(p, c, n, name, args, kwargs):
     if name == "masked_fill":
         return c.call("where", args[1], args[2], args[0])
     if name == "slice" and isinstance(n.target, torch._ops.OpOverload):
-        dim, start, end, step = (list(args[1:]) + [0, None, None, 1])[:4]
+        dim, start, end, step = list(args[1:]) + [0, None, None, 1][len(args) - 1:]
         lead = ", ".join([":"] * (dim % p.values[n.args[0]].dim()))
         end = None if isinstance(end, int) and end >= 2 ** 62 else end
         return E(f"{op(args[0])}[{lead + ', ' if lead else ''}{index_code(slice(start or None, end, None if step == 1 else step))}]")
@@ -414,9 +478,11 @@ def bind(c, name, args, kwargs):
     names = {q.name for q in params}
     kept = {}
     for k, v in kwargs.items():
+        if v is None:       # torch's None is "the default"
+            continue
         if k in names:
             kept[k] = v
-        elif k in T.DROP_KW or v is None or v is False:
+        elif k in T.DROP_KW or v is False:
             continue
         else:
             return c.unsupported(f"{name}({k}={v!r})")
@@ -684,9 +750,9 @@ def _chain(line):
 
 
 # the file ------------------------------------------------------------------------------------------
-def generate(gm, module, values, inputs, output_names, name, header, register_line, imports):
-    """(code, extra tensors to store beside the state_dict)."""
-    p = Port(gm, values, module)
+def generate(gm, module, values, inputs, output_names, name, header, register_line, imports, other=None):
+    """(code, extra tensors to store beside the state_dict); `other`: the node values at another batch size."""
+    p = Port(gm, values, module, other)
     root = p.groups()
     groups = _all_groups(root)
     by_cls = collections.OrderedDict()
@@ -777,26 +843,43 @@ def _render(defs, body, outx, out_names, placeholders, inputs, name, header, reg
 
 
 def _wrap(line, width=119):
-    """Break a long call after a top-level comma of its outermost argument list."""
+    """Break a long line after top-level commas of its outermost argument lists, continuation lines aligned
+    with the bracket they are in (strings are left whole)."""
     if len(line) <= width:
         return line
     indent = len(line) - len(line.lstrip())
-    for level in (1, 2, 3):
-        depth, cut, opens = 0, None, []
-        for i, ch in enumerate(line):
-            if ch in "([{":
-                depth += 1
-                opens.append(i)
-            elif ch in ")]}":
-                depth -= 1
-                opens.pop()
-            elif ch == "," and depth == level and i < width:
-                cut, open_at = i, opens[-1]
-        if cut is not None:
+    commas, opens, quote = [], [], None
+    for i, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote and line[i - 1] != "\\" else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            opens.append(i)
+        elif ch in ")]}" and opens:
+            opens.pop()
+        elif ch == "," and opens:
+            commas.append((i, len(opens), opens[-1]))
+    pieces, starts = [], [(0, 0)]          # (position in line, column it is written at)
+
+    def column(pos):
+        start, col = max(s for s in starts if s[0] <= pos)
+        return pos - start + col
+
+    start, pad = 0, 0
+    while len(line) - start + pad > width:
+        fits = [c for c in commas if c[0] > start and column(c[0]) < width]
+        if not fits:
             break
-    if cut is None:
-        return line
-    rest = " " * (open_at + 1) + line[cut + 1:].lstrip()
-    if len(" " * indent) >= open_at + 1:
-        rest = " " * (indent + 4) + line[cut + 1:].lstrip()
-    return line[:cut + 1] + "\n" + _wrap(rest, width)
+        level = min(c[1] for c in fits)
+        cut, _, open_at = max(c for c in fits if c[1] == level)
+        pieces.append(" " * pad + line[start:cut + 1].lstrip() if pieces else line[:cut + 1])
+        pad = column(open_at) + 1
+        if pad <= indent or pad > width - 30:
+            pad = indent + 4
+        start = cut + 1
+        while start < len(line) and line[start] == " ":
+            start += 1
+        starts.append((start, pad))
+    pieces.append(" " * pad + line[start:] if pieces else line)
+    return "\n".join(pieces)
