@@ -59,9 +59,14 @@ class CheckReport:
 
 
 def rel_error(got, want):
+    """compare()'s relative error; in float32 where both tensors are (it runs on every layer's output, and
+    float64 copies of them all took a tenth of a ResNet-50 verification)."""
     if got.shape != want.shape:
         return float("inf")
-    return compare(got, want)["rel"]
+    if got.dtype != np.float32 or want.dtype != np.float32 or not got.size:
+        return compare(got, want)["rel"]
+    diff, scale = float(np.abs(got - want).max()), float(np.abs(want).max())
+    return diff / scale if scale else diff
 
 
 def layer_rows(network, values, references, tol):
