@@ -142,7 +142,7 @@ def test_shapes_mismatch(text, needles):
 # model files end to end ------------------------------------------------------------------------------------
 def test_model_file_export_build_check(work):
     r = run("-m", "trtnet.build", f"{MODELS}:tiny", "--shapes", "images:1x3x8x8,2x3x16x16,3x3x32x24",
-            "-o", "out/tiny.engine", cwd=work)
+            "-o", "out/tiny.engine", "--verify-batch", "3", cwd=work)
     assert r.returncode == 0, r.stderr
     assert (work / "out" / "tiny.engine").stat().st_size > 0
     assert "N 1/2/3" in r.stdout and "H 8/16/32" in r.stdout and "W 8/16/24" in r.stdout, r.stdout

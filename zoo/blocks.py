@@ -10,6 +10,7 @@ def deferred(module, name, **kw):
     def make():
         return getattr(importlib.import_module(module), name)(**kw)
     make.__name__ = make.__qualname__ = name
+    make.module = module  # what trtnet.build may import early, beside the engine build
     return make
 
 

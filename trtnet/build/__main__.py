@@ -1,6 +1,8 @@
 """python -m trtnet.build MODEL: record, emit, build and serialize a TensorRT engine, then compare with PyTorch."""
+import importlib
 import os
 import sys
+import threading
 
 from .. import cli
 from ..quantize import add_arguments as add_quant_arguments, parse_arguments as parse_quant_arguments
@@ -65,13 +67,10 @@ def instrument(args, timeline, build_module):
             timeline.wrap(engine, "create_network", "emit", only_inside="TensorRT build"),
             timeline.wrap(engine, "build_engine", "TensorRT build"),
             timeline.wrap(engine, "write_atomic", "write")]
-    if not args.no_verify:  # these modules load torch
-        from .. import reference
-        from ..check import report
+    if not args.no_verify:
         undo += [timeline.wrap(build_module, "torch_reference", "PyTorch module"),
                  timeline.wrap(build_module, "run_module", "PyTorch run"),
-                 timeline.wrap(reference, "run_reference", "reference executor"),
-                 timeline.wrap(report, "check_network", "TensorRT network (interpreter)")]
+                 preload_torch(timeline, zoo, engine)]
     profiles_for = engine.profiles_for
 
     def checked(graph, profiles=None):
@@ -86,18 +85,56 @@ def instrument(args, timeline, build_module):
     return undo
 
 
+def preload_torch(timeline, zoo, engine):
+    """Import torch and the model's PyTorch package (torchvision...) in a thread from the model's lookup on:
+    most of it hides behind loading the weights and TensorRT's build, which leave the interpreter free; once
+    the engine is written, verification waits for the rest (the "import torch" part) and its parts are timed.
+    Returns the undo function."""
+    get, write, started, undo = zoo.get, engine.write_atomic, [], []
+
+    def load(spec):
+        for name in ("torch", "trtnet.reference", "trtnet.check.interp", getattr(spec.torch_module, "module", None)):
+            try:
+                if name:
+                    importlib.import_module(name)
+            except Exception:  # noqa: BLE001  (the main thread meets the error where it needs the module)
+                return
+
+    def looked_up(*a, **kw):
+        spec = get(*a, **kw)
+        if not started:
+            started.append(threading.Thread(target=load, args=(spec,), daemon=True))
+            started[0].start()
+        return spec
+
+    def written(*a, **kw):
+        out = write(*a, **kw)
+        with timeline.part("import torch"):
+            if started:
+                started[0].join()
+            from .. import reference
+            from ..check import report
+        cli.share_cores()
+        undo.extend([timeline.wrap(reference, "run_reference", "reference executor"),
+                     timeline.wrap(report, "check_network", "TensorRT network (interpreter)")])
+        return out
+
+    def restore():
+        for u in reversed(undo):
+            u()
+        zoo.get, engine.write_atomic = get, write
+
+    zoo.get, engine.write_atomic = looked_up, written
+    return restore
+
+
 def run(args, timeline):
-    import importlib
     build_module = importlib.import_module("trtnet.build")
     with timeline.part("import TensorRT"):
         cli.setup(args)
     if not args.quiet:
         print(f"building {args.model} ...", file=sys.stderr)
     profiles = None if args.shape_specs or args.batch_range is None else [{"N": args.batch_range}]
-    if not args.no_verify:
-        with timeline.part("import torch"):
-            import torch  # noqa: F401  (verification needs it; timed apart from the parts below)
-        cli.share_cores()
     undo = instrument(args, timeline, build_module)
     try:
         with timeline.part("verify" if not args.no_verify else "other"):
@@ -109,7 +146,7 @@ def run(args, timeline):
                                         timing_cache=args.timing_cache, refittable=args.refittable,
                                         strip_weights=args.strip_weights, **args.quant)
     finally:
-        for u in undo:
+        for u in reversed(undo):
             u()
     print(report.summary())
     print(timeline.summary())
