@@ -199,6 +199,7 @@ def build(model, weights=None, output=None, profiles=None, device=0, verify=True
     from ..reference import run_reference  # loads torch: only verification needs it
     reason = execution_unavailable(device)
     report.executed, report.reason = reason is None, reason or ""
+    plan = plan if report.executed else None  # written: only running it needs it here
     module = reference if spec is None else torch_reference(spec, w)
     if quant:
         from ..quantize import verify_build
@@ -237,6 +238,7 @@ def build(model, weights=None, output=None, profiles=None, device=0, verify=True
             report.accuracy["PyTorch"] = float((expected[out].argmax(1) == labels).mean())
             report.accuracy["engine" if report.executed else "TensorRT network"] = float(
                 (got[out].argmax(1) == labels).mean())
+        recorded = expected = check = got = None  # every tensor of this shape goes before the next shape's come
     return report
 
 
