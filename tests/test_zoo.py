@@ -11,6 +11,9 @@ from trtnet.weights import WeightMap, load_weights, save_safetensors
 
 # fp32 through up to ~150 layers: per-layer and output errors stay near 1e-6 of each tensor's scale.
 TOL = 1e-4
+# Detectors select their top-k candidates in the network: equal scores make the order of their indices a matter
+# of rounding, so tests/test_yolo.py compares them tie-aware at sizes of its own.
+OWN_TESTS = {"yolov8n", "yolov8s", "yolo11n", "yolo11s"}
 
 
 def record_shape(spec):
@@ -19,7 +22,7 @@ def record_shape(spec):
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if zoo.MODELS[n].slow else [])
-                                  for n in zoo.names()])
+                                  for n in zoo.names() if n not in OWN_TESTS])
 def test_zoo_model(name, tmp_path):
     spec = zoo.get(name)
     path = tmp_path / f"{name}.safetensors"
