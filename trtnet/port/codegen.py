@@ -187,7 +187,7 @@ class Writer:
         for k in range(1000):
             name = base if k == 0 else f"{base}_{k}"
             holder = self.names.get(name)
-            if holder is None or self.p.last_use(self, holder) <= at:
+            if holder is None or self.p.last_use(self, holder, name) <= at:
                 return name
         raise AssertionError("names exhausted")
 
@@ -459,12 +459,27 @@ def write_call(p, c, n, name, args, kwargs):
     if name == "t":
         return c.call("transpose", args[0], 0, 1)
     name = T.RENAME.get(name, name)
+    if name in ("repeat", "tile") and isinstance(value, torch.Tensor):
+        sizes = tuple(args[1]) if len(args) == 2 and isinstance(args[1], (tuple, list)) else tuple(args[1:])
+        expand = _repeat_as_expand(p.values[n.args[0]].shape, sizes)
+        if expand is not None:
+            return c.call("expand", args[0], expand)
     if name in T.VARARGS and len(args) > 2 or (name in T.VARARGS and len(args) == 2 and
                                                   not isinstance(args[1], (tuple, list))):
         args = [args[0], tuple(args[1:])] if name != "repeat" else args
     if not T.known(name):
         return c.unsupported(f"{'tensor.' if n.op == 'call_method' else ''}{name}")
     return bind(c, name, args, kwargs)
+
+
+def _repeat_as_expand(shape, sizes):
+    """Sizes for expand() where repeat() only copies unit dimensions by run-time counts (the batch), else None."""
+    if all(isinstance(r, int) for r in sizes) or len(sizes) < len(shape):
+        return None
+    shape = (1,) * (len(sizes) - len(shape)) + tuple(shape)
+    if any(d != 1 and not (isinstance(r, int) and r == 1) for d, r in zip(shape, sizes)):
+        return None
+    return tuple(-1 if isinstance(r, int) and r == 1 else r for r in sizes)
 
 
 def bind(c, name, args, kwargs):
@@ -531,12 +546,22 @@ def write_weighted(p, c, n, name, aten):
     return c.call("embedding", x, view)
 
 
+SIGNATURES = {"conv": ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+              "linear": ("input", "weight", "bias"),
+              "layer_norm": ("input", "normalized_shape", "weight", "bias", "eps"),
+              "group_norm": ("input", "num_groups", "weight", "bias", "eps"),
+              "batch_norm": ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"),
+              "embedding": ("input", "weight", "padding_idx")}
+
+
 def _arguments(p, n):
-    """The call's arguments by torch's names."""
-    norm = n.normalized_arguments(p.gm, normalize_to_only_use_kwargs=True)
-    if norm is None:
-        raise PortError(f"cannot read the arguments of {T.torch_name(n)}")
-    return dict(norm.kwargs)
+    """The call's arguments by torch's names (ATen ops by their schema, functions by torch.nn.functional's)."""
+    if isinstance(n.target, torch._ops.OpOverload):
+        names = [a.name for a in n.target._schema.arguments]
+    else:
+        name = T.torch_name(n)
+        names = SIGNATURES["conv" if name.startswith("conv") else name]
+    return {**dict(zip(names, n.args)), **n.kwargs}
 
 
 def weight_view(p, c, tensors):
@@ -552,7 +577,7 @@ def weight_view(p, c, tensors):
                 f"{prefix}.{k}" not in p.state for k in tensors if k not in present):
             return c.view(prefix)
     first = next(iter(present.values()))
-    base = (sorted(p.weight_roots(first)) or [first.name])[0].rsplit(".", 1)[0] + "_folded"
+    base = (sorted(p.weight_roots(first)) or [first.name])[0].rsplit(".", 1)[0] + ".folded"
     prefix, k = base, 1
     while any(key.startswith(prefix + ".") for key in list(p.state) + list(p.extra)):
         k += 1
@@ -585,8 +610,14 @@ def write_body(p, g, inputs, outputs, calls, fixed=None):
             u = next(iter(u.users))
         return pos[u]
 
-    p.last_use = lambda writer, holder: end + 1 if holder in out_set else max(
-        [chain_end(u) for u in holder.users] or [-1])
+    def last_use(writer, holder, name):
+        """Where the value a name holds is last read: through the holder and the pass-throughs aliasing it."""
+        same = [holder] + [n for n, e in writer.env.items() if n is not holder and e == name]
+        if any(n in out_set for n in same):
+            return end + 1
+        return max([chain_end(u) for n in same for u in n.users] or [-1])
+
+    p.last_use = last_use
     done = set()
     for i, it in enumerate(g.items):
         if isinstance(it, Group):
