@@ -111,3 +111,17 @@ def test_verified_build_times_each_part(resnet18_weights, tmp_path):
                  "TensorRT network (interpreter)"):
         assert f"{part} " in summary, (part, summary)
     assert "at N=1 " in r.stdout and "at N=2 " in r.stdout and "at N=4" not in r.stdout, r.stdout
+
+
+def test_pytorch_run_count_leaves_the_outputs_alone(capsys):
+    import torch
+    from types import SimpleNamespace
+    from trtnet.build.__main__ import counted
+    module = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).eval()
+    x = torch.randn(2, 3)
+    fake = SimpleNamespace(run_module=lambda m, inputs: m(inputs))
+    undo = counted(fake, True)
+    got = fake.run_module(module, x)
+    undo()
+    assert torch.equal(got, module(x)) and fake.run_module(module, x).shape == (2, 2)
+    assert "PyTorch run" in capsys.readouterr().err

@@ -216,7 +216,7 @@ class Timeline:
     """How long each part of a command takes (self time: nested parts are not counted twice), the part running
     now (named when a signal stops it) and, on a terminal, a progress line for any part over a second."""
 
-    OWN_PROGRESS = {"TensorRT build", "TensorRT network (interpreter)"}   # parts that show bars of their own
+    OWN_PROGRESS = {"TensorRT build", "TensorRT network (interpreter)", "PyTorch run"}   # parts with bars of their own
 
     def __init__(self, show=None):
         self.show = sys.stderr.isatty() if show is None else show

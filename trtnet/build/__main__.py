@@ -69,6 +69,7 @@ def instrument(args, timeline, build_module):
             timeline.wrap(engine, "write_atomic", "write")]
     if not args.no_verify:
         undo += [timeline.wrap(build_module, "torch_reference", "PyTorch module"),
+                 counted(build_module, timeline.show),
                  timeline.wrap(build_module, "run_module", "PyTorch run"),
                  preload_torch(timeline, zoo, engine)]
     profiles_for = engine.profiles_for
@@ -83,6 +84,31 @@ def instrument(args, timeline, build_module):
     engine.profiles_for = checked
     undo.append(lambda: setattr(engine, "profiles_for", profiles_for))
     return undo
+
+
+def counted(build_module, show):
+    """On a terminal, a count of the PyTorch module's leaf modules as they run; returns the undo function."""
+    run_module = build_module.run_module
+
+    def run(module, *a, **kw):
+        if not show or module is None:
+            return run_module(module, *a, **kw)
+        from tqdm import tqdm
+        bar = tqdm(desc="PyTorch run", unit=" modules", leave=False, file=sys.stderr)
+
+        def step(*_):  # returns None: a forward hook's result would replace the module's output
+            bar.update()
+
+        hooks = [m.register_forward_hook(step) for m in module.modules() if not any(m.children())]
+        try:
+            return run_module(module, *a, **kw)
+        finally:
+            for h in hooks:
+                h.remove()
+            bar.close()
+
+    build_module.run_module = run
+    return lambda: setattr(build_module, "run_module", run_module)
 
 
 def preload_torch(timeline, zoo, engine):
