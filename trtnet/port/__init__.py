@@ -112,8 +112,9 @@ def _other_values(gm, examples, module):
 
 
 def _randomize(module, examples):
-    """Seeded values for trivial parameters, then BatchNorm statistics measured on seeded inputs, so that a
-    randomly initialized network keeps activations near unit scale (softmax and exp stay well conditioned)."""
+    """Seeded values for trivial parameters, then BatchNorm variances raised to those measured on seeded inputs
+    where the seeded ones are smaller: large activations are scaled down (softmax and exp stay well
+    conditioned) while damped ones keep their seeded statistics (deep residual stacks stay stable)."""
     from trtnet.zoo import randomize_trivial
     randomize_trivial(module)
     norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
@@ -132,8 +133,10 @@ def _randomize(module, examples):
             module(**batch)
     except Exception:  # noqa: BLE001 (a module that cannot run in training mode keeps the seeded statistics)
         for m, _, mean, var in saved:
-            m.running_mean.copy_(mean)
             m.running_var.copy_(var)
+    for m, _, mean, var in saved:
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(torch.maximum(var, m.running_var))
     for m, momentum, _, _ in saved:
         m.momentum = momentum
         m.eval()
