@@ -135,6 +135,13 @@ class _Proxy(fx.Proxy):
     def __float__(self):
         return float(self.tracer.value(self))
 
+    def __getattr__(self, k):
+        if k in ("device", "dtype", "is_cuda", "requires_grad", "layout", "is_sparse", "is_quantized"):
+            v = self.tracer.values.get(self.node, _UNKNOWN)
+            if v is not _UNKNOWN:
+                return getattr(v, k)
+        return super().__getattr__(k)
+
     def __setitem__(self, index, value):
         self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
 

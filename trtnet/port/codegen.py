@@ -335,7 +335,7 @@ class Port:
             for a in n.all_input_nodes:
                 if a not in members and a not in self.static and a not in ins:
                     ins.append(a)
-            if any(u not in members for u in n.users):
+            if any(u not in members and u not in self.static for u in n.users):
                 outs.append(n)
         return ins, outs
 
@@ -436,6 +436,9 @@ def write_call(p, c, n, name, args, kwargs):
         size = tuple(int(d) for d in value.shape[2:])
         extra = {"align_corners": schema["align_corners"]} if schema.get("align_corners") is not None else {}
         return c.call("interpolate", args[0], size=size, **c.nondefault(mode=(mode, "nearest")), **extra)
+    if name == "scaled_dot_product_attention" and value.dim() > 4 and len(args) == 3 and "attn_mask" not in kwargs:
+        q, k, v = (c.call("reshape", a, (-1, *p.values[x].shape[-3:])) for a, x in zip(args, n.args))
+        return c.call("reshape", bind(c, name, [q, k, v], kwargs), (-1, *value.shape[1:]))
     if name in ("addcmul", "addcdiv"):
         value = kwargs.get("value", args[3] if len(args) > 3 else 1)
         scaled = "" if value == 1 else f"{strip(py(value))} * "
