@@ -32,7 +32,7 @@ SIZE = {"efficientformer_l1": 224, "inception_resnet_v2": 96, "torchvision:maxvi
 TEXT = '"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128'
 HF = {
     "BertModel": (f'{{{TEXT}, "vocab_size": 100}}', None),
-    "GPT2LMHeadModel": ('{"n_embd": 64, "n_layer": 2, "n_head": 2, "vocab_size": 100, "n_positions": 64}', None),
+    "GPT2LMHeadModel": ('{"n_embd": 64, "n_layer": 2, "n_head": 2, "vocab_size": 100, "n_positions": 64, "use_cache": false}', None),
     "LlamaForCausalLM": (f'{{{TEXT}, "num_key_value_heads": 1, "vocab_size": 100, "use_cache": false}}', None),
     "ViTModel": (f'{{{TEXT}, "image_size": 32, "patch_size": 8}}', {"pixel_values": ((1, 3, 32, 32), "float32")}),
     "CLIPVisionModel": (f'{{{TEXT}, "image_size": 32, "patch_size": 8}}',
@@ -49,7 +49,7 @@ HF = {
 CORPUS = ([f'timm:{n}{{"img_size": 64}}' if n in IMG_SIZE else f"timm:{n}" for n in TIMM] +
           [f"torchvision:{n}" for n in ("swin_t", "maxvit_t", "efficientnet_v2_s", "regnet_x_400mf")] +
           ['torchvision:vit_b_32{"image_size": 64}', "torchvision:squeezenet1_0", "torchvision:r3d_18",
-           "torchvision:ssdlite320_mobilenet_v3_large"] +
+           'torchvision:ssdlite320_mobilenet_v3_large{"weights_backbone": null}'] +
           [f"transformers:{k}{cfg}" for k, (cfg, _) in HF.items()])
 
 

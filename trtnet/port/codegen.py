@@ -439,6 +439,10 @@ def write_call(p, c, n, name, args, kwargs):
     if name == "scaled_dot_product_attention" and value.dim() > 4 and len(args) == 3 and "attn_mask" not in kwargs:
         q, k, v = (c.call("reshape", a, (-1, *p.values[x].shape[-3:])) for a, x in zip(args, n.args))
         return c.call("reshape", bind(c, name, [q, k, v], kwargs), (-1, *value.shape[1:]))
+    if name == "einsum":
+        code = _einsum(c, args)
+        if code is not None:
+            return code
     if name in ("addcmul", "addcdiv"):
         value = kwargs.get("value", args[3] if len(args) > 3 else 1)
         scaled = "" if value == 1 else f"{strip(py(value))} * "
@@ -473,6 +477,29 @@ def write_call(p, c, n, name, args, kwargs):
     if not T.known(name):
         return c.unsupported(f"{'tensor.' if n.op == 'call_method' else ''}{name}")
     return bind(c, name, args, kwargs)
+
+
+def _einsum(c, args):
+    """A two-operand einsum that is a batched matrix product (with transposes), written as `@`."""
+    eq = args[0].replace(" ", "")
+    ops = list(args[1]) if len(args) == 2 and isinstance(args[1], (list, tuple)) else list(args[1:])
+    if "->" not in eq or len(ops) != 2 or "." in eq:
+        return None
+    (a, b), out = eq.split("->")[0].split(","), eq.split("->")[1]
+    if not (len(a) == len(b) == len(out) >= 2 and a[:-2] == b[:-2] == out[:-2]):
+        return None
+    shared = set(a[-2:]) & set(b[-2:])
+    if len(shared) != 1 or shared & set(out[-2:]):
+        return None
+    k = shared.pop()
+    i, j = a[-2:].replace(k, ""), b[-2:].replace(k, "")
+    if {i, j} != set(out[-2:]):
+        return None
+    lhs = ops[0] if a[-1] == k else c.call("transpose", ops[0], -2, -1)
+    rhs = ops[1] if b[-2] == k else c.call("transpose", ops[1], -2, -1)
+    if out[-2:] == j + i:
+        lhs, rhs = (c.call("transpose", rhs, -2, -1), c.call("transpose", lhs, -2, -1))
+    return infix(f"{c.operand(lhs)} @ {c.operand(rhs)}")
 
 
 def _repeat_as_expand(shape, sizes):
