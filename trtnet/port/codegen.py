@@ -233,6 +233,7 @@ class Port:
                                                     all(a in self.static for a in n.all_input_nodes)):
                 self.static.add(n)
         self.skip = {n for n in nodes if n.op == "call_module" and n.target.startswith("_guards")}
+        self.skip |= set(nodes) - _live(nodes, self.static)
 
     def fail(self, node, what):
         self.problems.append((source_line(node) if node is not None else "(graph)", what))
@@ -338,6 +339,19 @@ class Port:
             if any(u not in members and u not in self.static for u in n.users):
                 outs.append(n)
         return ins, outs
+
+
+def _live(nodes, static):
+    """Nodes the outputs need, not counting what only folded constants read."""
+    live, todo = set(), [n for n in nodes if n.op == "output"]
+    while todo:
+        n = todo.pop()
+        if n in live:
+            continue
+        live.add(n)
+        if n not in static:
+            todo.extend(n.all_input_nodes)
+    return live | {n for n in nodes if n.op == "placeholder"}
 
 
 META = {"getattr", "size", "sym_size", "dim", "ndimension", "new_zeros", "new_ones", "new_empty", "new_full",
@@ -522,6 +536,8 @@ def bind(c, name, args, kwargs):
             return c.unsupported(f"{name} with extra arguments {extra}")
     names = {q.name for q in params}
     kept = {}
+    if "like" in names and "like" not in kwargs and not any(isinstance(a, E) and a in c.names for a in args[:1]):
+        kwargs = {**kwargs, "like": c.like()}     # factories are recorded into the graph of a live tensor
     for k, v in kwargs.items():
         if v is None:       # torch's None is "the default"
             continue
