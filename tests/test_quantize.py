@@ -27,7 +27,7 @@ def trained(name):
 def lenet():
     from trtnet.zoo.lenet import _digits
     spec, g = trained("lenet")
-    return g, _digits()[0][0][:256], spec.dataset()
+    return g, _digits()[0][0][:512], spec.dataset()   # build calibrates on 512 samples by default
 
 
 def sqnr(got, want):
@@ -151,9 +151,8 @@ def test_cache_skips_calibration(lenet, tmp_path, monkeypatch):
 def test_modelopt_ranges(lenet, tmp_path):
     """ModelOpt (nvidia-modelopt, which runs on the CPU here) calibrates the PyTorch module; its amax are used."""
     mtq = pytest.importorskip("modelopt.torch.quantization")
-    from trtnet.zoo.lenet import LeNet
     g, calib, _ = lenet
-    m = LeNet().eval()
+    m = zoo.get("lenet").torch_module().eval()
     m.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in _state(g).items()}, strict=False)
     x = torch.from_numpy(calib[:64])
     m = mtq.quantize(m, mtq.INT8_DEFAULT_CFG, lambda mm: mm(x))
@@ -181,25 +180,118 @@ def test_lenet_engine_builds(lenet, precision, tmp_path):
     assert len(plan) > 0
 
 
+@pytest.fixture(scope="module")
+def resnet50():
+    spec = zoo.get("resnet50")
+    g = spec.graph(WeightMap(zoo.export_state("resnet50")))
+    return g, np.random.default_rng(0).standard_normal((4, 3, 224, 224), dtype=np.float32)
+
+
+def build_result(g, x, precision, block_size):
+    """'built (n MiB)' or the first line of why the build failed."""
+    from trtnet.engine import build_engine
+    q = quantize(g, x, precision, method="max", progress=False, block_size=block_size)
+    try:
+        plan, _ = build_engine(q, fp16=q.quant["fp16"], progress=False)
+    except Exception as e:   # noqa: BLE001  (the table records TensorRT's refusal)
+        return f"fails: {str(e).splitlines()[0][:120]}"
+    return f"built ({len(plan) / 2**20:.0f} MiB)"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["int8", "fp8", "int8-weights", "int4-weights"])
-def test_resnet50_engine_builds(precision):
-    from trtnet.engine import build_engine
-    spec = zoo.get("resnet50")
-    m = spec.torch_module().eval()
-    g = spec.graph(WeightMap({k: v.numpy() for k, v in m.state_dict().items()}))
-    x = np.random.default_rng(0).standard_normal((2, 3, 224, 224), dtype=np.float32)
-    q = quantize(g, x, precision, method="max", progress=False, block_size=None)
-    plan, _ = build_engine(q, fp16=q.quant["fp16"], progress=False)
-    assert len(plan) > 0
+def test_resnet50_engine_builds(resnet50, precision):
+    """Every mode builds; INT4 with the fc's weight in blocks of 128 is refused by TensorRT-RTX 1.7, per output
+    channel it builds (the fallback `block_size=None` picks)."""
+    got = build_result(*resnet50, precision, 128)
+    print(f"| resnet50 | {precision} | blocks of 128 (fc) | {got} |")
+    if precision == "int4-weights":
+        assert got.startswith("fails"), "blockwise INT4 builds now: make blocks the default again"
+        got = build_result(*resnet50, precision, None)
+        print(f"| resnet50 | {precision} | per output channel | {got} |")
+    assert got.startswith("built"), got
+
+
+@pytest.fixture(scope="module")
+def digits_resnet():
+    return trained("digits_resnet")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["int8", "fp8"])
-def test_digits_resnet_accuracy(precision):
+def test_digits_resnet_accuracy(digits_resnet, precision):
+    """Within 0.5 points of fp32 on the held-out digits: INT8 calibrated by mse, FP8 by max (as ModelOpt does).
+    Entropy is not used: on this model it clips the first ReLU, fed by 17-level digits, at a third of its range
+    (INT8 92.5%, FP8 92.2% against 96.9%); mse for FP8 lost 0.8 points in one training run."""
     from trtnet.zoo.lenet import _digits
-    spec, g = trained("digits_resnet")
+    spec, g = digits_resnet
     x, labels = spec.dataset()
-    q = quantize(g, _digits()[0][0][:512], precision, method="entropy", progress=False)
+    q = quantize(g, _digits()[0][0][:512], precision, method="mse" if precision == "int8" else "max", progress=False)
+    print(f"digits_resnet {precision}: fp32 {(run_reference(g, {'data': x})['prob'].argmax(1) == labels).mean():.4f}, "
+          f"quantized {(run_reference(q, {'data': x})['prob'].argmax(1) == labels).mean():.4f}")
     fp32, quant = run_reference(g, {"data": x})["prob"], run_reference(q, {"data": x})["prob"]
     assert (quant.argmax(1) == labels).mean() >= (fp32.argmax(1) == labels).mean() - 0.005
+
+
+def _cli(tmp, tool, *args):
+    import os
+    import subprocess
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, "-m", tool, "lenet", *args], cwd=tmp, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def _accuracy(out, precision):
+    import re
+    m = re.search(rf"accuracy fp32 ([\d.]+)%, {precision} ([\d.]+)% \(([+-][\d.]+) points\) on the held-out set", out)
+    assert m, out
+    return float(m[1]), float(m[2])
+
+
+@pytest.fixture(scope="module")
+def lenet_dir(tmp_path_factory):
+    """A directory with weights/lenet.wts: LeNet trained on the digits' training split."""
+    from trtnet import save_wts
+    d = tmp_path_factory.mktemp("lenet")
+    m = zoo.get("lenet").torch_module()
+    zoo.get("lenet").train(m)
+    (d / "weights").mkdir()
+    save_wts({k: v.numpy() for k, v in m.state_dict().items()}, str(d / "weights" / "lenet.wts"))
+    return d
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp8"])
+def test_cli_build_then_check(lenet_dir, precision):
+    """Both commands end to end: the network exact against its fake-quantized reference, the held-out accuracy
+    within 0.5 points of fp32, and a second build served by the calibration cache."""
+    cache = f"{precision}.calib.json"
+    out = _cli(lenet_dir, "trtnet.build", f"--{precision}", "--calib-cache", cache, "-o", f"{precision}.engine",
+               "--no-engine-cache")
+    fp32, quant = _accuracy(out, precision)
+    assert quant >= fp32 - 0.5 and "5 of 5 layers quantized (conv 2/2, fc 3/3)" in out, out
+    assert "relative error 0," in out and f"written to {cache}" in out, out
+    again = _cli(lenet_dir, "trtnet.build", f"--{precision}", "--calib-cache", cache, "-o", f"{precision}.engine",
+                 "--no-engine-cache")
+    assert f"reused the calibration cache {cache}" in again and _accuracy(again, precision) == (fp32, quant), again
+    checked = _cli(lenet_dir, "trtnet.check", f"--{precision}", "--calib-cache", cache, "--keep", "fc3")
+    assert "PASS (tolerance 1e-05 relative)" in checked and "4 of 5 layers quantized" in checked, checked
+    assert _accuracy(checked, precision)[1] >= fp32 - 0.5
+
+
+def test_cli_refuses_calibration_options_alone(lenet_dir):
+    import subprocess
+    r = subprocess.run([sys.executable, "-m", "trtnet.build", "lenet", "--calib", "x.npy"], cwd=lenet_dir,
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "--calib needs a quantization mode" in r.stderr, r.stderr
+
+
+def test_build_weight_only_modes(lenet_dir, tmp_path):
+    """The weight-only modes build fp16 networks, checked at 1e-2 against their reference."""
+    import trtnet
+    r = trtnet.build("lenet", str(lenet_dir / "weights" / "lenet.wts"), str(tmp_path / "w4.engine"),
+                     quantize="int4-weights", progress=False)
+    assert r.ok and r.tol == 1e-2 and r.engine.precision == "int4-weights, fp16", r.summary()
+    assert "int4-weights (fp16 math, weights INT4): 5 of 5 layers quantized" in r.summary()
+    assert r.quant["cost"]["TensorRT network"]["top1"] > 0.95
