@@ -98,17 +98,21 @@ def port_spec(spec, output=None, inputs=None, dynamic=None, weights=None, check=
 
 
 def _other_values(gm, examples, module):
-    """Node values at one more sample and other data (None where the capture is fixed to its batch)."""
+    """Node values at one more sample and other data, up to the first node fixed to the example's batch."""
+    from .capture import _Recorder
     gen = torch.Generator().manual_seed(7)
     high = min(getattr(getattr(module, "config", None), "vocab_size", 10), 10)
     other = {k: torch.randn((v.shape[0] + 1, *v.shape[1:]), generator=gen, dtype=v.dtype)
              if v.dtype.is_floating_point else torch.randint(0, high, (v.shape[0] + 1, *v.shape[1:]),
                                                              generator=gen, dtype=v.dtype)
              for k, v in examples.items()}
+    rec = _Recorder(gm)
     try:
-        return record_values(gm, other)[0]
-    except Exception:  # noqa: BLE001
-        return None
+        with torch.no_grad():
+            rec.run(*other.values())
+    except Exception:  # noqa: BLE001 (the values computed before the failure still tell)
+        pass
+    return rec.values
 
 
 def _randomize(module, examples):

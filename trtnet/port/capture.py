@@ -225,8 +225,8 @@ def trace(module, examples):
     names = list(examples)
     try:
         tracer = _Tracer(examples)
-        with torch.no_grad(), _unwrapped():
-            graph = tracer.trace(module, concrete_args=_concrete(module, names))
+        with torch.no_grad(), _unwrapped(), _plain_forward(module, names) as concrete:
+            graph = tracer.trace(module, concrete_args=concrete)
         return fx.GraphModule(tracer.root, graph), "fx"
     except Exception as fx_error:  # noqa: BLE001 (any tracing failure: try export)
         try:
@@ -234,6 +234,34 @@ def trace(module, examples):
         except Exception as e:  # noqa: BLE001
             raise PortError(f"cannot capture the module: fx: {_first(fx_error)}; torch.export: {_first(e)}") from e
         return ep.module(), "export"
+
+
+class _plain_forward:
+    """A forward taking exactly the inputs, for modules whose forward is wrapped or takes **kwargs (fx patches
+    the root function's code, which such wrappers do not allow); other arguments keep their defaults."""
+
+    def __init__(self, module, names):
+        self.module, self.names = module, names
+
+    def __enter__(self):
+        import inspect
+        fwd = type(self.module).forward
+        params = inspect.signature(fwd).parameters.values()
+        if not hasattr(fwd, "__wrapped__") and all(q.kind != q.VAR_KEYWORD for q in params):
+            self.cls = None
+            return _concrete(self.module, self.names)
+        self.cls = type(self.module)
+        args = ", ".join(self.names)
+        scope = {"base": fwd}
+        exec(f"def forward(self, {args}):\n    return base(self, {', '.join(f'{k}={k}' for k in self.names)})",
+             scope)
+        self.module.__class__ = type(self.cls.__name__, (self.cls,), {"forward": scope["forward"],
+                                                                      "__module__": self.cls.__module__})
+        return None
+
+    def __exit__(self, *exc):
+        if self.cls is not None:
+            self.module.__class__ = self.cls
 
 
 class _unwrapped:

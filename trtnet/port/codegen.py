@@ -457,6 +457,8 @@ def write_call(p, c, n, name, args, kwargs):
         code = _einsum(c, args)
         if code is not None:
             return code
+    if name == "addmm" and kwargs.get("beta", 1) == 1 and kwargs.get("alpha", 1) == 1:
+        return infix(f"{op(args[0])} + {op(args[1])} @ {op(args[2])}")
     if name in ("addcmul", "addcdiv"):
         value = kwargs.get("value", args[3] if len(args) > 3 else 1)
         scaled = "" if value == 1 else f"{strip(py(value))} * "
