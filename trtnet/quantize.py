@@ -434,13 +434,17 @@ def own_data(spec):
 def for_model(graph, precision, spec=None, calib=None, method="entropy", samples=512, cache=None, keep=(),
               progress=None):
     """`quantize` as build and check do it: calibration from `calib` (array, .npy/.npz, image folder, ModelOpt
-    checkpoint) or else the zoo model's own data."""
+    checkpoint) or else the zoo model's own data. INT4 weights go per output channel on TensorRT-RTX, whose
+    1.7 builder refuses block-wise INT4 for every GPU target."""
+    from .backend import is_rtx
+    block = None if precision == "int4-weights" and is_rtx() else 128
     if calib is None and precision in ("int8", "fp8"):
         calib = own_data(spec)
         if calib is None:
             raise GraphError(f"'{graph.name}' has no data of its own to calibrate {precision} on; pass calib "
                              f"(--calib: a .npy/.npz file, an image folder or a ModelOpt checkpoint)")
-    return quantize(graph, calib, precision, method, keep=keep, cache=cache, samples=samples, progress=progress)
+    return quantize(graph, calib, precision, method, keep=keep, block_size=block, cache=cache, samples=samples,
+                    progress=progress)
 
 
 def layer_counts(graph, q):
