@@ -22,19 +22,24 @@ def test_set():
     return _digits()[1]
 
 
-def train(model, epochs=15, seed=0):
-    """A few seconds of Adam on the training split: enough for about 97% test accuracy."""
+def train(model, epochs=15, seed=0, lr=2e-3, one_cycle=False):
+    """Adam on the training split, batches of 64 (with a one-cycle rate schedule if asked): a few seconds give
+    LeNet about 97% test accuracy; the digits ResNet takes three epochs."""
     import torch
     import torch.nn.functional as F
     torch.manual_seed(seed)
     x, y = map(torch.from_numpy, _digits()[0])
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = epochs * ((len(x) + 63) // 64)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps) if one_cycle else None
     model.train()
     for _ in range(epochs):
         for i in torch.randperm(len(x)).split(64):
             opt.zero_grad()
             F.cross_entropy(model.logits(x[i]), y[i]).backward()
             opt.step()
+            if sched is not None:
+                sched.step()
     model.eval()
 
 

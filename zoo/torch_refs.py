@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trtnet.zoo import audio, text, unet, vad
+from trtnet.zoo import audio, digits_resnet, text, unet, vad
 
 
 # lenet ------------------------------------------------------------------------------------------------------------
@@ -174,3 +174,37 @@ class SileroClip(SileroStep):
             probs.append(prob)
             context = x[:, -vad.CONTEXT:]
         return torch.cat(probs, 1)
+
+
+class Block(nn.Module):
+    """The digits ResNet's basic block (torchvision's names: conv1, bn1, conv2, bn2, downsample)."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class DigitsResNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        widths = digits_resnet.WIDTHS
+        self.conv1, self.bn1 = nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0])
+        for i, (cin, cout) in enumerate(zip((widths[0],) + widths[:-1], widths)):
+            setattr(self, f"layer{i + 1}", nn.Sequential(Block(cin, cout, 1 if i == 0 else 2)))
+        self.fc = nn.Linear(widths[-1], 10)
+
+    def logits(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+    def forward(self, x):
+        return F.softmax(self.logits(x), dim=1)
