@@ -66,3 +66,35 @@ def test_command_line_exit_status(tmp_path, capsys):
     assert main(["torchvision:squeezenet1_0", "-o", str(tmp_path / "sq.py"), "--input", "x:1x3x64x64",
                  "--check"]) == 0
     assert "PASS" in capsys.readouterr().out
+
+
+def test_windowed_attention_masks_fold_to_constants():
+    r = port_spec("torchvision:swin_t", None, {"x": ((1, 3, 64, 64), "float32")}, check=True)
+    assert r.ok, r.report.summary()
+    assert r.method == "fx" and "new_zeros" not in r.code
+    assert re.search(r"^def shifted_window_attention\(x, w", r.code, re.M)   # one function per block class
+    assert any(k.endswith("_folded") for k in r.extra)     # the shifted-window mask is a stored constant
+
+
+def test_video_network_with_functional_conv3d_arguments():
+    r = port_spec("torchvision:r3d_18", None, {"x": ((1, 3, 4, 32, 32), "float32")}, check=True)
+    assert r.ok, r.report.summary()
+    assert "conv(" in r.code and "stride=(1, 2, 2)" in r.code
+
+
+def test_text_transformer_with_token_ids_checks():
+    spec = ('transformers:BertModel{"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, '
+            '"intermediate_size": 128, "vocab_size": 100}')
+    r = port_spec(spec, None, check=True)
+    assert r.ok, r.report.summary()
+    assert 'g.input("input_ids", shape, "int64"' in r.code
+    assert "scaled_dot_product_attention(" in r.code and not re.search(r"sym_size\w* \* ", r.code)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["timm:efficientvit_b0", "timm:nest_tiny{\"img_size\": 64}", "torchvision:maxvit_t",
+                                  "timm:dla34"])
+def test_corpus_models_check(spec):
+    size = 224 if "maxvit" in spec else 64
+    r = port_spec(spec, None, {"x": ((1, 3, size, size), "float32")}, check=True)
+    assert r.ok, r.report.summary()

@@ -147,7 +147,7 @@ class Writer:
             return py(float(v))
         if v.dim() == 0 and not v.dtype.is_floating_point:
             return py(int(v)) if v.dtype != torch.bool else py(bool(v))
-        key = self.p.weight_key(node)
+        key = self.p.weight_key(node, self.prefix)
         like = self.like()
         if like is None:
             raise PortError(f"no tensor to place the constant {key} beside")
@@ -239,14 +239,14 @@ class Port:
         self.problems.append((source_line(node) if node is not None else "(graph)", what))
 
     # constants -----------------------------------------------------------------------------------
-    def weight_key(self, node):
+    def weight_key(self, node, prefix=""):
         """The state_dict name of a parameter, else a new name for a folded or non-persistent tensor."""
         if node in self.keys:
             return self.keys[node]
         if node.op == "get_attr" and node.target in self.state:
             key = node.target
         else:
-            roots = [a.target for a in _ancestors(node) if a.op == "get_attr"] or [node.name]
+            roots = sorted(self.weight_roots(node)) or [f"{prefix}.{node.name}" if prefix else node.name]
             key = roots[0] if node.op == "get_attr" else f"{roots[0]}_folded"
             k = 1
             while key in self.state or key in self.extra:
@@ -257,7 +257,8 @@ class Port:
         return key
 
     def weight_roots(self, node):
-        return {a.target for a in _ancestors(node) if a.op == "get_attr"}
+        """The parameters a folded value is computed from (not those of the data whose size it reads)."""
+        return {a.target for a in _ancestors(node, self.static) if a.op == "get_attr"}
 
     # groups ----------------------------------------------------------------------------------------
     def stack(self, node):
@@ -386,11 +387,11 @@ def _same(a, b):
     return False
 
 
-def _ancestors(node):
+def _ancestors(node, within=None):
     seen, todo = [], [node]
     while todo:
         n = todo.pop()
-        if n in seen:
+        if n in seen or (within is not None and n not in within):
             continue
         seen.append(n)
         todo.extend(n.all_input_nodes)
