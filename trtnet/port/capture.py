@@ -227,13 +227,23 @@ def trace(module, examples):
         tracer = _Tracer(examples)
         with torch.no_grad(), _unwrapped(), _plain_forward(module, names) as concrete:
             graph = tracer.trace(module, concrete_args=concrete)
+        _drop_cached_proxies(module)
         return fx.GraphModule(tracer.root, graph), "fx"
     except Exception as fx_error:  # noqa: BLE001 (any tracing failure: try export)
+        _drop_cached_proxies(module)
         try:
             ep = _export(module, examples)
         except Exception as e:  # noqa: BLE001
             raise PortError(f"cannot capture the module: fx: {_first(fx_error)}; torch.export: {_first(e)}") from e
         return ep.module(), "export"
+
+
+def _drop_cached_proxies(module):
+    """Caches a module fills while traced (attention biases by device) must not hand proxies to later runs."""
+    for m in module.modules():
+        for v in vars(m).values():
+            if isinstance(v, dict) and any(isinstance(x, fx.Proxy) for x in v.values()):
+                v.clear()
 
 
 class _plain_forward:

@@ -657,7 +657,7 @@ def write_body(p, g, inputs, outputs, calls, fixed=None):
         while (u in g.nodes and u not in out_set and _uses(u) == 1 and next(iter(u.users)) in pos
                and next(iter(u.users)) in g.nodes):
             u = next(iter(u.users))
-        return pos[u]
+        return end + 1 if u in out_set else pos[u]     # outputs are read in the return line
 
     def last_use(writer, holder, name):
         """Where the value a name holds is last read: through the holder and the pass-throughs aliasing it."""
