@@ -539,7 +539,7 @@ def bind(c, name, args, kwargs):
             return c.unsupported(f"{name} with extra arguments {extra}")
     names = {q.name for q in params}
     kept = {}
-    if "like" in names and "like" not in kwargs and not any(isinstance(a, E) and a in c.names for a in args[:1]):
+    if "like" in names and "like" not in kwargs and len(args) <= [q.name for q in params].index("like"):
         kwargs = {**kwargs, "like": c.like()}     # factories are recorded into the graph of a live tensor
     for k, v in kwargs.items():
         if v is None:       # torch's None is "the default"
