@@ -8,17 +8,20 @@ needs_sizes("interpolate")
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
-@ref("conv")
-def _conv(n, x):
-    a = n.attrs
-    b = n.params.get("bias")
+def convolution(a, x, weight, bias):
+    """F.conv1d/2d/3d with a node's attributes; unequal leading and trailing padding through F.pad."""
     pad = [p for pair in zip(a["padding"][::-1], a["post_padding"][::-1]) for p in pair]
     if a["padding"] != a["post_padding"]:
         x, padding = F.pad(x, pad), 0
     else:
         padding = a["padding"]
-    return _CONV[len(a["kernel"])](x, t(n.params["weight"]), None if b is None else t(b), a["stride"], padding,
-                                   a["dilation"], a["groups"])
+    return _CONV[len(a["kernel"])](x, weight, bias, a["stride"], padding, a["dilation"], a["groups"])
+
+
+@ref("conv")
+def _conv(n, x):
+    b = n.params.get("bias")
+    return convolution(n.attrs, x, t(n.params["weight"]), None if b is None else t(b))
 
 
 @ref("max_pool")

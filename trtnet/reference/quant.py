@@ -3,9 +3,8 @@ round half to even, saturate; FP8 through torch.float8_e4m3fn), and layers whose
 import torch
 import torch.nn.functional as F
 
+from .conv import convolution
 from .core import TORCH_TYPES, ref, t
-
-_CONV = {2: F.conv2d, 3: F.conv3d}
 
 
 def broadcast_scale(scale, x, axis, block):
@@ -39,15 +38,8 @@ def _fake_quant(n, x):
 
 @ref("qconv")
 def _qconv(n, x, w):
-    a = n.attrs
     b = n.params.get("bias")
-    pad = [p for pair in zip(a["padding"][::-1], a["post_padding"][::-1]) for p in pair]
-    if a["padding"] != a["post_padding"]:
-        x, padding = F.pad(x, pad), 0
-    else:
-        padding = a["padding"]
-    return _CONV[len(a["kernel"])](x, w.to(x.dtype), None if b is None else t(b).to(x.dtype), a["stride"], padding,
-                                   a["dilation"], a["groups"])
+    return convolution(n.attrs, x, w.to(x.dtype), None if b is None else t(b).to(x.dtype))
 
 
 @ref("qfc")
