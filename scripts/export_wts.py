@@ -47,7 +47,7 @@ def export(args, timeline):
         if args.checkpoint and name in yolo.VARIANTS and args.checkpoint.endswith(".pt"):
             state = yolo.ultralytics_state(args.checkpoint, trust=args.trust_checkpoint)
         else:
-            state = zoo.export_state(name, args.checkpoint, args.seed)
+            state = zoo.export_state(args.model, args.checkpoint, args.seed)
     out = args.output or os.path.join("weights", f"{name}.{args.format}")
     with timeline.part("write"):
         (save_wts if args.format == "wts" else save_safetensors)(state, out)

@@ -4,6 +4,7 @@ Installed as `trtnet.zoo`. A model file of your own registers its models the sam
 (`from trtnet.zoo import register`) and is named on the command line as `path/to/model.py` or
 `path/to/model.py:name`.
 """
+import functools
 import importlib
 import importlib.util
 import os
@@ -67,10 +68,16 @@ def random_inputs(graph, env, rng):
     return out
 
 
+_FILE = []   # while a model file is imported: [(its path, the models it registers)]
+
+
 def register(name, input_shape, torch_module, **kw):
+    """Register a model: in the zoo, or (while trtnet imports a model file) in that file's own models, so a file
+    may reuse a zoo model's name without replacing it."""
     def wrap(fn):
         doc = kw.pop("doc", None) or fn.__doc__ or ""
-        MODELS[name] = Model(name, fn, tuple(input_shape), torch_module, doc=doc.strip(), **kw)
+        path, models = _FILE[-1] if _FILE else ("", MODELS)
+        models[name] = Model(name, fn, tuple(input_shape), torch_module, doc=doc.strip(), file=path, **kw)
         return fn
     return wrap
 
@@ -81,26 +88,30 @@ def _load_all():
 
 
 def load_file(path):
-    """Import a model file outside the package; returns the names of the models it registers."""
-    from trtnet.graph import GraphError
-    full = os.path.abspath(path)
-    if not os.path.isfile(full):
+    """Import a model file outside the package (once while it is unchanged); returns {name: Model} of the models
+    it registers."""
+    if not os.path.isfile(path):
         raise LookupError(f"{path}: no such model file")
-    before = set(MODELS)
-    mod_name = "trtnet_user_" + os.path.splitext(os.path.basename(full))[0].replace("-", "_")
-    spec = importlib.util.spec_from_file_location(mod_name, full)
+    return _import_file(path, os.stat(path).st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=None)
+def _import_file(path, mtime):
+    from trtnet.graph import GraphError
+    mod_name = "trtnet_user_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
+    spec = importlib.util.spec_from_file_location(mod_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
+    _FILE.append((path, {}))
     try:
         spec.loader.exec_module(module)
     except (ImportError, SyntaxError) as e:
         raise GraphError(f"{path}: cannot import the model file: {e}") from e
-    added = sorted(set(MODELS) - before) or sorted(n for n, m in MODELS.items() if m.file == full)
-    for n in added:
-        MODELS[n].file = full
-    if not added:
+    finally:
+        models = _FILE.pop()[1]
+    if not models:
         raise LookupError(f"{path}: the file registers no model (use `@register(name, shape, module)` from trtnet.zoo)")
-    return added
+    return models
 
 
 def is_file_spec(name):
@@ -111,13 +122,13 @@ def get(name):
     """A zoo model by name, or a model file as `path.py` (its only model) or `path.py:name`."""
     if is_file_spec(name):
         path, _, pick = name.partition(":")
-        found = load_file(path)
+        found = load_file(os.path.abspath(path))
         if not pick and len(found) > 1:
             raise LookupError(f"{path} registers {len(found)} models ({', '.join(found)}); pick one as {path}:NAME")
-        pick = pick or found[0]
+        pick = pick or next(iter(found))
         if pick not in found:
             raise LookupError(f"{path} registers no model '{pick}' (it has {', '.join(found)})")
-        return MODELS[pick]
+        return found[pick]
     _load_all()
     if name not in MODELS:
         import difflib
@@ -154,7 +165,8 @@ def randomize_trivial(module, seed=0):
 
 
 def export_state(name, checkpoint=None, seed=0):
-    """{state_dict name: float32 array} for a zoo model: from `checkpoint`, by training on bundled data, or seeded."""
+    """{state_dict name: float32 array} for a zoo model or model file (`path.py[:name]`): from `checkpoint`, by
+    training on bundled data, or seeded."""
     import torch
     from trtnet.build import load_state
     from trtnet.weights import load_weights
