@@ -136,3 +136,8 @@ case("interpolate", "bicubic-fractional-scale", {"x": (("N", 2, 5, 6), "float32"
 case("interpolate", "bilinear-fractional-scale", {"x": (("N", 2, 5, 6), "float32")},
      lambda w, x: tn.interpolate(x, scale_factor=1.5, mode="bilinear"),
      lambda x: F.interpolate(x, scale_factor=1.5, mode="bilinear"))
+
+case("slice", "unfold-dynamic", {"x": (("N", 3, "H", "W"), "float32")},
+     lambda w, x: tn.unfold(x, (2, 3), dilation=(1, 2), padding=1, stride=(2, 1)),
+     lambda x: F.unfold(x, (2, 3), dilation=(1, 2), padding=1, stride=(2, 1)),
+     ({"N": 2, "H": 7, "W": 8}, {"N": 1, "H": 9, "W": 11}))

@@ -1,7 +1,7 @@
 """Convolution, pooling and resizing over 1, 2 or 3 spatial dimensions (N, C, *spatial)."""
 from ..shape import is_static
 from .core import Layer, ntuple, op, public, static_int
-from .shape import permute, reshape
+from .shape import permute, reshape, stack
 
 
 def _conv_out(size, k, s, p, d):
@@ -224,6 +224,23 @@ def pad(input, pad, mode="constant", value=0.0, name=None):
         shape.append(d + b + a)
     return L.emit([input], shape, dict(before=tuple(before), after=tuple(after), dims=k, mode=mode,
                                              value=float(value)))
+
+
+@public
+def unfold(input, kernel_size, dilation=1, padding=0, stride=1, name=None):
+    """F.unfold (im2col) on (N, C, H, W): each sliding window's values as a column, (N, C*kh*kw, windows), channel
+    major as in PyTorch: one strided slice per kernel offset, stacked."""
+    L = Layer("slice", input, name or "unfold")
+    L.rank(input, 4)
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (ntuple(v, 2) for v in (kernel_size, dilation, padding, stride))
+    x = pad(input, (pw, pw, ph, ph)) if ph or pw else input
+    n, c, h, w = x.shape
+    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+    if any(is_static(o) and o < 1 for o in (oh, ow)):
+        L.fail(f"kernel {(kh, kw)} (dilation {(dh, dw)}) is larger than the padded input {(h, w)}")
+    cols = [x[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
+            for i in range(kh) for j in range(kw)]
+    return reshape(stack(cols, 2, name=f"{L.name}/windows"), (n, c * kh * kw, oh * ow), L.name)
 
 
 @public
