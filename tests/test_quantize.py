@@ -164,6 +164,20 @@ def test_modelopt_ranges(lenet, tmp_path):
     assert float(fq["fc2.input_quantizer"].params["scale"]) == pytest.approx(want, rel=1e-6)
 
 
+def test_modelopt_checkpoint_keys(lenet, tmp_path):
+    """A state dict laid out as ModelOpt saves one (`<layer>.input_quantizer._amax` beside the weights): its ranges
+    are used as given, for the layers it names."""
+    g, _, _ = lenet
+    state = {k: torch.from_numpy(np.asarray(v)) for k, v in _state(g).items()}
+    amax = {"conv1": 1.5, "conv2": 3.25, "fc1": 7.0, "fc2": 5.5, "fc3": 9.0}
+    state.update({f"{k}.input_quantizer._amax": torch.tensor(v) for k, v in amax.items()})
+    path = tmp_path / "modelopt.pth"
+    torch.save(state, path)
+    fq = {n.name: n for n in quantize(g, str(path), "int8").nodes if n.op == "fake_quant"}
+    for layer, v in amax.items():
+        assert float(fq[f"{layer}.input_quantizer"].params["scale"]) == pytest.approx(v / 127, rel=1e-6), layer
+
+
 def _state(g):
     out = {}
     for n in g.nodes:
