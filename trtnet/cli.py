@@ -383,6 +383,19 @@ def message(e):
     return text
 
 
+def command(argv, arguments, validate, run):
+    """A command line's main: parse, validate before anything heavy loads, then `--list` or `run(args, timeline)`,
+    through run_command."""
+    args = arguments(argv)
+    timeline = Timeline(show=None if not args.quiet else False)
+
+    def go():
+        validate(args)
+        return list_models() if args.list else run(args, timeline)
+
+    return run_command(args, go, timeline)
+
+
 def run_command(args, fn, timeline):
     """Run `fn()` with signals handled; expected failures become one `error:` line and exit status 1."""
     signals = Signals(timeline)

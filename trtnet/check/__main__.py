@@ -120,14 +120,7 @@ def run(args, timeline):
 
 
 def main(argv=None):
-    args = arguments(argv)
-    timeline = cli.Timeline(show=None if not args.quiet else False)
-
-    def go():
-        validate(args)
-        return cli.list_models() if args.list else run(args, timeline)
-
-    return cli.run_command(args, go, timeline)
+    return cli.command(argv, arguments, validate, run)
 
 
 if __name__ == "__main__":
