@@ -18,7 +18,7 @@ def sqnr(got, want):
 
 
 def inputs(spec, shape, n, seed):
-    from trtnet.zoo.lenet import _digits
+    from zoo.lenet import _digits
     if spec.dataset is not None:   # the digits models: training split to calibrate, held-out split to measure
         return _digits()[0][0][:n] if seed == 0 else spec.dataset()[0][:n]
     return np.random.default_rng(seed).standard_normal((n, *shape), dtype=np.float32)
@@ -72,7 +72,7 @@ def builds(name, shape, targets):
     from trtnet.weights import WeightMap
     t = backend.trt()
     spec = zoo.get(name)
-    g = spec.graph(WeightMap(zoo.export_state(name)), shape)
+    g = spec.graph(WeightMap(harness.export_state(name)), shape)
     x = np.random.default_rng(0).standard_normal((2, *(shape or spec.input_shape)), dtype=np.float32)
     modes = [("fp32", None, None), ("fp16", None, None), ("int8", "int8", None), ("fp8", "fp8", None),
              ("int8-weights", "int8-weights", None), ("int4-weights, blocks of 128", "int4-weights", 128),
@@ -99,7 +99,7 @@ def builds(name, shape, targets):
 
 def main():
     import torch
-    from trtnet import zoo
+    from trtnet import harness, zoo
     from trtnet.quantize import METHODS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("models", nargs="+")
@@ -121,7 +121,7 @@ def main():
         spec = zoo.get(name)
         shape = spec.input_shape if spec.dataset is not None or not a.shape else \
             tuple(int(v) for v in a.shape.split(","))
-        g = fit_state(zoo.export_state(name), spec.graph, shape)
+        g = fit_state(harness.export_state(name), spec.graph, shape)
         calib, test = inputs(spec, shape, a.samples, 0), inputs(spec, shape, a.samples, 1)
         for precision, method, secs, db, agree in measure(g, calib, test, a.precisions.split(","),
                                                           a.methods.split(",")):

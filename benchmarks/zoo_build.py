@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import zoo  # noqa: E402
 from trtnet import backend  # noqa: E402
-from trtnet.build import run_torch, torch_reference  # noqa: E402
+from trtnet.harness import run_torch, torch_reference  # noqa: E402
 from trtnet.check.report import check_graph  # noqa: E402
 from trtnet.emit_trt import emit  # noqa: E402
 from trtnet.weights import load_weights, save_safetensors  # noqa: E402

@@ -37,9 +37,9 @@ def arguments(argv):
 
 
 def export(args, timeline):
-    from trtnet import zoo
+    from trtnet import harness, zoo
     from trtnet.weights import save_safetensors, save_wts
-    from trtnet.zoo import yolo
+    from zoo import yolo
     start = time.perf_counter()
     with timeline.part("import model"):
         name = zoo.get(args.model).name
@@ -47,7 +47,7 @@ def export(args, timeline):
         if args.checkpoint and name in yolo.VARIANTS and args.checkpoint.endswith(".pt"):
             state = yolo.ultralytics_state(args.checkpoint, trust=args.trust_checkpoint)
         else:
-            state = zoo.export_state(args.model, args.checkpoint, args.seed)
+            state = harness.export_state(args.model, args.checkpoint, args.seed)
     out = args.output or os.path.join("weights", f"{name}.{args.format}")
     with timeline.part("write"):
         (save_wts if args.format == "wts" else save_safetensors)(state, out)

@@ -7,9 +7,9 @@ import numpy as np
 import torch
 
 import trtnet as tn
-from trtnet import zoo
+from trtnet import harness, zoo
 from trtnet.backend import trt
-from trtnet.build import run_torch, torch_reference
+from trtnet.harness import run_torch, torch_reference
 from trtnet.check.report import check_graph
 from trtnet.emit_trt import EMIT
 
@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def zoo_check(name, shape, batch=2):
     spec = zoo.get(name)
-    w = tn.WeightMap(zoo.export_state(name))
+    w = tn.WeightMap(harness.export_state(name))
     g = spec.graph(w, shape)
     x = np.random.default_rng(1).standard_normal((batch, *g.inputs[0].shape[1:]), dtype=np.float32)
     out = g.outputs[0].name
@@ -148,7 +148,7 @@ def test_fp16_network_checks_at_half_precision():
     """The fp16 network agrees with PyTorch to FP16_TOL, and really computes in half (errors above fp32's)."""
     from trtnet.check.report import FP16_TOL
     spec = zoo.get("resnet18")
-    w = tn.WeightMap(zoo.export_state("resnet18"))
+    w = tn.WeightMap(harness.export_state("resnet18"))
     g = spec.graph(w, (3, 64, 64))
     x = np.random.default_rng(1).standard_normal((2, 3, 64, 64), dtype=np.float32)
     report = check_graph(g, {"data": x}, {"logits": run_torch(torch_reference(spec, w), x, "logits")}, FP16_TOL, fp16=True)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import trtnet as tn
-from trtnet import zoo
-from trtnet.build import torch_reference
+from trtnet import harness, zoo
+from trtnet.harness import torch_reference
 from trtnet.engine import build_engine, compare, execution_unavailable, run_engine
 
 REASON = execution_unavailable(0)
@@ -26,7 +26,7 @@ def test_engine_matches_pytorch(name, batch, fp16):
     """fp32 with TF32 off: the engine should agree with PyTorch to ~1e-5 of the output scale (deep nets: 1e-4);
     fp16 to 1e-2."""
     spec = zoo.get(name)
-    w = tn.WeightMap(zoo.export_state(name))
+    w = tn.WeightMap(harness.export_state(name))
     graph = spec.graph(w)
     plan, _ = build_engine(graph, (1, batch, batch), progress=False, fp16=fp16)
     x = np.random.default_rng(0).standard_normal((batch, *spec.input_shape), dtype=np.float32)
@@ -43,7 +43,7 @@ def test_engine_matches_pytorch(name, batch, fp16):
 def test_engine_runs_on_chosen_device():
     device = torch.cuda.device_count() - 1
     spec = zoo.get("lenet")
-    graph = spec.graph(tn.WeightMap(zoo.export_state("lenet")))
+    graph = spec.graph(tn.WeightMap(harness.export_state("lenet")))
     plan, _ = build_engine(graph, (1, 2, 2), progress=False)
     x = np.random.default_rng(0).standard_normal((5, 1, 32, 32), dtype=np.float32)
     out = run_engine(plan, {"data": x}, device, max_batch=2)["prob"]  # chunks of 2, 2 and 1 in one context

@@ -10,12 +10,12 @@ pytest.importorskip("facenet_pytorch")
 skimage = pytest.importorskip("skimage")
 from PIL import Image  # noqa: E402
 
-from trtnet import zoo  # noqa: E402
-from trtnet.build import run_module, torch_reference  # noqa: E402
+from trtnet import harness, zoo  # noqa: E402
+from trtnet.harness import run_module, torch_reference  # noqa: E402
 from trtnet.check.report import check_graph  # noqa: E402
 from trtnet.weights import WeightMap  # noqa: E402
 
-importlib.import_module("trtnet.zoo.mtcnn")
+importlib.import_module("zoo.mtcnn")
 DATA = os.path.join(os.path.dirname(skimage.__file__), "data")
 
 
@@ -39,7 +39,7 @@ def collage():
                                         ("mtcnn_rnet", None), ("mtcnn_onet", None)])
 def test_network_matches_facenet(name, shape):
     spec = zoo.get(name)
-    w = WeightMap(zoo.export_state(name))
+    w = WeightMap(harness.export_state(name))
     graph = spec.graph(w, spec.input_shape)
     assert w.unused() == []
     x = np.random.default_rng(0).standard_normal((3, *(shape or spec.input_shape)), dtype=np.float32)
@@ -86,6 +86,6 @@ def test_command_line_draws(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet"])
 def test_engine_builds(name):
     from trtnet.engine import build_engine
-    graph = zoo.get(name).graph(WeightMap(zoo.export_state(name)))
+    graph = zoo.get(name).graph(WeightMap(harness.export_state(name)))
     plan, info = build_engine(graph, progress=False)
     assert len(plan) > 0 and info.layers > 10

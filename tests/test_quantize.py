@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import trtnet.emit_trt.quant as eq
-from trtnet import zoo
+from trtnet import harness, zoo
 from trtnet.check.report import check_graph
 from trtnet.quantize import Histogram, amax_of, quantize
 from trtnet.reference import run_reference
@@ -25,7 +25,7 @@ def trained(name):
 
 @pytest.fixture(scope="module")
 def lenet():
-    from trtnet.zoo.lenet import _digits
+    from zoo.lenet import _digits
     spec, g = trained("lenet")
     return g, _digits()[0][0][:512], spec.dataset()   # build calibrates on 512 samples by default
 
@@ -197,7 +197,7 @@ def test_lenet_engine_builds(lenet, precision, tmp_path):
 @pytest.fixture(scope="module")
 def resnet50():
     spec = zoo.get("resnet50")
-    g = spec.graph(WeightMap(zoo.export_state("resnet50")))
+    g = spec.graph(WeightMap(harness.export_state("resnet50")))
     return g, np.random.default_rng(0).standard_normal((4, 3, 224, 224), dtype=np.float32)
 
 
@@ -237,7 +237,7 @@ def test_digits_resnet_accuracy(digits_resnet, precision):
     """Within 0.5 points of fp32 on the held-out digits: INT8 calibrated by mse, FP8 by max (as ModelOpt does).
     Entropy is not used: on this model it clips the first ReLU, fed by 17-level digits, at a third of its range
     (INT8 92.5%, FP8 92.2% against 96.9%); mse for FP8 lost 0.8 points in one training run."""
-    from trtnet.zoo.lenet import _digits
+    from zoo.lenet import _digits
     spec, g = digits_resnet
     x, labels = spec.dataset()
     q = quantize(g, _digits()[0][0][:512], precision, method="mse" if precision == "int8" else "max", progress=False)

@@ -10,11 +10,11 @@ import pytest
 silero_vad = pytest.importorskip("silero_vad")
 import torch  # noqa: E402
 
-from trtnet import zoo  # noqa: E402
+from trtnet import harness, zoo  # noqa: E402
 from trtnet.check.report import check_graph  # noqa: E402
 from trtnet.weights import WeightMap  # noqa: E402
 
-zoo_vad = importlib.import_module("trtnet.zoo.vad")
+zoo_vad = importlib.import_module("zoo.vad")
 from trtnet.examples import vad  # noqa: E402
 
 TEXT = "Voice activity detection finds the parts of a recording where somebody speaks."
@@ -44,14 +44,14 @@ def reference_probs(audio):
 
 
 def test_weights_are_the_torchscript_models():
-    w = WeightMap(zoo.export_state("silero_vad"))
+    w = WeightMap(harness.export_state("silero_vad"))
     jit = torch.jit.load(zoo_vad.package_file("silero_vad.jit"))
     assert np.array_equal(w["lstm_cell.weight_hh"], jit._model.decoder.rnn.weight_hh.detach().numpy())
     assert set(zoo_vad.silero_weights("safetensors")) == set(w), "the safetensors file's names"
 
 
 def test_streaming_step_matches_torchscript(clip):
-    graph = zoo.get("silero_vad").graph(WeightMap(zoo.export_state("silero_vad")))
+    graph = zoo.get("silero_vad").graph(WeightMap(harness.export_state("silero_vad")))
     model = silero_vad.load_silero_vad()
     chunks = vad.chunks(clip)[0][:40]
     state, context = np.zeros((2, 1, 128), np.float32), np.zeros((1, 64), np.float32)
@@ -93,6 +93,6 @@ def test_command_line(clip, tmp_path, capsys):
 @pytest.mark.parametrize("name", ["silero_vad", "silero_vad_seq"])
 def test_engine_builds(name):
     from trtnet.engine import build_engine
-    graph = zoo.get(name).graph(WeightMap(zoo.export_state(name)))
+    graph = zoo.get(name).graph(WeightMap(harness.export_state(name)))
     plan, info = build_engine(graph, progress=False)
     assert len(plan) > 4 * 300_000 and info.layers > 50

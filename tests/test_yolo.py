@@ -7,8 +7,8 @@ import pytest
 pytest.importorskip("ultralytics")
 torch = pytest.importorskip("torch")
 
-from trtnet import check, zoo  # noqa: E402
-from trtnet.build import torch_reference  # noqa: E402
+from trtnet import check, harness, zoo  # noqa: E402
+from trtnet.harness import torch_reference  # noqa: E402
 from trtnet.weights import WeightMap  # noqa: E402
 
 TOL = 1e-4
@@ -21,7 +21,7 @@ def models():
 
     def get(name):
         if name not in cache:
-            w = WeightMap(zoo.export_state(name))
+            w = WeightMap(harness.export_state(name))
             cache[name] = w, torch_reference(zoo.get(name), w)
         return cache[name]
     return get
@@ -67,7 +67,7 @@ def assert_same_candidates(got, want):
 
 @pytest.mark.parametrize("name", ["yolov8n", pytest.param("yolo11n", marks=pytest.mark.slow)])
 def test_topk_network_matches_the_wrapper(name, models):
-    from trtnet.build import run_module
+    from trtnet.harness import run_module
     w, module = models(name)
     spec = zoo.get(name)
     graph = spec.graph(w)
@@ -114,7 +114,7 @@ def decoded(raw):
 def test_decoded_head_matches_detection_model(name, models):
     """Every anchor's decoded box and scores, on photograph-like images (the inputs the BatchNorm statistics were
     measured on), against DetectionModel's fp32 output at 1e-4 of each tensor's largest magnitude."""
-    from trtnet.zoo.yolo import sample_images, yolo
+    from zoo.yolo import sample_images, yolo
     w, module = models(name)
     graph = yolo(w, (3, "H", "W"), name, raw=True)
     x = sample_images(graph, {"N": 2, "H": 128, "W": 160}, np.random.default_rng(1))["images"]
@@ -133,7 +133,7 @@ def test_decoded_head_on_noise_rounds_as_ultralytics_does(models):
     much more absolute error, and the DFL softmax amplifies again. DetectionModel's own fp32 scores then lie ~1e-4
     from its float64 ones; the network must be no further from float64 than twice that (an emission mistake is
     orders of magnitude more)."""
-    from trtnet.zoo.yolo import yolo
+    from zoo.yolo import yolo
     w, module = models("yolo11n")
     x = np.random.default_rng(1).random((2, 3, 128, 160), dtype=np.float32)
     out = interpret(yolo(w, (3, "H", "W"), "yolo11n", raw=True), {"images": x})
@@ -190,7 +190,7 @@ def test_engine_builds(name, models):
 
 
 def test_checkpoint_needs_trust(tmp_path):
-    from trtnet.zoo.yolo import ultralytics_state
+    from zoo.yolo import ultralytics_state
     path = tmp_path / "yolov8n.pt"
     path.write_bytes(b"not opened")
     with pytest.raises(PermissionError, match="trust"):
@@ -200,7 +200,7 @@ def test_checkpoint_needs_trust(tmp_path):
 def test_checkpoint_loads_as_ultralytics_saves_it(tmp_path, models):
     """A checkpoint as Ultralytics writes one (the whole model, in half precision) gives the state_dict the zoo
     network reads."""
-    from trtnet.zoo.yolo import detection_model, ultralytics_state
+    from zoo.yolo import detection_model, ultralytics_state
     model = detection_model("yolov8n")
     zoo.randomize_trivial(model, 3)
     path = tmp_path / "yolov8n.pt"
@@ -234,7 +234,7 @@ def test_export_wts_writes_seeded_weights(tmp_path):
 
 def test_export_wts_unpickles_an_ultralytics_checkpoint_only_when_trusted(tmp_path, capsys):
     from trtnet.weights import load_weights
-    from trtnet.zoo.yolo import detection_model
+    from zoo.yolo import detection_model
     model = detection_model("yolov8n")
     zoo.randomize_trivial(model, 5)
     path, out = tmp_path / "yolov8n.pt", tmp_path / "yolov8n.safetensors"

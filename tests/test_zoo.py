@@ -3,8 +3,8 @@ at the ends of each dynamic dimension's range (a batch of 2 where only the batch
 import numpy as np
 import pytest
 
-from trtnet import zoo
-from trtnet.build import check_shapes, run_module, torch_reference
+from trtnet import harness, zoo
+from trtnet.harness import check_shapes, run_module, torch_reference
 from trtnet.check.report import check_graph
 from trtnet.engine import build_engine, profiles_for
 from trtnet.weights import WeightMap, load_weights, save_safetensors
@@ -26,7 +26,7 @@ def record_shape(spec):
 def test_zoo_model(name, tmp_path):
     spec = zoo.get(name)
     path = tmp_path / f"{name}.safetensors"
-    save_safetensors(zoo.export_state(name), path)
+    save_safetensors(harness.export_state(name), path)
     w = load_weights(path)
     graph = spec.graph(w, record_shape(spec))
     assert w.unused() == [], "every tensor of the PyTorch state_dict is used"
@@ -54,7 +54,7 @@ def test_zoo_model(name, tmp_path):
 @pytest.mark.parametrize("env", [{"N": 1, "T": 4}, {"N": 4, "T": 64}, {"N": 3, "T": 1}])
 def test_text_encoder_inputs_are_padded_at_row_ends(env):
     spec = zoo.get("text_encoder")
-    graph = spec.graph(WeightMap(zoo.export_state("text_encoder")))
+    graph = spec.graph(WeightMap(harness.export_state("text_encoder")))
     ids = spec.make_inputs(graph, env)["ids"]
     assert ids.shape == (env["N"], env["T"]) and ids.dtype == np.int32
     real = ids != 0
@@ -67,7 +67,7 @@ def test_text_encoder_inputs_are_padded_at_row_ends(env):
 def test_text_encoder_ignores_trailing_padding():
     """More pad ids after a sentence leave its logits unchanged: the mask reaches attention and pooling."""
     spec = zoo.get("text_encoder")
-    w = WeightMap(zoo.export_state("text_encoder"))
+    w = WeightMap(harness.export_state("text_encoder"))
     module = torch_reference(spec, w)
     graph = spec.graph(w)
     ids = np.array([[5, 17, 3, 9, 0, 0, 0, 0], [5, 17, 3, 9, 0, 0, 0, 0]], np.int32)

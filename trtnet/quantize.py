@@ -427,7 +427,7 @@ def own_data(spec):
     """The zoo model's own calibration data (the digits models' training split), else None."""
     if spec is None or spec.dataset is None:
         return None
-    from .zoo.lenet import _digits, test_set
+    from zoo.lenet import _digits, test_set
     return _digits()[0][0] if spec.dataset is test_set else None
 
 
@@ -520,7 +520,7 @@ QUANT_TOL = 1e-5   # the quantized network against its fake-quantized reference:
 def verify_build(report, spec, module, fp32, q, samples=8, run_engine=None):
     """The two checks of a quantized build: the TensorRT network (interpreter) against the quantized graph's
     fake-quantized reference, and the cost against the fp32 model (`module`, else fp32's reference executor)."""
-    from .build import run_module
+    from .harness import run_module
     from .check.report import check_graph
     from .reference import run_reference
     inputs, labels = held_out(spec, fp32, samples)
@@ -577,7 +577,7 @@ def check_quantized(graph, precision, spec=None, module=None, inputs=None, tol=N
     """trtnet.check of the quantized graph: its TensorRT network (interpreter) against its fake-quantized
     reference on `inputs` (default: held-out samples), and the cost against the fp32 `module` (else the fp32
     graph's reference executor)."""
-    from .build import run_module
+    from .harness import run_module
     from .check.report import FP16_TOL, check_graph
     from .reference import run_reference
     q = for_model(graph, precision, spec, calib, calib_method, calib_samples, calib_cache, keep)

@@ -189,6 +189,15 @@ class WeightMap(Mapping):
         finite = lambda a: a.dtype.kind != "f" or np.isfinite(a).all()
         return [n for n in self._names() if not finite(self._tensors[n])]
 
+    def shaped(self, shapes):
+        """Give 1-D tensors (a `.wts` file stores no shapes) the shapes in `shapes` ({name: shape}) where the
+        value counts agree; a count that disagrees is left for the layer reading it to name."""
+        for name, shape in shapes.items():
+            a = self._tensors.get(name)
+            if a is not None and a.ndim <= 1 and len(shape) != 1 and a.size == math.prod(shape):
+                self._tensors[name] = a.reshape(shape)
+        return self
+
     def __repr__(self):
         return f"WeightMap({self.source!r}, {len(self)} tensors, prefix={self.prefix!r})"
 

@@ -1,7 +1,8 @@
 """AlexNet (Krizhevsky et al., 2012) as torchvision builds it (the one-GPU variant): five convolutions, three
 max pools, a 6x6 adaptive average pool and three fully connected layers."""
 from trtnet import Graph, adaptive_avg_pool, conv, dropout, fc, flatten, max_pool, relu
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 # (index in `features`, out channels, kernel, stride, padding, max pool after it)
 FEATURES = ((0, 64, 11, 4, 2, True), (3, 192, 5, 1, 2, True), (6, 384, 3, 1, 1, False),

@@ -8,7 +8,8 @@ to height 1, its columns become a time sequence (T, N, C) for a 2-layer bidirect
 per-step log-probabilities over the characters and a CTC blank.
 """
 from trtnet import Graph, bn, conv, fc, flatten, global_avg_pool, log_softmax, lstm, max_pool, permute, relu, squeeze
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 # (out channels, kernel, stride) per stage; each stage ends in a 4x max pool.
 AUDIO_STAGES = ((32, 80, 4), (32, 3, 1), (64, 3, 1), (64, 3, 1))
@@ -17,7 +18,7 @@ AUDIO_CLASSES = 35
 AUDIO_LENGTH = (2000, 8000, 16000)
 
 
-@register("audio_cnn", (1, "L"), blocks.deferred("trtnet.zoo.torch_refs", "AudioCNN"), test_shape=(1, 4000),
+@register("audio_cnn", (1, "L"), blocks.deferred("zoo.torch_refs", "AudioCNN"), test_shape=(1, 4000),
           doc=f"1D CNN on raw waveforms (1, L), L in {AUDIO_LENGTH[0]}..{AUDIO_LENGTH[2]}, {AUDIO_CLASSES} classes")
 def audio_cnn(w, shape):
     g = Graph("audio_cnn")
@@ -37,7 +38,7 @@ CRNN_CLASSES = 37          # 26 letters, 10 digits and the CTC blank
 CRNN_WIDTH = (32, 128, 256)
 
 
-@register("crnn", (1, 32, "W"), blocks.deferred("trtnet.zoo.torch_refs", "CRNN"), test_shape=(1, 32, 64),
+@register("crnn", (1, 32, "W"), blocks.deferred("zoo.torch_refs", "CRNN"), test_shape=(1, 32, 64),
           doc=f"CRNN text-line recogniser: 1x32xW images, W in {CRNN_WIDTH[0]}..{CRNN_WIDTH[2]}; (T, N, "
               f"{CRNN_CLASSES}) log-probabilities, T = W // 4 - 1")
 def crnn(w, shape):

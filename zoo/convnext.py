@@ -1,6 +1,7 @@
 """ConvNeXt (Liu et al., 2022): a patchify stem, then stages of depthwise 7x7 conv + inverted MLP blocks."""
 from trtnet import Graph, constant, conv, fc, flatten, gelu, global_avg_pool, layer_norm, permute
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 EPS = 1e-6
 

@@ -2,7 +2,8 @@
 add `growth_rate` channels to the running concatenation, 1x1-conv-and-pool transitions halving the width, and
 a linear head."""
 from trtnet import Graph, avg_pool, bn, concat, conv, fc, flatten, global_avg_pool, max_pool, relu
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 
 def dense_layer(features, w, growth_rate, bn_size):

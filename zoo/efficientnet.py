@@ -8,7 +8,8 @@ import functools
 import math
 
 from trtnet import Graph, dropout, fc, flatten, global_avg_pool, sigmoid, silu
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 conv_bn_act = functools.partial(blocks.conv_bn_act, act=silu)
 squeeze_excitation = functools.partial(blocks.squeeze_excitation, act=silu, scale_act=sigmoid)

@@ -7,7 +7,8 @@ state_dict holds exactly the tensors the graph reads; a full torchvision checkpo
 `aux1.*`/`aux2.*` tensors reported as unused.
 """
 from trtnet import Graph, bn, concat, conv, dropout, fc, flatten, global_avg_pool, max_pool, relu
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 # name: (ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj), in order; "maxpoolN" is a 3x3/2 max pool (2x2/2
 # for maxpool4), all in ceil mode

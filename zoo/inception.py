@@ -6,7 +6,8 @@ state_dict holds exactly the tensors the graph reads; a full torchvision checkpo
 `AuxLogits.*` tensors reported as unused.
 """
 from trtnet import Graph, avg_pool, bn, concat, conv, dropout, fc, flatten, global_avg_pool, max_pool, relu
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 
 def basic_conv(x, w, out, k, stride=1, padding=0):

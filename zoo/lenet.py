@@ -4,7 +4,8 @@ import functools
 import numpy as np
 
 from trtnet import Graph, avg_pool, conv, flatten, fc, relu, softmax
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,7 +44,7 @@ def train(model, epochs=15, seed=0, lr=2e-3, one_cycle=False):
     model.eval()
 
 
-@register("lenet", (1, 32, 32), blocks.deferred("trtnet.zoo.torch_refs", "LeNet"), dataset=test_set, train=train)
+@register("lenet", (1, 32, 32), blocks.deferred("zoo.torch_refs", "LeNet"), dataset=test_set, train=train)
 def lenet(w, shape):
     """LeNet-5, 1x32x32 input, 10-way softmax."""
     g = Graph("lenet")
@@ -60,6 +61,6 @@ def lenet(w, shape):
 def __getattr__(name):
     """`LeNet`, the PyTorch module, from where it lives (importing torch only when asked for)."""
     if name == "LeNet":
-        from trtnet.zoo.torch_refs import LeNet
+        from zoo.torch_refs import LeNet
         return LeNet
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

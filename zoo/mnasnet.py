@@ -7,7 +7,8 @@ torchvision keeps the whole body in one `layers` Sequential: indices 0-7 are the
 import functools
 
 from trtnet import Graph, bn, conv, dropout, fc, flatten, global_avg_pool, relu
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 # output channels, kernel, stride of the first block, expansion, repeats: the paper's Figure 7 (B1)
 STACKS = [(24, 3, 2, 3, 3), (40, 5, 2, 3, 3), (80, 5, 2, 6, 3), (96, 3, 1, 6, 2), (192, 5, 2, 6, 4),

@@ -9,7 +9,8 @@ import functools
 
 from trtnet import (Graph, bn, conv, dropout, fc, flatten, global_avg_pool, hardsigmoid, hardswish, relu, 
                     relu6)
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 conv_bn_act = blocks.conv_bn_act
 squeeze_excitation = functools.partial(blocks.squeeze_excitation, act=relu, scale_act=hardsigmoid)

@@ -8,7 +8,8 @@ import functools
 from types import SimpleNamespace
 
 from trtnet import Graph, fc, flatten, global_avg_pool, relu, sigmoid
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 conv_bn_act = functools.partial(blocks.conv_bn_act, act=relu)
 squeeze_excitation = functools.partial(blocks.squeeze_excitation, act=relu, scale_act=sigmoid)

@@ -5,7 +5,8 @@ Also ResNeXt and Wide ResNet, which only change the bottleneck's width and group
 import functools
 
 from trtnet import Graph, bn, conv, fc, global_avg_pool, max_pool, relu, flatten
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 
 def conv_bn(x, w, conv_name, bn_name, out, k, stride=1, groups=1, dilation=1):

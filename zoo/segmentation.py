@@ -11,9 +11,10 @@ Only the main output ("out", the class scores at the input resolution) is built;
 import functools
 
 from trtnet import Graph, bn, concat, conv, dropout, global_avg_pool, interpolate, relu, sigmoid
-from trtnet.zoo import blocks, register
-from trtnet.zoo.mobilenet import mobilenet_v3_blocks, mobilenet_v3_features
-from trtnet.zoo.resnet import backbone as resnet_backbone, bottleneck
+from trtnet.zoo import register
+from zoo import blocks
+from zoo.mobilenet import mobilenet_v3_blocks, mobilenet_v3_features
+from zoo.resnet import backbone as resnet_backbone, bottleneck
 
 
 def conv_bn_relu(x, w, out, k=1, dilation=1):

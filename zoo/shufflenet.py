@@ -1,6 +1,7 @@
 """ShuffleNet V2 (Ma et al., 2018): split channels, transform one half, concatenate, shuffle."""
 from trtnet import Graph, bn, chunk, concat, conv, fc, flatten, global_avg_pool, max_pool, permute, relu, reshape
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 
 def conv_bn(x, w, conv_i, out, k, stride=1, groups=1):

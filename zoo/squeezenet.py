@@ -1,7 +1,8 @@
 """SqueezeNet 1.1 (Iandola et al., 2016) as torchvision builds it: Fire modules (a 1x1 squeeze, then 1x1 and 3x3
 expands concatenated) between ceil-mode max pools, and a 1x1 convolution as the classifier."""
 from trtnet import Graph, concat, conv, dropout, flatten, global_avg_pool, max_pool, relu
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 # SqueezeNet 1.1's `features`: ("pool",) or ("fire", squeeze, expand1x1, expand3x3), by index after the stem
 FEATURES = (("pool",), ("fire", 16, 64, 64), ("fire", 16, 64, 64), ("pool",), ("fire", 32, 128, 128),

@@ -8,7 +8,8 @@ import numpy as np
 
 from trtnet import (Graph, cast, cat, constant, conv, fc, gelu, index_select, layer_norm, mean, pad, permute,
                     reshape, roll, softmax, tensor, unbind, unsqueeze)
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 WINDOW = 7
 

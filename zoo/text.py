@@ -5,7 +5,8 @@ import numpy as np
 
 from trtnet import (Graph, arange, cast, embedding, eq, fc, gelu, layer_norm, multi_head_attention, ne, sum,
                     unsqueeze)
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 VOCAB, MAX_LEN, DIM, HEADS, FFN, LAYERS, CLASSES = 1000, 64, 64, 4, 128, 2, 10
 PAD = 0
@@ -44,6 +45,6 @@ def padded_ids(graph, env, rng):
     return {graph.inputs[0].name: ids.astype(np.int32)}
 
 
-register("text_encoder", ("N", "T"), blocks.deferred("trtnet.zoo.torch_refs", "TextEncoder"), inputs=padded_ids,
+register("text_encoder", ("N", "T"), blocks.deferred("zoo.torch_refs", "TextEncoder"), inputs=padded_ids,
          doc="token ids (N, T) -> 2 pre-norm Transformer encoder layers with a padding mask -> mean-pooled logits"
          )(text_encoder)

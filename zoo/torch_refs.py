@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trtnet.zoo import audio, digits_resnet, text, unet, vad
+from zoo import audio, digits_resnet, text, unet, vad
 
 
 # lenet ------------------------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ Encoder: double 3x3 conv blocks (GroupNorm, SiLU) with 2x2 max pooling between t
 skip tensor at that size, and applies a double conv block (GroupNorm, ReLU). A 1x1 convolution gives class scores.
 """
 from trtnet import Graph, cat, conv, conv_transpose, group_norm, interpolate, max_pool, relu, silu
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 WIDTHS = (16, 32, 64, 128)          # channels of each encoder level; the last is the bottleneck
 UP = ("transpose", "bilinear", "transpose")   # how decoder levels 2, 1, 0 upsample (bottom first)
@@ -19,7 +20,7 @@ def double_conv(x, w, out, act):
     return act(group_norm(conv(x, w["conv2"], out, 3, padding=1), GROUPS, w["norm2"]))
 
 
-@register("unet", (3, "H", "W"), blocks.deferred("trtnet.zoo.torch_refs", "UNet"), test_shape=(3, 32, 32),
+@register("unet", (3, "H", "W"), blocks.deferred("zoo.torch_refs", "UNet"), test_shape=(3, 32, 32),
           doc=f"U-Net with GroupNorm, transposed-conv and bilinear upsampling; 3xHxW, H and W multiples of 8 "
               f"in {SIZE[0]}..{SIZE[2]}; {CLASSES} classes per pixel")
 def unet(w, shape):

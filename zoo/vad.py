@@ -14,7 +14,8 @@ import importlib.util
 import os
 
 from trtnet import Graph, WeightMap, cat, conv, lstm, lstm_cell, pad, relu, sigmoid, sqrt, stack
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 CHUNK, CONTEXT, HIDDEN = 512, 64, 128
 FILTERS = 258                       # 129 real, then 129 imaginary STFT filters
@@ -63,7 +64,7 @@ def head(h, w):
     return sigmoid(conv(relu(h), w["final_conv"])).mean(dim=1)
 
 
-@register("silero_vad", (CHUNK + CONTEXT,), blocks.deferred("trtnet.zoo.torch_refs", "SileroStep"),
+@register("silero_vad", (CHUNK + CONTEXT,), blocks.deferred("zoo.torch_refs", "SileroStep"),
           state=silero_weights,
           doc="Silero VAD streaming step: (N, 576) samples at 16 kHz (a 512-sample chunk after the previous chunk's "
               "last 64) and the LSTM state (2, N, 128) -> speech probability (N, 1) and the new state")
@@ -77,7 +78,7 @@ def silero_vad(w, shape):
     return g
 
 
-@register("silero_vad_seq", ("T", CHUNK), blocks.deferred("trtnet.zoo.torch_refs", "SileroClip"),
+@register("silero_vad_seq", ("T", CHUNK), blocks.deferred("zoo.torch_refs", "SileroClip"),
           state=silero_weights, test_shape=(6, CHUNK),
           doc=f"Silero VAD over a clip: (N, T, 512) chunks at 16 kHz, T in {CLIP[0]}..{CLIP[2]}, from a zero state; "
               "the LSTM runs as a loop inside the network -> speech probability per chunk (N, T)")

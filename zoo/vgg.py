@@ -6,7 +6,8 @@ The configurations are torchvision's tables: a number is a 3x3 convolution's wid
 import functools
 
 from trtnet import Graph, adaptive_avg_pool, bn, conv, dropout, fc, flatten, max_pool, relu
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 CFGS = {
     "A": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),

@@ -3,7 +3,8 @@
 Input (3, T, H, W) clips; the stem keeps the time resolution, stages 2-4 halve time and space alike.
 """
 from trtnet import Graph, bn, conv, fc, flatten, global_avg_pool, relu
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 
 def conv_bn(x, w, out, kernel, stride=1, padding=0):

@@ -2,7 +2,8 @@
 import math
 
 from trtnet import Graph, concat, constant, conv, expand, fc, gelu, layer_norm, permute, reshape, select, softmax
-from trtnet.zoo import blocks, register
+from trtnet.zoo import register
+from zoo import blocks
 
 EPS = 1e-6
 

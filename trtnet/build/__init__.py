@@ -6,96 +6,7 @@ import numpy as np
 
 from ..graph import Graph
 from ..shape import fmt_shape
-from ..weights import WeightFileError, load_weights
-
-WEIGHT_SUFFIXES = (".wts", ".safetensors", ".pth", ".pt")
-
-
-def find_weights(name, weights=None, directory="weights", spec=None):
-    """The weights file: given, else weights/NAME.* (beside a model file: NAME.* next to it)."""
-    if weights:
-        return weights
-    dirs = [directory] + ([os.path.dirname(spec.file)] if spec is not None and spec.file else [])
-    tried = [os.path.join(d, name + s) for d in dirs for s in WEIGHT_SUFFIXES]
-    for p in tried:
-        if os.path.exists(p):
-            return p
-    what = spec.file if spec is not None and spec.file else name
-    raise WeightFileError(f"no weights for '{name}': looked for {', '.join(tried)}; "
-                          f"write them with `python scripts/export_wts.py {what}` or pass --weights PATH")
-
-
-def load_model(name, weights=None, shape=None):
-    """(zoo spec, WeightMap, recorded graph) for a zoo model name or a model file (`path.py[:name]`)."""
-    from .. import zoo
-    spec = zoo.get(name)
-    w = load_weights(find_weights(spec.name, weights, spec=spec))
-    return spec, w, spec.graph(w, shape)
-
-
-def load_state(module, w):
-    """Copy WeightMap `w` into `module` (shapes from the module: .wts stores none)."""
-    import torch
-    state = module.state_dict()  # keeps `_metadata`, which some modules' loaders check (MNASNet)
-    for k, v in state.items():
-        arr = np.asarray(w[k])
-        if arr.size != v.numel():
-            raise WeightFileError(f"{w.source}: tensor '{k}' has {arr.size} values, the PyTorch model expects "
-                                  f"{tuple(v.shape)} ({v.numel()} values)")
-        state[k] = torch.from_numpy(arr.reshape(tuple(v.shape))).to(v.dtype)
-    module.load_state_dict(state)
-    return module
-
-
-def torch_reference(spec, w):
-    """The zoo's PyTorch module holding the same weights, made without its random initialisation (which
-    every weight then replaces: a second for ResNet-50)."""
-    import torch.nn.init as init
-    saved = {k: getattr(init, k) for k in dir(init) if k.endswith("_") and not k.startswith("_")}
-    try:
-        for k in saved:
-            setattr(init, k, _unchanged)
-        module = spec.torch_module()
-    finally:
-        for k, fn in saved.items():
-            setattr(init, k, fn)
-    return load_state(module, w).eval()
-
-
-def _unchanged(tensor, *args, **kwargs):
-    return tensor
-
-
-def run_torch(module, x, output=None):
-    """The module's output as numpy; `output` picks an entry where it returns a dict (segmentation's 'out')."""
-    import torch
-    with torch.no_grad():
-        y = module(torch.from_numpy(x))
-    return (y[output] if isinstance(y, dict) else y).numpy()
-
-
-def run_module(module, graph, inputs, output=None):
-    """{graph output name: array} from `module` called with the graph's inputs in order. Its outputs (a tensor,
-    a tuple/list, or a dict: by the graph's output names where they match, else `output`, else in order) map
-    to the graph's outputs in order."""
-    import torch
-    args = [torch.from_numpy(np.ascontiguousarray(inputs[n.name])) for n in graph.inputs]
-    with torch.no_grad():
-        y = module(*args)
-    names = [o.name for o in graph.outputs]
-    if isinstance(y, dict):
-        y = [y[k] for k in names] if all(k in y for k in names) else [y[output]] if output else list(y.values())
-    elif hasattr(y, "last_hidden_state") and not isinstance(y, torch.Tensor):
-        y = list(y.values())
-    elif not isinstance(y, (tuple, list)):
-        y = [y]
-    flat = []
-    for v in y:
-        flat.extend(v if isinstance(v, (tuple, list)) else [v])
-    if len(flat) < len(names):
-        raise ValueError(f"the PyTorch module returns {len(flat)} outputs, the graph has {len(names)}")
-    return {k: v.detach().cpu().numpy() for k, v in zip(names, flat)}
-
+from ..harness import check_shapes, load_model, run_module, torch_reference
 
 @dataclass
 class BuildReport:
@@ -139,20 +50,6 @@ class BuildReport:
             from ..quantize import describe
             lines += describe(self.quant)
         return "\n".join(lines)
-
-
-def check_shapes(graph, profiles, samples=None):
-    """Named sizes to verify at: each profile's minimum and maximum (the batch capped at `samples`)."""
-    envs = []
-    for p in profiles:
-        for which in (0, 2):
-            env = {k: v[which] for k, v in p.items()}
-            if samples and "N" in env:
-                env["N"] = max(p["N"][0], min(env["N"], samples))
-            env = {k: max(v, 1) for k, v in env.items()}
-            if env not in envs:
-                envs.append(env)
-    return envs
 
 
 def build(model, weights=None, output=None, profiles=None, device=0, verify=True, progress=True,

@@ -64,15 +64,13 @@ def _tolerance(text):
 def check_model(args, timeline):
     """(graph, [CheckReport]) at each profile's minimum and maximum shapes."""
     import numpy as np
-    from ..build import check_shapes, find_weights, run_module, torch_reference
+    from ..harness import check_shapes, load_model_weights, run_module, torch_reference
     from ..engine import profiles_for
-    from ..weights import load_weights
     from .. import zoo
     from .report import DEFAULT_TOL, FP16_TOL, check_graph
     with timeline.part("import model"):
         spec = zoo.get(args.model)
-    with timeline.part("load weights"):
-        w = load_weights(find_weights(spec.name, args.weights, spec=spec))
+    w = load_model_weights(spec, args.weights)
     with timeline.part("record"):
         graph = spec.graph(w, args.sample_shape)
     profiles = cli.to_profiles(graph, args.shape_specs, args.batch_range)

@@ -162,7 +162,7 @@ def check_graph_at(graph, inputs=None, reference=None, tol=None, fp16=False, sha
     minimum and maximum of the graph's ranges) on seeded inputs; `reference` an nn.Module or None. `quantize`
     (with build's calib, calib_method, calib_samples, calib_cache, keep) checks the quantized graph instead, on
     `inputs` or held-out seeded samples, and measures its cost against `reference` (else the fp32 graph)."""
-    from ..build import check_shapes, run_module
+    from ..harness import check_shapes, run_module
     from ..engine import profiles_for
     from ..reference import run_reference
     from ..zoo import random_inputs

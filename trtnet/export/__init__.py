@@ -11,13 +11,13 @@ def resolve_weights(model, weights=None):
         return os.path.abspath(weights)
     if model.split(":", 1)[0].endswith(".py"):
         return None
-    from ..build import find_weights
+    from ..harness import find_weights
     return os.path.abspath(find_weights(model))
 
 
 def load_graph(model, weights=None):
     """(name, recorded Graph) for a zoo model name or a model file, as `python -m trtnet.build` resolves them."""
-    from ..build import load_model
+    from ..harness import load_model
     graph = load_model(model, weights)[2]
     return (graph.name if model.split(":", 1)[0].endswith(".py") else model), graph
 

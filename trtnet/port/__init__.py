@@ -200,7 +200,7 @@ def _write_weights(module, extra, path):
 def check_port(result, module, examples, name, extra, batch=2):
     """The written model (or the code in memory) against `module` at batch `batch`, fp32 tolerance 1e-4."""
     from trtnet import zoo
-    from trtnet.build import run_module
+    from trtnet.harness import run_module
     from trtnet.check.report import check_graph
     from trtnet.weights import WeightMap
     spec = zoo.get(result.path) if result.path else _load_code(result.code, name)
