@@ -9,7 +9,7 @@ import time
 import pytest
 
 import trtnet as tn
-from trtnet.engine import write_atomic
+from trtnet.files import write_atomic
 from trtnet.errors import TrtnetError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -228,16 +228,17 @@ def test_write_atomic_failure_leaves_nothing(tmp_path, monkeypatch):
 def test_sigterm_while_writing_leaves_no_temp(tmp_path):
     code = ("import os, signal, sys\n"
             "sys.argv = ['x']\n"
-            "from trtnet import cli, engine\n"
+            "from trtnet import cli, files\n"
             "real = os.replace\n"
             "def slow(*a):\n"
             "    os.kill(os.getpid(), signal.SIGTERM)\n"
             "    real(*a)\n"
             "os.replace = slow\n"
+            "from trtnet.events import Events\n"
             "t = cli.Timeline(False)\n"
             "def go():\n"
-            "    with t.part('writing'):\n"
-            f"        engine.write_atomic({str(tmp_path / 'new' / 'x.engine')!r}, b'x' * 1000)\n"
+            "    with Events(t).phase('writing'):\n"
+            f"        files.write_atomic({str(tmp_path / 'new' / 'x.engine')!r}, b'x' * 1000)\n"
             "sys.exit(cli.run_command(type('A', (), {'verbose': False})(), go, t))\n")
     r = run("-c", code, cwd=tmp_path)
     assert r.returncode == 143 and "interrupted (SIGTERM) while writing" in r.stderr, r.stderr

@@ -100,21 +100,37 @@ def test_verified_build_times_each_part(resnet18_weights, tmp_path):
     r = run(build_command(resnet18_weights, str(tmp_path / "r.engine"), "-q"), tmp_path)
     assert r.returncode == 0, r.stderr
     summary = next(line for line in r.stdout.splitlines() if line.strip().startswith("time"))
-    for part in ("import TensorRT", "TensorRT build", "PyTorch module", "PyTorch run", "reference executor",
+    for part in ("import TensorRT", "TensorRT build", "PyTorch module", "PyTorch run",
                  "TensorRT network (interpreter)"):
         assert f"{part} " in summary, (part, summary)
+    assert "reference executor" not in summary   # only a mismatch needs localising
     assert "at N=1 " in r.stdout and "at N=2 " in r.stdout and "at N=4" not in r.stdout, r.stdout
 
 
-def test_pytorch_run_count_leaves_the_outputs_alone(capsys):
+def test_pytorch_run_progress_counts_leaf_modules_and_leaves_the_outputs_alone():
     import torch
-    from types import SimpleNamespace
-    from trtnet.build.__main__ import counted
+    from trtnet.harness import run_module
     module = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).eval()
-    x = torch.randn(2, 3)
-    fake = SimpleNamespace(run_module=lambda m, inputs: m(inputs))
-    undo = counted(fake, True)
-    got = fake.run_module(module, x)
-    undo()
-    assert torch.equal(got, module(x)) and fake.run_module(module, x).shape == (2, 2)
-    assert "PyTorch run" in capsys.readouterr().err
+    g = Graph("seq")
+    g.output(g.input("x", (3,)), "y")
+    x = np.random.default_rng(0).standard_normal((2, 3), dtype=np.float32)
+    calls = []
+    got = run_module(module, g, {"x": x}, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    np.testing.assert_array_equal(got["y"], module(torch.from_numpy(x)).detach().numpy())
+    assert not any(m._forward_hooks for m in module.modules())
+
+
+def test_timeline_hears_phases_with_self_time():
+    from trtnet.cli import Timeline
+    from trtnet.events import Events
+    t = Timeline(show=False)
+    events = Events(t)
+    with events.phase("outer"):
+        with events.phase("inner"):
+            pass
+    with pytest.raises(ValueError):
+        with events.phase("broken"):
+            raise ValueError
+    assert t.finished_parts == ["inner", "outer", "broken"] and t.current == "broken"
+    assert t.seconds["outer"] >= 0 and "inner " in t.summary()

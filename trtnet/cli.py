@@ -11,7 +11,9 @@ import threading
 import time
 from contextlib import contextmanager
 
-from .errors import PENDING, TrtnetError
+from .errors import TrtnetError
+from .events import Events, Listener
+from .files import PENDING
 
 FLAVOURS = ("tensorrt", "tensorrt_rtx")   # as trtnet.backend.FLAVOURS, without importing it
 INT32_MAX = 2**31 - 1                     # TensorRT dimensions are int32 in profiles
@@ -212,60 +214,57 @@ def _signame(signum):
     return signal.Signals(signum).name
 
 
-class Timeline:
-    """How long each part of a command takes (self time: nested parts are not counted twice), the part running
-    now (named when a signal stops it) and, on a terminal, a progress line for any part over a second."""
+class Timeline(Listener):
+    """Listens to a command's events: how long each phase takes (self time: nested phases are not counted
+    twice), the phase running now (named when a signal stops it) and, on a terminal, a bar for phases that
+    report progress and an elapsed-time line for any other phase over a second."""
 
-    OWN_PROGRESS = {"TensorRT build", "TensorRT network (interpreter)", "PyTorch run"}   # parts with bars of their own
+    OWN_PROGRESS = {"TensorRT build"}   # TensorRT's progress monitor draws its own bars
 
     def __init__(self, show=None):
         self.show = sys.stderr.isatty() if show is None else show
-        self.seconds, self.stack, self.failed_in, self.finished = {}, [], None, []
+        self.seconds, self.stack, self.failed_in, self.finished_parts = {}, [], None, []
+        self.tickers, self.bars = {}, {}
 
     @property
     def current(self):
-        """The innermost part running now, or the one an exception left."""
+        """The innermost phase running now, or the one an exception left."""
         return self.stack[-1] if self.stack else self.failed_in or "starting"
 
-    @contextmanager
-    def part(self, name):
-        self.stack.append(name)
-        start = time.perf_counter()
-        ticker = _Ticker(name, lambda: self.stack and self.stack[-1] == name) \
-            if self.show and name not in self.OWN_PROGRESS else None
-        try:
-            yield
-        except BaseException:
-            self.failed_in = self.failed_in or name
-            raise
-        finally:
-            if ticker:
-                ticker.stop()
-            took = time.perf_counter() - start
-            self.stack.pop()
-            self.seconds[name] = self.seconds.get(name, 0.0) + took
-            if name not in self.finished:
-                self.finished.append(name)
-            if self.stack:
-                parent = self.stack[-1]
-                self.seconds[parent] = self.seconds.get(parent, 0.0) - took
+    def started(self, phase):
+        self.stack.append(phase)
+        if self.show and phase not in self.OWN_PROGRESS:
+            self.tickers[len(self.stack)] = _Ticker(phase, lambda n=len(self.stack): len(self.stack) == n
+                                                     and phase not in self.bars)
 
-    def wrap(self, owner, attr, name, only_inside=None):
-        """Time calls of `owner.attr` as `name` (inside part `only_inside` only); returns the undo function."""
-        fn = getattr(owner, attr)
+    def progress(self, phase, done, total):
+        if not self.show:
+            return
+        bar = self.bars.get(phase)
+        if bar is None:
+            from tqdm import tqdm
+            bar = self.bars[phase] = tqdm(desc=phase, total=total, leave=False, file=sys.stderr)
+        bar.total = max(total, done)
+        bar.update(done - bar.n)
 
-        def timed(*a, **kw):
-            if only_inside is not None and self.current != only_inside:
-                return fn(*a, **kw)
-            with self.part(name):
-                return fn(*a, **kw)
-
-        setattr(owner, attr, timed)
-        return lambda: setattr(owner, attr, fn)
+    def finished(self, phase, seconds, error):
+        ticker, bar = self.tickers.pop(len(self.stack), None), self.bars.pop(phase, None)
+        for x in (ticker, bar):
+            if x is not None:
+                x.close()
+        if error is not None:
+            self.failed_in = self.failed_in or phase
+        self.stack.pop()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+        if phase not in self.finished_parts:
+            self.finished_parts.append(phase)
+        if self.stack:
+            parent = self.stack[-1]
+            self.seconds[parent] = self.seconds.get(parent, 0.0) - seconds
 
     def summary(self):
-        """The parts in the order they first finished (a part holding others comes after them)."""
-        return "  time     " + ", ".join(f"{k} {max(self.seconds[k], 0):.2f} s" for k in self.finished)
+        """The phases in the order they first finished (a phase holding others comes after them)."""
+        return "  time     " + ", ".join(f"{k} {max(self.seconds[k], 0):.2f} s" for k in self.finished_parts)
 
 
 class _Ticker:
@@ -285,7 +284,7 @@ class _Ticker:
             if self.bar is not None:
                 self.bar.refresh()
 
-    def stop(self):
+    def close(self):
         self.done.set()
         if self.bar is not None:
             self.bar.close()
@@ -356,31 +355,44 @@ def _user_errors():
     return tuple(errs)
 
 
-def _user_frame(tb):
-    """file:line of the innermost frame in the user's code (not trtnet's, Python's or an installed package's)."""
-    pkg = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    found = None
-    while tb is not None:
-        f = os.path.abspath(tb.tb_frame.f_code.co_filename)
-        if not (f.startswith(pkg) or "site-packages" in f or f.startswith(os.path.dirname(os.__file__))
-                or f.startswith("<")):
-            found = f"{os.path.relpath(f) if not os.path.relpath(f).startswith('..') else f}:{tb.tb_lineno}"
-        tb = tb.tb_next
-    return found
+def _user_frame(e):
+    """file:line of the mistake behind `e` (or behind the exception it was raised from): the innermost frame in
+    the user's own files (a model file, a script); else, unless a model, file, tensor or module was not found,
+    the innermost frame in the zoo's model files. Never trtnet's own code (the package, its scripts), Python's
+    or an installed package's."""
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(pkg)
+    own = tuple(d + os.sep for d in (pkg, os.path.join(root, "scripts"), os.path.dirname(os.__file__)))
+    zoo_dir = os.path.join(root, "zoo") + os.sep   # the zoo's model files sit beside the package
+    user = zoo = None
+    for tb in (e.__traceback__, getattr(e.__cause__, "__traceback__", None)):
+        while tb is not None:
+            name = tb.tb_frame.f_code.co_filename
+            f = os.path.abspath(name)
+            if f.startswith(zoo_dir):
+                zoo = (f, tb.tb_lineno)
+            elif not (name.startswith("<") or f.startswith(own) or re.search(r"[/\\](site|dist)-packages[/\\]", f)):
+                user = (f, tb.tb_lineno)
+            tb = tb.tb_next
+        if user or zoo:
+            break
+    if user is None and isinstance(e, (LookupError, OSError, ImportError)):
+        zoo = None
+    f, line = user or zoo or (None, None)
+    return f and f"{f if os.path.relpath(f).startswith('..') else os.path.relpath(f)}:{line}"
 
 
-def message(e):
-    """One line for an exception: its first line, with the user's file:line where it lacks one."""
+def message(e, where=True):
+    """One line for an exception: its first line, after the user's file:line (see _user_frame) where it names
+    none; `where=False` leaves the place out, for a message that wraps this one."""
     text = e.args[0] if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) else str(e)
     text = text.strip().splitlines()[0] if text.strip() else type(e).__name__
     if isinstance(e, ModuleNotFoundError) and e.name:
         text = f"cannot import module '{e.name}': {text}"
     if not isinstance(e, _user_errors()):
         text = f"{type(e).__name__}: {text}"
-    where = _user_frame(e.__traceback__)
-    if where and not re.search(r"\.py:\d+", text):
-        text = f"{where}: {text}"
-    return text
+    place = where and not re.search(r"\.py:\d+", text) and _user_frame(e)
+    return f"{place}: {text}" if place else text
 
 
 def command(argv, arguments, validate, run):
@@ -396,9 +408,12 @@ def command(argv, arguments, validate, run):
     return run_command(args, go, timeline)
 
 
-def run_command(args, fn, timeline):
-    """Run `fn()` with signals handled; expected failures become one `error:` line and exit status 1."""
+def run_command(args, fn, timeline=None):
+    """Run `fn()` with signals handled; every failure becomes one `error:` line (after its traceback with -v or
+    TRTNET_DEBUG=1) and exit status 1."""
+    timeline = timeline or Timeline(show=False)
     signals = Signals(timeline)
+    saved = [(s, signal.getsignal(s)) for s in (signal.SIGINT, signal.SIGTERM)]
     signals.install()
     try:
         return fn()
@@ -414,6 +429,10 @@ def run_command(args, fn, timeline):
             traceback.print_exc()
         print(f"error: {message(e)}", file=sys.stderr)
         return 1
+    finally:  # the caller's handlers again, for a command run inside another program
+        signal.set_wakeup_fd(-1)
+        for s, handler in saved:
+            signal.signal(s, handler)
 
 
 def _stopped(signum, timeline):
@@ -422,6 +441,7 @@ def _stopped(signum, timeline):
     print(f"interrupted ({_signame(signum)}) while {timeline.current}", file=sys.stderr, flush=True)
     sys.stdout.flush()
     os._exit(128 + signum)
+
 
 def exit_now(code):
     """End the command once its output is flushed, without tearing down torch and TensorRT (a second or two

@@ -50,5 +50,6 @@ class Events:
             x.progress(name, done, total)
 
     def step(self, phase=None):
-        """A callback (done, total) -> None reporting progress, for loops that take one (the interpreter's)."""
-        return lambda done, total: self.progress(done, total, phase)
+        """A callback (done, total) -> None reporting progress, for loops that take one (the interpreter's);
+        None where nobody listens, so that such loops skip the counting."""
+        return (lambda done, total: self.progress(done, total, phase)) if self.listeners else None

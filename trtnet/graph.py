@@ -39,9 +39,12 @@ def _inside(filename):
     return os.path.abspath(filename).startswith(_PKG + os.sep)
 
 
+PUBLIC = {}   # the layer API's functions by name, filled by trtnet.ops as it declares them: Node's operators
+              # (`a + b`, `x[i]`, `x.sum()`) reach them here, and this module needs no import of trtnet.ops
+
+
 def _op(name):
-    from . import ops
-    return getattr(ops, name)
+    return PUBLIC[name]
 
 
 class Node:

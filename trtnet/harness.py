@@ -97,14 +97,26 @@ def run_torch(module, x, output=None):
     return (y[output] if isinstance(y, dict) else y).numpy()
 
 
-def run_module(module, graph, inputs, output=None):
+def run_module(module, graph, inputs, output=None, progress=None):
     """{graph output name: array} from `module` called with the graph's inputs in order. Its outputs (a tensor,
     a tuple/list, or a dict: by the graph's output names where they match, else `output`, else in order) map
-    to the graph's outputs in order."""
+    to the graph's outputs in order. `progress(done, total)` hears of each leaf module run."""
     import torch
     args = [torch.from_numpy(np.ascontiguousarray(inputs[n.name])) for n in graph.inputs]
-    with torch.no_grad():
-        y = module(*args)
+    leaves = [m for m in module.modules() if not any(m.children())] if progress else []
+    done = []
+
+    def step(*_):  # returns None: a forward hook's result would replace the module's output
+        done.append(1)
+        progress(len(done), max(len(done), len(leaves)))
+
+    hooks = [m.register_forward_hook(step) for m in leaves]
+    try:
+        with torch.no_grad():
+            y = module(*args)
+    finally:
+        for h in hooks:
+            h.remove()
     names = [o.name for o in graph.outputs]
     if isinstance(y, dict):
         y = [y[k] for k in names] if all(k in y for k in names) else [y[output]] if output else list(y.values())

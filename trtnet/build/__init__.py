@@ -1,12 +1,61 @@
-"""`trtnet.build`: a zoo model (or a recorded Graph) -> serialized engine, then an honest comparison with PyTorch."""
+"""`trtnet.build`: a zoo model, a model file or a recorded Graph -> serialized engine, compared with PyTorch.
+
+The build is a composition of plain steps (load, quantize, compile, verify, write), each announcing its phases
+through `trtnet.events`; `build()` runs them in order, and the command line composes the same steps."""
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Optional
 
 import numpy as np
 
+from .. import zoo
+from ..check.report import DEFAULT_TOL, FP16_TOL, check_graph
+from ..engine import build_engine, compare, profiles_for
+from ..files import write_atomic
+from ..runtime import execution_unavailable, run_engine
+from ..events import Events
 from ..graph import Graph
-from ..shape import fmt_shape
 from ..harness import check_shapes, load_model, run_module, torch_reference
+from ..shape import fmt_shape
+from .. import quantize as quant_mod
+
+
+@dataclass
+class BuildOptions:
+    """How to build and verify an engine (the command line's options, as values)."""
+    output: Optional[str] = None        # engine file; default engines/MODEL.engine (MODEL.int8.engine, ... quantized)
+    profiles: Optional[list] = None     # [{dim: (min, opt, max)}], or a batch range; default the graph's ranges
+    device: int = 0
+    verify: bool = True
+    keep_failed: bool = False           # an engine that fails verification is kept as ENGINE.failed.engine
+    progress: bool = True               # TensorRT's progress monitor
+    workspace_mb: Optional[int] = None
+    samples: int = 8                    # the largest batch verified
+    tf32: bool = False
+    fp16: bool = False
+    show_graph: bool = False
+    engine_cache: Optional[str] = None  # a directory of plans of identical networks and settings
+    timing_cache: Optional[str] = None
+    refittable: bool = False
+    strip_weights: bool = False
+    quantize: Optional[str] = None      # "int8", "fp8", "int8-weights", "int4-weights"
+    calib: object = None
+    calib_method: str = "entropy"
+    calib_samples: int = 512
+    calib_cache: Optional[str] = None
+    keep: tuple = ()
+
+    def engine_path(self, name):
+        if self.output:
+            return self.output
+        return os.path.join("engines", f"{name}.{self.quantize}.engine" if self.quantize else f"{name}.engine")
+
+
+def failed_path(path):
+    """Where --keep-failed puts an engine that failed verification: a name that says so."""
+    stem, ext = os.path.splitext(path)
+    return f"{stem}.failed{ext or '.engine'}"
+
 
 @dataclass
 class BuildReport:
@@ -26,10 +75,12 @@ class BuildReport:
         return all(m["rel"] <= self.tol for _, m in self.checks)
 
     def summary(self):
+        """What was built, where it went, and each check."""
         e = self.engine
         how = "served from the engine cache" if e.cached else "built"
         lines = [f"{how} {self.model} ({e.precision}) with {e.flavour}: {e.layers} TensorRT layers in {e.seconds:.1f} s",
-                 f"  engine   {e.path} ({e.size / 2**20:.1f} MiB)",
+                 f"  engine   {e.path} ({e.size / 2**20:.1f} MiB)" if e.path else
+                 f"  engine   not written: the comparison with PyTorch failed (--keep-failed keeps it)",
                  f"  weights  {self.weights}" + (f" ({len(self.unused)} tensors unused: "
                                                  f"{', '.join(self.unused[:5])}{'...' if len(self.unused) > 5 else ''})"
                                                  if self.unused else "")]
@@ -52,93 +103,153 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def build(model, weights=None, output=None, profiles=None, device=0, verify=True, progress=True,
-          workspace_mb=None, samples=8, tf32=False, fp16=False, show_graph=False, reference=None, engine_cache=None,
-          timing_cache=None, refittable=False, strip_weights=False, quantize=None, calib=None, calib_method="entropy",
-          calib_samples=512, calib_cache=None, keep=()):
-    """Build `model` (a zoo name, a model file `path.py[:name]`, or a recorded Graph) into an engine file and
-    compare it with PyTorch at the profile's minimum and maximum shapes.
+@dataclass
+class Built:
+    """A compiled engine and what it was compiled from."""
+    graph: Graph              # the graph built (quantized where asked)
+    fp32_graph: Graph         # the graph as recorded
+    plan: bytes
+    info: object              # engine.EngineInfo: IO, profiles, layers, seconds
+    quant: Optional[dict] = None
 
-    A zoo model or model file is compared with its registered PyTorch module, a Graph with `reference` (an
-    nn.Module taking the graph's inputs in order) or else its own PyTorch reference executor. Where the engine
-    cannot execute, the TensorRT network is run by trtnet.check's interpreter instead. `engine_cache` (a directory)
-    serves an unchanged build from a plan built before; `timing_cache` is TensorRT's timing cache file.
 
-    `quantize` ("int8", "fp8", "int8-weights", "int4-weights") builds the network trtnet.quantize makes,
-    calibrated (`calib_method` on `calib_samples`) on `calib` or the model's own data, ranges kept in
-    `calib_cache`, layers matching `keep` left unquantized; it is verified against its fake-quantized PyTorch
-    reference (1e-5, fp16 modes 1e-2) and its cost measured against the fp32 model on held-out samples."""
-    from ..check.report import DEFAULT_TOL, FP16_TOL, check_graph
-    from ..engine import build_engine, compare, execution_unavailable, profiles_for, run_engine, write_atomic
+def load(model, weights=None, events=None):
+    """(Model or None, WeightMap or None, Graph): a zoo name or model file loaded and recorded, or a Graph."""
     if isinstance(model, Graph):
-        spec, w, graph = None, None, model
-    else:
-        spec, w, graph = load_model(model, weights)
-    fp32_graph, quant = graph, None
-    if quantize:
-        from ..quantize import QUANT_TOL, for_model, report_info
-        graph = for_model(graph, quantize, spec, calib, calib_method, calib_samples, calib_cache, keep, progress)
-        quant, fp16 = report_info(fp32_graph, graph, calib_cache, keep), fp16 or graph.quant["fp16"]
-    if show_graph:
+        return None, None, model
+    return load_model(model, weights, events=events)
+
+
+def compile_graph(graph, spec=None, options=None, events=None):
+    """Quantize (where asked) and build `graph` into a plan; nothing is written."""
+    o, events = options or BuildOptions(), events or Events()
+    fp32_graph, quant, fp16 = graph, None, o.fp16
+    if o.quantize:
+        with events.phase("quantize"):
+            graph = quant_mod.for_model(graph, o.quantize, spec, o.calib, o.calib_method, o.calib_samples,
+                                        o.calib_cache, o.keep, o.progress)
+        quant, fp16 = quant_mod.report_info(fp32_graph, graph, o.calib_cache, o.keep), fp16 or graph.quant["fp16"]
+    if o.show_graph:
         print(graph)
-    profiles = profiles_for(graph, profiles)
     from ..cache import EngineCache
-    plan, info = build_engine(graph, profiles, workspace_mb, progress, tf32, fp16, refittable, strip_weights,
-                              timing_cache, EngineCache(engine_cache) if engine_cache else None)
-    info.path = output or os.path.join("engines", f"{graph.name if spec is None else spec.name}.engine")
-    write_atomic(info.path, plan)
-    report = BuildReport(graph.name, w.source if w else "(in the graph)", info, w.unused() if w else [], False, "",
-                         FP16_TOL if fp16 else QUANT_TOL if quant else DEFAULT_TOL, quant=quant)
+    plan, info = build_engine(graph, profiles_for(graph, o.profiles), o.workspace_mb, o.progress, o.tf32, fp16,
+                              o.refittable, o.strip_weights, o.timing_cache,
+                              EngineCache(o.engine_cache) if o.engine_cache else None, events=events)
     if quant:
-        info.precision = quantize + (", fp16" if fp16 else "")
-    if not verify:
-        return report
-    from ..reference import run_reference  # loads torch: only verification needs it
-    reason = execution_unavailable(device)
+        info.precision = o.quantize + (", fp16" if fp16 else "")
+    return Built(graph, fp32_graph, plan, info, quant)
+
+
+def new_report(built, spec=None, w=None, options=None):
+    o = options or BuildOptions()
+    fp16 = o.fp16 or bool(built.quant and built.graph.quant["fp16"])
+    tol = FP16_TOL if fp16 else quant_mod.QUANT_TOL if built.quant else DEFAULT_TOL
+    name = built.graph.name if spec is None else spec.name
+    built.info.path = o.engine_path(name)
+    return BuildReport(built.fp32_graph.name, w.source if w else "(in the graph)", built.info,
+                       w.unused() if w else [], False, "", tol, quant=built.quant)
+
+
+def verify(report, built, spec=None, w=None, reference=None, options=None, events=None):
+    """Compare the engine (where it can execute, else the TensorRT network run by the interpreter) with PyTorch
+    at each profile's minimum and maximum shapes, or on the model's held-out data; fills `report.checks`."""
+    o, events = options or BuildOptions(), events or Events()
+    reason = execution_unavailable(o.device)
     report.executed, report.reason = reason is None, reason or ""
-    plan = plan if report.executed else None  # written: only running it needs it here
-    module = reference if spec is None else torch_reference(spec, w)
-    if quant:
-        from ..quantize import verify_build
-        return verify_build(report, spec, module, fp32_graph, graph, samples,
-                            (lambda x: run_engine(plan, x, device)) if report.executed else None)
-    against = "PyTorch" if module is not None else "PyTorch reference executor"
+    run = (lambda x: run_engine(built.plan, x, o.device)) if report.executed else None
+    with events.phase("PyTorch module"):
+        module = reference if spec is None else torch_reference(spec, w)
+    if built.quant:
+        return quant_mod.verify_build(report, spec, module, built.fp32_graph, built.graph, o.samples, run)
     data = spec is not None and spec.dataset is not None
-    for env in ([None] if data else check_shapes(graph, profiles, samples)):
-        if env is None:
-            x, labels = spec.dataset()
-            inputs = {graph.inputs[0].name: x}
-        else:
-            labels = None
-            inputs = spec.make_inputs(graph, env) if spec is not None else _random_inputs(graph, env)
-        at = "" if env is None else " at " + ", ".join(f"{k}={v}" for k, v in env.items())
-        # every node's value where the interpreter's per-layer comparison reuses them
-        recorded = run_reference(graph, inputs, outputs="marked" if report.executed else "all")
-        expected = recorded if module is None else run_module(module, graph, inputs, spec.output if spec else None)
-        if report.executed:
-            got = run_engine(plan, inputs, device)
-            for o in graph.outputs:
-                report.checks.append((f"engine output {o.name}{at} on GPU {device} vs {against}",
-                                      compare(got[o.name], expected[o.name])))
-        else:  # what TensorRT holds, run layer by layer on the CPU
-            check = check_graph(graph, inputs, expected, report.tol, fp16, references=recorded)
-            got = {o.name: check.values[o.name] for o in graph.outputs}
-            for o in graph.outputs:
-                report.checks.append((f"TensorRT network output {o.name}{at} (trtnet.check interpreter) vs {against}",
-                                      dict(check.final[o.name], first_bad=check.first_bad)))
-        if module is not None:
-            for o in graph.outputs:
-                report.checks.append((f"recorded graph output {o.name}{at} (PyTorch reference executor) vs PyTorch",
-                                      compare(recorded[o.name], expected[o.name])))
-        if labels is not None:
-            out = graph.outputs[0].name
-            report.accuracy["PyTorch"] = float((expected[out].argmax(1) == labels).mean())
-            report.accuracy["engine" if report.executed else "TensorRT network"] = float(
-                (got[out].argmax(1) == labels).mean())
-        recorded = expected = check = got = None  # every tensor of this shape goes before the next shape's come
+    envs = [None] if data else check_shapes(built.graph, built.info.profiles, o.samples)
+    for env in envs:
+        _verify_at(report, built.graph, spec, module, env, run, o, events)
     return report
 
 
-def _random_inputs(graph, env):
-    from ..zoo import random_inputs
-    return random_inputs(graph, env, np.random.default_rng(0))
+def _verify_at(report, graph, spec, module, env, run, o, events):
+    """One shape's checks. The reference executor runs only where it is the reference (no module) or where a
+    mismatch needs localising: it doubles the time and the memory of a passing verification."""
+    if env is None:
+        x, labels = spec.dataset()
+        inputs, at = {graph.inputs[0].name: x}, ""
+    else:
+        inputs = spec.make_inputs(graph, env) if spec is not None else zoo.random_inputs(graph, env, np.random.default_rng(0))
+        labels, at = None, " at " + ", ".join(f"{k}={v}" for k, v in env.items())
+    against = "PyTorch" if module is not None else "PyTorch reference executor"
+    if module is None:
+        with events.phase("reference executor"):
+            expected = recorded = _reference(graph, inputs, run)
+    else:
+        with events.phase("PyTorch run"):
+            expected = run_module(module, graph, inputs, spec.output if spec else None, progress=events.step())
+        recorded = None
+    if run is not None:
+        got = run(inputs)
+        checks = [(f"engine output {out.name}{at} on GPU {o.device} vs {against}",
+                   compare(got[out.name], expected[out.name])) for out in graph.outputs]
+    else:
+        got, checks = _interpret(report, graph, inputs, expected, recorded, at, against, events)
+    if recorded is None and not all(m["rel"] <= report.tol for _, m in checks):
+        with events.phase("reference executor"):   # where the mistake is: the graph or its emission
+            recorded = _reference(graph, inputs, None)
+        if run is None:
+            got, checks = _interpret(report, graph, inputs, expected, recorded, at, against, events)
+        checks += [(f"recorded graph output {o.name}{at} (PyTorch reference executor) vs PyTorch",
+                    compare(recorded[o.name], expected[o.name])) for o in graph.outputs]
+    report.checks += checks
+    if labels is not None:
+        out = graph.outputs[0].name
+        report.accuracy["PyTorch"] = float((expected[out].argmax(1) == labels).mean())
+        report.accuracy["engine" if report.executed else "TensorRT network"] = float((got[out].argmax(1) == labels).mean())
+
+
+def _reference(graph, inputs, run):
+    from ..reference import run_reference  # loads torch: only verification needs it
+    return run_reference(graph, inputs, outputs="marked" if run is not None else "all")
+
+
+def _interpret(report, graph, inputs, expected, recorded, at, against, events):
+    """The TensorRT network as TensorRT holds it, run layer by layer on the CPU; layers compared with the
+    reference executor's values where given."""
+    with events.phase("TensorRT network (interpreter)"):
+        check = check_graph(graph, inputs, expected, report.tol, report.engine.precision.endswith("fp16"),
+                            references=recorded if recorded is not None else {}, progress=events.step())
+    got = {o.name: check.values[o.name] for o in graph.outputs}
+    return got, [(f"TensorRT network output {o.name}{at} (trtnet.check interpreter) vs {against}",
+                  dict(check.final[o.name], first_bad=check.first_bad)) for o in graph.outputs]
+
+
+def write(report, built, options=None, events=None):
+    """Write the engine where verification passed (or was skipped); a failed one only with keep_failed, under
+    a name that says so. Returns the path written, or None."""
+    o, events = options or BuildOptions(), events or Events()
+    path = report.engine.path
+    if not report.ok:
+        if not o.keep_failed:
+            report.engine.path = None
+            return None
+        path = report.engine.path = failed_path(path)
+    with events.phase("write"):
+        write_atomic(path, built.plan)
+    return path
+
+
+def build(model, weights=None, output=None, *, options=None, events=None, reference=None, **kw):
+    """Build `model` (a zoo name, a model file `path.py[:name]`, or a recorded Graph) into an engine file,
+    verified against PyTorch at the profile's minimum and maximum shapes; returns a BuildReport.
+
+    Options are a BuildOptions or its fields as keywords (`profiles=`, `fp16=`, `quantize="int8"`, ...). A zoo
+    model or model file is compared with its registered PyTorch module, a Graph with `reference` (an nn.Module
+    taking the graph's inputs in order) or else its own PyTorch reference executor. Where the engine cannot
+    execute, the TensorRT network is run by trtnet.check's interpreter instead. An engine that fails
+    verification is not written (see BuildOptions.keep_failed)."""
+    o = replace(options or BuildOptions(), **kw, **({"output": output} if output else {}))
+    spec, w, graph = load(model, weights, events)
+    built = compile_graph(graph, spec, o, events)
+    report = new_report(built, spec, w, o)
+    if o.verify:
+        verify(report, built, spec, w, reference, o, events)
+    write(report, built, o, events)
+    return report

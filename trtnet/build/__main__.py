@@ -4,14 +4,18 @@ import os
 import sys
 import threading
 
-from .. import cli
+from .. import cli, zoo
+from ..engine import profiles_for
+from ..events import Events, Listener
+from ..harness import load_model_weights
 from ..quantize import add_arguments as add_quant_arguments, parse_arguments as parse_quant_arguments
+from . import BuildOptions, compile_graph, new_report, verify, write
 
 EPILOG = """examples:
   python scripts/export_wts.py lenet && python -m trtnet.build lenet
   python -m trtnet.build resnet50 --weights my.pth --batch 1,4,16 -o resnet50.engine
   python -m trtnet.build mymodel.py:tiny --shapes images:1x3x32x32,4x3x64x64,8x3x128x128
-  python -m trtnet.build lenet --int8 --calib-cache lenet.calib.json    # calibrated on LeNet's own digits
+  python -m trtnet.build lenet --int8 --calib-cache lenet.calib.json    # engines/lenet.int8.engine
 
 Where an engine can execute (a GPU the installed TensorRT supports), it is run and compared with
 PyTorch at each profile's minimum and maximum shapes; elsewhere the TensorRT network is run by
@@ -21,12 +25,15 @@ trtnet.check's interpreter instead and the report says why. Exit status 1 on a m
 
 def arguments(argv):
     p = cli.parser("python -m trtnet.build", __doc__.split(":", 1)[1].strip(), EPILOG)
-    p.add_argument("-o", "--output", metavar="ENGINE", help="engine file (default engines/MODEL.engine)")
+    p.add_argument("-o", "--output", metavar="ENGINE",
+                   help="engine file (default engines/MODEL.engine; quantized: engines/MODEL.int8.engine, ...)")
     p.add_argument("--workspace", metavar="MB", help="builder workspace limit in MiB")
     p.add_argument("--fp16", action="store_true",
                    help="half-precision weights and math (inputs and outputs stay float32); checked at 1e-2")
     p.add_argument("--tf32", action="store_true", help="allow TF32 math in fp32 layers (faster on GPUs, ~1e-3 error)")
     p.add_argument("--no-verify", action="store_true", help="build only; skip the comparison with PyTorch")
+    p.add_argument("--keep-failed", action="store_true",
+                   help="keep an engine that fails the comparison, as ENGINE.failed.engine (default: none written)")
     p.add_argument("--verify-batch", metavar="N", default="2",
                    help="largest batch compared (default 2; the profile's minimum batch is compared too)")
     p.add_argument("--print-graph", action="store_true", help="print the recorded graph before building")
@@ -57,127 +64,77 @@ def validate(args):
     args.quant = parse_quant_arguments(args)
 
 
-def instrument(args, timeline, build_module):
-    """Time the parts of trtnet.build.build; turn --shapes into profiles once the graph is recorded, and
-    check the profile's memory before TensorRT builds."""
-    from .. import engine, zoo
-    undo = [timeline.wrap(zoo, "get", "import model"),
-            timeline.wrap(build_module, "load_weights", "load weights"),
-            timeline.wrap(zoo.Model, "graph", "record"),
-            timeline.wrap(engine, "create_network", "emit", only_inside="TensorRT build"),
-            timeline.wrap(engine, "build_engine", "TensorRT build"),
-            timeline.wrap(engine, "write_atomic", "write")]
-    if not args.no_verify:
-        undo += [timeline.wrap(build_module, "torch_reference", "PyTorch module"),
-                 counted(build_module, timeline.show),
-                 timeline.wrap(build_module, "run_module", "PyTorch run"),
-                 preload_torch(timeline, zoo, engine)]
-    profiles_for = engine.profiles_for
+class TorchPreload(Listener):
+    """Imports torch and the model's PyTorch package (torchvision...) in a thread once the weights are loaded:
+    most of it hides behind TensorRT's build, which leaves the interpreter free. Verification
+    waits for the rest as its own phase, "import torch"."""
 
-    def checked(graph, profiles=None):
-        if profiles is None and args.shape_specs:
-            profiles = cli.to_profiles(graph, args.shape_specs, args.batch_range)
-        out = profiles_for(graph, profiles)
-        cli.guard_memory(graph, out, refuse=False)
-        return out
+    def __init__(self, events):
+        self.events, self.thread = events, None
 
-    engine.profiles_for = checked
-    undo.append(lambda: setattr(engine, "profiles_for", profiles_for))
-    return undo
+    def start(self, spec):
+        names = ("torch", "trtnet.reference", "trtnet.check.interp", getattr(spec.torch_module, "module", None))
+        self.thread = threading.Thread(target=_import_quietly, args=(names,), daemon=True)
+        self.thread.start()
+
+    def started(self, phase):
+        if phase == "verify" and self.thread is not None:
+            thread, self.thread = self.thread, None
+            with self.events.phase("import torch"):
+                thread.join()
+            cli.share_cores()
 
 
-def counted(build_module, show):
-    """On a terminal, a count of the PyTorch module's leaf modules as they run; returns the undo function."""
-    run_module = build_module.run_module
-
-    def run(module, *a, **kw):
-        if not show or module is None:
-            return run_module(module, *a, **kw)
-        from tqdm import tqdm
-        bar = tqdm(desc="PyTorch run", unit=" modules", leave=False, file=sys.stderr)
-
-        def step(*_):  # returns None: a forward hook's result would replace the module's output
-            bar.update()
-
-        hooks = [m.register_forward_hook(step) for m in module.modules() if not any(m.children())]
+def _import_quietly(names):
+    for name in names:
         try:
-            return run_module(module, *a, **kw)
-        finally:
-            for h in hooks:
-                h.remove()
-            bar.close()
-
-    build_module.run_module = run
-    return lambda: setattr(build_module, "run_module", run_module)
+            if name:
+                importlib.import_module(name)
+        except Exception:  # noqa: BLE001  (the main thread meets the error where it needs the module)
+            return
 
 
-def preload_torch(timeline, zoo, engine):
-    """Import torch and the model's PyTorch package (torchvision...) in a thread from the model's lookup on:
-    most of it hides behind loading the weights and TensorRT's build, which leave the interpreter free; once
-    the engine is written, verification waits for the rest (the "import torch" part) and its parts are timed.
-    Returns the undo function."""
-    get, write, started, undo = zoo.get, engine.write_atomic, [], []
-
-    def load(spec):
-        for name in ("torch", "trtnet.reference", "trtnet.check.interp", getattr(spec.torch_module, "module", None)):
-            try:
-                if name:
-                    importlib.import_module(name)
-            except Exception:  # noqa: BLE001  (the main thread meets the error where it needs the module)
-                return
-
-    def looked_up(*a, **kw):
-        spec = get(*a, **kw)
-        if not started:
-            started.append(threading.Thread(target=load, args=(spec,), daemon=True))
-            started[0].start()
-        return spec
-
-    def written(*a, **kw):
-        out = write(*a, **kw)
-        with timeline.part("import torch"):
-            if started:
-                started[0].join()
-            from .. import reference
-            from ..check import report
-        cli.share_cores()
-        undo.extend([timeline.wrap(reference, "run_reference", "reference executor"),
-                     timeline.wrap(report, "check_network", "TensorRT network (interpreter)")])
-        return out
-
-    def restore():
-        for u in reversed(undo):
-            u()
-        zoo.get, engine.write_atomic = get, write
-
-    zoo.get, engine.write_atomic = looked_up, written
-    return restore
+def options(args, profiles):
+    return BuildOptions(output=args.output, profiles=profiles, device=args.device_id, verify=not args.no_verify,
+                        keep_failed=args.keep_failed, workspace_mb=args.workspace_mb, samples=args.verify_samples,
+                        tf32=args.tf32, fp16=args.fp16, show_graph=args.print_graph,
+                        engine_cache=None if args.no_engine_cache else args.engine_cache,
+                        timing_cache=args.timing_cache, refittable=args.refittable,
+                        strip_weights=args.strip_weights, **args.quant)
 
 
 def run(args, timeline):
-    build_module = importlib.import_module("trtnet.build")
-    with timeline.part("import TensorRT"):
+    """The library's steps, in order, with the command's own: --shapes into profiles and the memory check once
+    the graph is recorded."""
+    events = Events(timeline)
+    preload = TorchPreload(events)
+    if not args.no_verify:
+        events.listeners.append(preload)
+    with events.phase("import TensorRT"):
         cli.setup(args)
     if not args.quiet:
         print(f"building {args.model} ...", file=sys.stderr)
-    profiles = None if args.shape_specs or args.batch_range is None else [{"N": args.batch_range}]
-    undo = instrument(args, timeline, build_module)
-    try:
-        with timeline.part("verify" if not args.no_verify else "other"):
-            report = build_module.build(args.model, args.weights, args.output, profiles, args.device_id,
-                                        not args.no_verify, True, args.workspace_mb, args.verify_samples,
-                                        tf32=args.tf32,
-                                        fp16=args.fp16, show_graph=args.print_graph,
-                                        engine_cache=None if args.no_engine_cache else args.engine_cache,
-                                        timing_cache=args.timing_cache, refittable=args.refittable,
-                                        strip_weights=args.strip_weights, **args.quant)
-    finally:
-        for u in reversed(undo):
-            u()
+    with events.phase("import model"):
+        spec = zoo.get(args.model)
+    w = load_model_weights(spec, args.weights, events)
+    if not args.no_verify:   # after the weights: an import beside the .wts parser slowed it several times
+        preload.start(spec)
+    with events.phase("record"):
+        graph = spec.graph(w)
+    profiles = cli.to_profiles(graph, args.shape_specs, args.batch_range)
+    cli.guard_memory(graph, profiles_for(graph, profiles), refuse=False)
+    o = options(args, profiles)
+    built = compile_graph(graph, spec, o, events)
+    report = new_report(built, spec, w, o)
+    if o.verify:
+        with events.phase("verify"):
+            verify(report, built, spec, w, None, o, events)
+    write(report, built, o, events)
     print(report.summary())
     print(timeline.summary())
     if not report.ok:
-        print(f"error: {args.model}: the comparison with PyTorch is over tolerance (see the checks above)",
+        kept = f"; kept as {report.engine.path}" if report.engine.path else "; no engine written"
+        print(f"error: {args.model}: the comparison with PyTorch is over tolerance (see the checks above){kept}",
               file=sys.stderr)
     return 0 if report.ok else 1
 

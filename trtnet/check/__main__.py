@@ -1,8 +1,12 @@
 """python -m trtnet.check MODEL: run the TensorRT network layer by layer on the CPU and compare it with PyTorch."""
 import sys
 
-from .. import cli
-from ..quantize import add_arguments as add_quant_arguments, parse_arguments as parse_quant_arguments
+from .. import cli, zoo
+from ..engine import profiles_for
+from ..events import Events
+from ..harness import check_shapes, load_model_weights, run_module, torch_reference
+from ..quantize import add_arguments as add_quant_arguments, check_quantized, parse_arguments as parse_quant_arguments
+from .report import DEFAULT_TOL, FP16_TOL, check_graph
 
 EPILOG = """examples:
   python -m trtnet.check lenet
@@ -19,7 +23,6 @@ module; the first layer over tolerance is marked. Exit status 1 on a mismatch.""
 
 
 def arguments(argv):
-    from .report import DEFAULT_TOL, FP16_TOL
     p = cli.parser("python -m trtnet.check", __doc__.split(":", 1)[1].strip(), EPILOG)
     p.add_argument("--onnx", metavar="FILE", help="check an ONNX file parsed by TensorRT's OnnxParser against onnxruntime")
     p.add_argument("--shape", metavar="CxHxW", help="sample shape for zoo models, as 1x32x32 or 1,32,32 "
@@ -61,17 +64,12 @@ def _tolerance(text):
     return v
 
 
-def check_model(args, timeline):
-    """(graph, [CheckReport]) at each profile's minimum and maximum shapes."""
-    import numpy as np
-    from ..harness import check_shapes, load_model_weights, run_module, torch_reference
-    from ..engine import profiles_for
-    from .. import zoo
-    from .report import DEFAULT_TOL, FP16_TOL, check_graph
-    with timeline.part("import model"):
+def check_model(args, events):
+    """[CheckReport] at each profile's minimum and maximum shapes (the batch N 1..4 unless given)."""
+    with events.phase("import model"):
         spec = zoo.get(args.model)
-    w = load_model_weights(spec, args.weights)
-    with timeline.part("record"):
+    w = load_model_weights(spec, args.weights, events)
+    with events.phase("record"):
         graph = spec.graph(w, args.sample_shape)
     profiles = cli.to_profiles(graph, args.shape_specs, args.batch_range)
     if profiles is None and "N" in graph.dims:
@@ -79,37 +77,36 @@ def check_model(args, timeline):
         profiles = [{"N": (lo, min(hi, 4), min(hi, 4))}]  # a quick default: the interpreter runs on the CPU
     profiles = profiles_for(graph, profiles)
     cli.guard_memory(graph, profiles)
-    tol = args.tolerance or (FP16_TOL if args.fp16 else DEFAULT_TOL)
-    reports = []
-    with timeline.part("PyTorch module"):
+    with events.phase("PyTorch module"):
         module = torch_reference(spec, w)
     if args.quant["quantize"]:   # on the held-out set (else seeded inputs at the profile's largest batch)
-        from ..quantize import check_quantized
-        with timeline.part("check"):
+        with events.phase("check"):
             return [check_quantized(graph, args.quant.pop("quantize"), spec, module, tol=args.tolerance,
                                     fp16=args.fp16, samples=profiles[0]["N"][2] if "N" in graph.dims else 1,
                                     **args.quant)]
+    tol = args.tolerance or (FP16_TOL if args.fp16 else DEFAULT_TOL)
+    reports = []
     for env in check_shapes(graph, profiles):
         inputs = spec.make_inputs(graph, env)
-        with timeline.part("PyTorch module"):
-            expected = run_module(module, graph, inputs, spec.output)
-        with timeline.part("check"):
-            reports.append(check_graph(graph, {k: np.asarray(v) for k, v in inputs.items()}, expected, tol,
-                                       args.fp16))
+        with events.phase("PyTorch run"):
+            expected = run_module(module, graph, inputs, spec.output, progress=events.step())
+        with events.phase("TensorRT network (interpreter)"):
+            reports.append(check_graph(graph, inputs, expected, tol, args.fp16, progress=events.step()))
     return reports
 
 
-def check_onnx(args, timeline):
+def check_onnx(args, events):
     from .onnx import check_onnx_file
-    from .report import DEFAULT_TOL
     batch = args.batch_range[2] if args.batch_range else 2
-    with timeline.part("check"):
+    with events.phase("check"):
         return [check_onnx_file(args.onnx, batch, args.tolerance or DEFAULT_TOL)]
 
 
 def run(args, timeline):
-    cli.setup(args)
-    reports = check_onnx(args, timeline) if args.onnx else check_model(args, timeline)
+    events = Events(timeline)
+    with events.phase("import TensorRT"):
+        cli.setup(args)
+    reports = check_onnx(args, events) if args.onnx else check_model(args, events)
     for r in reports:
         print(r.table(args.all))
         print(r.summary())

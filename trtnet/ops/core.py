@@ -8,12 +8,11 @@ import math
 
 import numpy as np
 
-from ..graph import DTYPES, GraphError, Node, user_line
+from ..graph import DTYPES, PUBLIC, GraphError, Node, user_line
 from ..shape import Expr, is_static, same
 from ..weights import MissingWeightError
 
 OPS = {}          # graph op name -> the public function that records it
-PUBLIC = {}       # public function name -> function (the README's op list)
 
 
 def op(*names):
