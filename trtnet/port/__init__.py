@@ -14,6 +14,7 @@ import torch
 
 from .capture import PortError, default_inputs, example_tensors, load_spec, record_values, trace
 from .codegen import generate
+from ..files import write_atomic
 
 __all__ = ["port", "port_spec", "PortError", "PortResult"]
 
@@ -64,8 +65,9 @@ def port(module, example_inputs, output=None, name=None, weights=None, dynamic=N
     imps = list(imports) or [f"import {type(module).__module__.split('.')[0]}"]
     code, extra = generate(gm, module, values, inputs, _output_names(reference), name, header, reg, imps, other)
     result = PortResult(output, None, code, method, 0.0, code.count("\n"), extra=sorted(extra))
+    _records(code, name, module, extra)
     if output:
-        _write(output, code)
+        write_atomic(output, code.encode())
         result.weights = _write_weights(module, extra, weights or os.path.splitext(output)[0] + ".safetensors")
     result.seconds = time.perf_counter() - t0
     if check:
@@ -176,12 +178,16 @@ def _output_names(y):
     return ["output"]
 
 
-def _write(path, code):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(code)
-    os.replace(tmp, path)
+def _records(code, name, module, extra):
+    """The generated file imports and records with the module's weights, or nothing is written: a port never
+    leaves a file that does not load."""
+    from trtnet.graph import GraphError
+    from trtnet.weights import WeightMap
+    try:
+        _load_code(code, name).graph(WeightMap(state_arrays(module, extra), "port"))
+    except Exception as e:  # noqa: BLE001  (any failure of the generated code is the port's)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GraphError(f"the ported code of '{name}' does not record, so nothing was written: {first}") from e
 
 
 def state_arrays(module, extra):
