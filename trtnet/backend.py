@@ -81,15 +81,25 @@ def logger():
 
 
 SHOW = None          # progress bars: None = when stderr is a terminal
-CANCEL = None        # () -> True once the build should stop (set by the command lines' signal handling)
+CANCEL = None        # () -> True once the build should stop (the command lines' signal handling)
+_UNSET = object()
 
 
-def progress_monitor(stream=sys.stderr):
-    """An IProgressMonitor showing TensorRT's build phases as bars on a terminal (quiet elsewhere) and asking
-    TensorRT to stop once CANCEL() says so; None where the flavour lacks it."""
+def configure(show=_UNSET, cancel=_UNSET):
+    """Set whether TensorRT's progress bars show and what asks a build to stop."""
+    global SHOW, CANCEL
+    SHOW = SHOW if show is _UNSET else show
+    CANCEL = CANCEL if cancel is _UNSET else cancel
+
+
+def progress_monitor(stream=None, step=None):
+    """An IProgressMonitor showing TensorRT's build phases as bars on a terminal (quiet elsewhere), telling
+    `step(done, total)` the steps of each top-level phase, and asking TensorRT to stop once CANCEL() says so;
+    None where the flavour lacks it."""
     t = trt()
     if not hasattr(t, "IProgressMonitor"):
         return None
+    stream = stream or sys.stderr   # the one in use now: a program may have redirected it since import
     show = stream.isatty() if SHOW is None else SHOW
 
     class Progress(t.IProgressMonitor):
@@ -104,16 +114,18 @@ def progress_monitor(stream=sys.stderr):
                 from tqdm import tqdm
                 bar = tqdm(total=num_steps, desc=f"{'  ' * depth}build: {phase_name}", position=depth,
                            leave=False, file=stream)
-            self.phases[phase_name] = (parent_phase, depth, bar)
+            self.phases[phase_name] = (parent_phase, depth, bar, num_steps)
 
-        def step_complete(self, phase_name, step):
-            bar = self.phases.get(phase_name, (None, 0, None))[2]
+        def step_complete(self, phase_name, done):
+            _, depth, bar, total = self.phases.get(phase_name, (None, 0, None, 0))
             if bar is not None:
-                bar.update(step + 1 - bar.n)
+                bar.update(done + 1 - bar.n)
+            if step is not None and depth == 0:
+                step(done + 1, total)
             return not (CANCEL is not None and CANCEL())
 
         def phase_finish(self, phase_name):
-            bar = self.phases.pop(phase_name, (None, 0, None))[2]
+            bar = self.phases.pop(phase_name, (None, 0, None, 0))[2]
             if bar is not None:
                 bar.close()
 

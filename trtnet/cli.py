@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 
 from .errors import TrtnetError
-from .events import Events, Listener
+from .events import Listener
 from .files import PENDING
 
 FLAVOURS = ("tensorrt", "tensorrt_rtx")   # as trtnet.backend.FLAVOURS, without importing it
@@ -306,7 +306,7 @@ class Signals:
             signal.signal(s, self._handler)
         threading.Thread(target=self._watch, args=(r,), daemon=True).start()
         from . import backend
-        backend.CANCEL = lambda: self.signum is not None
+        backend.configure(cancel=lambda: self.signum is not None)
 
     def _handler(self, signum, frame):
         if self.signum is None:
@@ -345,14 +345,12 @@ def _debug(args):
 
 
 def _user_errors():
-    """Errors that mean a mistake outside trtnet's code (classes from modules loaded by now)."""
-    errs = [TrtnetError, LookupError, ValueError, OSError, NotImplementedError, ImportError]
-    for mod, names in (("trtnet.graph", ("GraphError",)), ("trtnet.engine", ("BuildError",)),
-                       ("trtnet.backend", ("BackendError",)),
-                       ("trtnet.weights", ("WeightFileError", "MissingWeightError"))):
-        m = sys.modules.get(mod)
-        errs += [getattr(m, n) for n in names if m is not None and hasattr(m, n)]
-    return tuple(errs)
+    """Errors that mean a mistake outside trtnet's code: TrtnetError (a model, weights file, argument), Python's
+    for bad values and missing names, files and modules, and trtnet.runtime's for an engine that cannot run
+    here (once that module is loaded)."""
+    m = sys.modules.get("trtnet.runtime")
+    return (TrtnetError, LookupError, ValueError, OSError, NotImplementedError, ImportError,
+            *(getattr(m, n) for n in ("ExecutionError", "RefitError") if hasattr(m, n)))
 
 
 def _user_frame(e):
@@ -461,7 +459,7 @@ def setup(args):
     level = logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     from . import backend
-    backend.SHOW = not args.quiet and sys.stderr.isatty()
+    backend.configure(show=not args.quiet and sys.stderr.isatty())
     backend.select(args.backend)
 
 
