@@ -11,7 +11,7 @@ import torch
 import trtnet.emit_trt.quant as eq
 from trtnet import harness, zoo
 from trtnet.check.report import check_graph
-from trtnet.quantize import Histogram, amax_of, quantize
+from trtnet.quantize import Histogram, amax_of, calibration, quantize
 from trtnet.reference import run_reference
 from trtnet.weights import WeightMap
 
@@ -25,9 +25,8 @@ def trained(name):
 
 @pytest.fixture(scope="module")
 def lenet():
-    from zoo.lenet import _digits
     spec, g = trained("lenet")
-    return g, _digits()[0][0][:512], spec.dataset()   # build calibrates on 512 samples by default
+    return g, spec.calibration()[:512], spec.dataset()   # build calibrates on 512 samples by default
 
 
 def sqnr(got, want):
@@ -140,8 +139,7 @@ def test_cache_skips_calibration(lenet, tmp_path, monkeypatch):
     a = quantize(g, calib, "int8", method="percentile", cache=str(cache), progress=False)
     saved = json.loads(cache.read_text())
     assert saved["method"] == "percentile" and "conv1.input_quantizer" not in saved["amax"] and "data" in saved["amax"]
-    tq = sys.modules["trtnet.quantize"]   # the package's `quantize` attribute is the function
-    monkeypatch.setattr(tq, "collect", lambda *a, **k: pytest.fail("calibrated again"))
+    monkeypatch.setattr(calibration, "collect", lambda *a, **k: pytest.fail("calibrated again"))
     b = quantize(g, calib, "int8", method="percentile", cache=str(cache), progress=False)
     assert b.quant["calibration"]["cached"] and not a.quant["calibration"]["cached"]
     with pytest.raises(pytest.fail.Exception):   # other data: calibrated again
@@ -237,10 +235,9 @@ def test_digits_resnet_accuracy(digits_resnet, precision):
     """Within 0.5 points of fp32 on the held-out digits: INT8 calibrated by mse, FP8 by max (as ModelOpt does).
     Entropy is not used: on this model it clips the first ReLU, fed by 17-level digits, at a third of its range
     (INT8 92.5%, FP8 92.2% against 96.9%); mse for FP8 lost 0.8 points in one training run."""
-    from zoo.lenet import _digits
     spec, g = digits_resnet
     x, labels = spec.dataset()
-    q = quantize(g, _digits()[0][0][:512], precision, method="mse" if precision == "int8" else "max", progress=False)
+    q = quantize(g, spec.calibration()[:512], precision, method="mse" if precision == "int8" else "max", progress=False)
     print(f"digits_resnet {precision}: fp32 {(run_reference(g, {'data': x})['prob'].argmax(1) == labels).mean():.4f}, "
           f"quantized {(run_reference(q, {'data': x})['prob'].argmax(1) == labels).mean():.4f}")
     fp32, quant = run_reference(g, {"data": x})["prob"], run_reference(q, {"data": x})["prob"]

@@ -34,6 +34,7 @@ class Model:
     output: Optional[str] = None         # the entry of a dict the module returns (segmentation's "out")
     file: str = ""                       # the model file, for models outside the package
     state: Optional[Callable] = None     # () -> {state_dict name: array}: real weights a package ships
+    calibration: Optional[Callable] = None   # () -> inputs to calibrate int8/fp8 on, apart from the held-out set
 
     def graph(self, w, shape=None):
         return self.define(w, tuple(shape or self.input_shape))

@@ -6,14 +6,14 @@ import functools
 from trtnet import Graph, fc, flatten, global_avg_pool, relu, softmax
 from trtnet.zoo import register
 from zoo import blocks
-from zoo.lenet import test_set, train
+from zoo.lenet import test_set, train, train_inputs
 from zoo.resnet import basic_block, conv_bn
 
 WIDTHS = (16, 32, 64)
 
 
 @register("digits_resnet", (1, 32, 32), blocks.deferred("zoo.torch_refs", "DigitsResNet"), dataset=test_set,
-          train=functools.partial(train, epochs=3, lr=3e-3, one_cycle=True))
+          train=functools.partial(train, epochs=3, lr=3e-3, one_cycle=True), calibration=train_inputs)
 def digits_resnet(w, shape):
     """Three-stage ResNet for 1x32x32 digits, 10-way softmax."""
     g = Graph("digits_resnet")

@@ -23,6 +23,11 @@ def test_set():
     return _digits()[1]
 
 
+def train_inputs():
+    """The training split's images: what the digits models calibrate on."""
+    return _digits()[0][0]
+
+
 def train(model, epochs=15, seed=0, lr=2e-3, one_cycle=False):
     """Adam on the training split, batches of 64 (with a one-cycle rate schedule if asked): a few seconds give
     LeNet about 97% test accuracy; the digits ResNet takes three epochs."""
@@ -44,7 +49,8 @@ def train(model, epochs=15, seed=0, lr=2e-3, one_cycle=False):
     model.eval()
 
 
-@register("lenet", (1, 32, 32), blocks.deferred("zoo.torch_refs", "LeNet"), dataset=test_set, train=train)
+@register("lenet", (1, 32, 32), blocks.deferred("zoo.torch_refs", "LeNet"), dataset=test_set, train=train,
+          calibration=train_inputs)
 def lenet(w, shape):
     """LeNet-5, 1x32x32 input, 10-way softmax."""
     g = Graph("lenet")

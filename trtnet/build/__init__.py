@@ -98,8 +98,7 @@ class BuildReport:
         for what, acc in self.accuracy.items():
             lines.append(f"  accuracy {what}: {acc * 100:.2f}% on the held-out set")
         if self.quant:
-            from ..quantize import describe
-            lines += describe(self.quant)
+            lines += self.quant.lines()
         return "\n".join(lines)
 
 

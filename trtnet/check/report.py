@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..engine import compare
+from .. import backend
+from ..compare import DEFAULT_TOL, Gathered, Indices, Pick, compare
 
-DEFAULT_TOL = 1e-4  # relative to each tensor's largest magnitude: fp32 through ~50 layers stays well below it
 FP16_TOL = 1e-2     # half precision keeps ~3 decimal digits per op; the zoo's deep networks reach a few 1e-3
 
 
@@ -41,37 +41,28 @@ class CheckReport:
         for r in rows:
             err = "-" if r.rel is None else f"{r.rel:.2e}"
             mark = "  <-- first mismatch" if r.name == self.first_bad else ""
-            lines.append(f"{r.name:{width}s}  {r.kind:16s}  {str(r.shape):22s}  {err}{r.note}{mark}")
+            note = f"  ({r.note})" if r.note else ""
+            lines.append(f"{r.name:{width}s}  {r.kind:16s}  {str(r.shape):22s}  {err}{note}{mark}")
         return "\n".join(lines)
 
     def summary(self):
         lines = [self.title]
         for name, m in self.final.items():
             top1 = "" if m["top1"] is None else f", top-1 agreement {m['top1'] * 100:.1f}%"
-            lines.append(f"  output {name}: max abs error {m['max_abs']:.3g}, relative error {m['rel']:.3g}{top1}")
+            note = f" ({m['note']})" if m.get("note") else ""
+            lines.append(f"  output {name}: max abs error {m['max_abs']:.3g}, relative error {m['rel']:.3g}{top1}{note}")
         verdict = "PASS" if self.ok else "FAIL"
         where = f"; first layer over tolerance: '{self.first_bad}'" if self.first_bad else ""
         lines.append(f"  {verdict} (tolerance {self.tol:g} relative){where}")
         if self.quant:
-            from ..quantize import describe
-            lines += describe(self.quant)
+            lines += self.quant.lines()
         return "\n".join(lines)
 
 
-def rel_error(got, want):
-    """compare()'s relative error; in float32 where both tensors are (it runs on every layer's output, and
-    float64 copies of them all took a tenth of a ResNet-50 verification)."""
-    if got.shape != want.shape:
-        return float("inf")
-    if got.dtype != np.float32 or want.dtype != np.float32 or not got.size:
-        return compare(got, want)["rel"]
-    diff, scale = float(np.abs(got - want).max()), float(np.abs(want).max())
-    return diff / scale if scale else diff
-
-
-def layer_rows(network, values, references, tol):
-    """One row per TensorRT layer output, with its error against the same-named reference tensor."""
-    rows, first_bad = [], None
+def layer_rows(network, values, references, tol, chosen=None):
+    """One row per TensorRT layer output, with its error against the same-named reference tensor (`chosen`:
+    choices(), for tensors a top-k's indices chose)."""
+    rows, first_bad, chosen = [], None, chosen or {}
     for i in range(network.num_layers):
         layer = network.get_layer(i)
         for j in range(layer.num_outputs):
@@ -80,14 +71,54 @@ def layer_rows(network, values, references, tol):
             shape = None if got is None else tuple(got.shape)
             row = Row(name, str(layer.type).split(".")[-1], shape)
             if got is not None and name in references:
-                want = references[name]
-                row.rel = rel_error(got, want)
-                if got.shape != want.shape:
-                    row.note = f" (reference shape {tuple(want.shape)})"
+                m = compare(got, references[name], tol, chosen.get(name))
+                row.rel, row.note = m["rel"], m["note"]
                 if row.rel > tol and first_bad is None:
                     first_bad = name
             rows.append(row)
     return rows, first_bad
+
+
+_SAME_ORDER = ("CAST", "IDENTITY")   # and SHUFFLEs without transposes: every element keeps its flat position
+
+
+def choices(network, values, references, tol):
+    """{tensor name: Indices or Gathered} for the tensors that carry a top-k's choice: a TOPK's indices, their
+    casts, reshapes, slices and expansions, and what gathers take at them. Found on the layers TensorRT holds,
+    so ONNX-parsed networks get them too."""
+    t = backend.trt()
+    out = {}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        layer.__class__ = t.ILayer
+        kind = layer.type.name
+        src = layer.get_input(0).name if layer.num_inputs and layer.get_input(0) is not None else None
+        name = layer.get_output(0).name
+        if kind == "TOPK":
+            layer.__class__ = t.ITopKLayer
+            scores, index = src, layer.get_output(1).name
+            if index in values and layer.axes & (layer.axes - 1) == 0:
+                pick = Pick(references.get(scores, values.get(scores)), layer.axes.bit_length() - 1,
+                            layer.op == t.TopKOperation.MAX, values[index], tol)
+                out[index] = Indices(pick, rows=True)
+        elif src in out and (kind in _SAME_ORDER or kind == "SHUFFLE" and _keeps_order(layer, t)):
+            out[name] = out[src]
+        elif kind in ("SHUFFLE", "SLICE") and isinstance(out.get(src), Indices):
+            out[name] = Indices(out[src].pick, rows=False)
+        elif kind == "GATHER" and isinstance(out.get(layer.get_input(1).name), Indices):
+            layer.__class__ = t.IGatherLayer
+            data, index = out.get(src), layer.get_input(1).name
+            if layer.mode in (t.GatherMode.ELEMENT, t.GatherMode.DEFAULT) and not layer.num_elementwise_dims:
+                inner = Indices(data.pick, rows=False) if isinstance(data, Indices) else None
+                out[name] = Gathered(references.get(src), values[index], layer.axis, layer.mode == t.GatherMode.ELEMENT,
+                                     out[index].pick, inner)
+        layer.__class__ = t.ILayer
+    return out
+
+
+def _keeps_order(layer, t):
+    layer.__class__ = t.IShuffleLayer
+    return all(tuple(perm) == tuple(range(len(perm))) for perm in (layer.first_transpose, layer.second_transpose))
 
 
 def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="check", progress=None):
@@ -96,9 +127,9 @@ def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="c
     from .interp import run_network
     with layer_bar("TensorRT network (interpreter)") if progress is None else _given(progress) as step:
         values = run_network(network, inputs, outputs="all", progress=step)
-    rows, first_bad = layer_rows(network, values, references, tol)
-    final = {k: compare(values[k], v) if values[k].shape == v.shape else
-             {"max_abs": float("inf"), "rel": float("inf"), "top1": None} for k, v in finals.items()}
+    chosen = choices(network, values, references, tol)
+    rows, first_bad = layer_rows(network, values, references, tol, chosen)
+    final = {k: compare(values[k], v, tol, chosen.get(k)) for k, v in finals.items()}
     return CheckReport(title, rows, final, tol, first_bad, values)
 
 
@@ -156,19 +187,13 @@ def size_env(graph, inputs):
     return {k: int(np.shape(inputs[inp])[axis]) for k, (inp, axis) in graph.dims.items() if inp in inputs}
 
 
-def check_graph_at(graph, inputs=None, reference=None, tol=None, fp16=False, shapes=None, seed=0, quantize=None,
-                   **calibration):
+def check_graph_at(graph, inputs=None, reference=None, tol=None, fp16=False, shapes=None, seed=0):
     """`trtnet.check(...)`: check_graph on the given inputs, or at each of `shapes` ({dim: size} dicts; default the
-    minimum and maximum of the graph's ranges) on seeded inputs; `reference` an nn.Module or None. `quantize`
-    (with build's calib, calib_method, calib_samples, calib_cache, keep) checks the quantized graph instead, on
-    `inputs` or held-out seeded samples, and measures its cost against `reference` (else the fp32 graph)."""
+    minimum and maximum of the graph's ranges) on seeded inputs; `reference` an nn.Module or None."""
     from ..harness import check_shapes, run_module
     from ..engine import profiles_for
     from ..reference import run_reference
     from ..zoo import random_inputs
-    if quantize:
-        from ..quantize import check_quantized
-        return check_quantized(graph, quantize, None, reference, inputs, tol, fp16, **calibration)
     tol = tol or (FP16_TOL if fp16 else DEFAULT_TOL)
     if inputs is not None:
         sets = [inputs]
