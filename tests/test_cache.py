@@ -1,13 +1,17 @@
-"""Timing cache, engine cache keys read back from the TensorRT network, the engine cache, refit flags."""
+"""Timing cache, engine cache keys read back from the TensorRT network, the engine cache, refit flags and refit's
+checks."""
 import os
 import time
 
 import numpy as np
 import pytest
 
-from trtnet import backend, cache
-from trtnet.engine import execution_unavailable
-from trtnet.runtime import ExecutionError
+import trtnet as tn
+from trtnet import backend, cache, files
+from trtnet.engine import build_engine
+from trtnet.events import Events, Listener
+from trtnet.runtime import ExecutionError, execution_unavailable, refit
+from trtnet.tensors import TensorSpec
 
 REASON = execution_unavailable(0)
 # Measured with TensorRT-RTX 1.7.1 on a CPU-only machine: any refittable weights (REFIT, REFIT_IDENTICAL,
@@ -82,6 +86,62 @@ def test_engine_cache_round_trip(tmp_path):
         c.get("../escape")
 
 
+class Recorder(Listener):
+    def __init__(self):
+        self.log = []
+
+    def started(self, phase):
+        self.log.append(("started", phase))
+
+    def progress(self, phase, done, total):
+        self.log.append(("progress", phase, done, total))
+
+    def finished(self, phase, seconds, error):
+        self.log.append(("finished", phase))
+
+
+def conv_graph():
+    rng = np.random.default_rng(0)
+    w = tn.WeightMap({"c.weight": rng.standard_normal((4, 3, 3, 3), dtype=np.float32),
+                      "c.bias": rng.standard_normal(4, dtype=np.float32)})
+    g = tn.Graph("conv")
+    g.output(tn.relu(tn.conv(g.input("data", (3, 8, 8)), w["c"], padding=1)), "y")
+    return g
+
+
+def test_build_announces_its_phases_and_a_cache_hit_skips_the_build(tmp_path):
+    engines = cache.EngineCache(str(tmp_path))
+    first, second = Recorder(), Recorder()
+    plan, info = build_engine(conv_graph(), (1, 2, 4), engine_cache=engines, events=Events(first))
+    starts = [e for e in first.log if e[0] != "progress"]
+    assert starts == [("started", "emit"), ("finished", "emit"), ("started", "TensorRT build"),
+                      ("finished", "TensorRT build")], first.log
+    steps = [e for e in first.log if e[0] == "progress"]
+    assert all(e[1] == "TensorRT build" and 0 < e[2] <= e[3] for e in steps), steps
+    assert steps or not hasattr(backend.trt(), "IProgressMonitor"), "TensorRT's build steps reach the listener"
+    again, cached = build_engine(conv_graph(), (1, 2, 4), engine_cache=engines, events=Events(second))
+    assert second.log == [("started", "emit"), ("finished", "emit")] and cached.cached and again == plan
+    io = ([TensorSpec("data", "float32", (-1, 3, 8, 8), [((1, 3, 8, 8), (2, 3, 8, 8), (4, 3, 8, 8))])],
+          [TensorSpec("y", "float32", (-1, 4, 8, 8))])
+    assert info.io == cached.io == io   # the network's IO, read back from TensorRT, travels with the plan
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    """A writer callable that fails midway (as a full disk would) leaves the old plan and no temporary file."""
+    path = tmp_path / "x.engine"
+    path.write_bytes(b"old plan")
+
+    def half(f):
+        f.write(b"new pl")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        files.write_atomic(str(path), half)
+    assert os.listdir(tmp_path) == ["x.engine"] and path.read_bytes() == b"old plan" and not files.PENDING
+    files.write_atomic(str(path), lambda f: f.write(b"new plan"))
+    assert os.listdir(tmp_path) == ["x.engine"] and path.read_bytes() == b"new plan"
+
+
 def test_timing_cache_is_saved_and_reused(tmp_path):
     path = str(tmp_path / "timing.cache")
     for _ in range(2):   # the second build starts from the file the first one saved
@@ -123,10 +183,10 @@ def test_weight_stripped_plan_is_much_smaller():
 
 def test_refit_checks_weights_then_needs_a_gpu():
     with pytest.raises(ValueError, match="unknown role 'kernal'"):
-        cache.refit(b"plan", {("conv0", "kernal"): np.zeros(3, np.float32)})
+        refit(b"plan", {("conv0", "kernal"): np.zeros(3, np.float32)})
     with pytest.raises(ValueError, match="must be a weights name"):
-        cache.refit(b"plan", {0: np.zeros(3, np.float32)})
+        refit(b"plan", {0: np.zeros(3, np.float32)})
     if REASON is None:
         pytest.skip("an engine can execute here: tests/test_runtime.py refits on the GPU")
     with pytest.raises(ExecutionError, match=f"cannot refit here: {REASON}"):
-        cache.refit(b"plan", {("conv0", "kernel"): np.zeros(3, np.float32)})
+        refit(b"plan", {("conv0", "kernel"): np.zeros(3, np.float32)})

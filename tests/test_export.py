@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 import trtnet as tn
-from trtnet import backend
-from trtnet.export import input_profiles
+from trtnet import backend, files
+from trtnet.cli import remove_pending
+from trtnet.engine import input_profiles
 from trtnet.export.triton import TRITON_TYPES, ExportError, write_repository
-from trtnet.runtime import TensorSpec, network_io
+from trtnet.tensors import TensorSpec, network_io
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2",
@@ -132,6 +133,28 @@ def test_triton_export_errors_leave_nothing_behind(tmp_path):
     assert sorted(os.listdir(repo)) == ["m"] and (repo / "m" / "1" / "model.plan").read_bytes() == b"old plan"
     write_repository(good, b"new plan", str(repo), "m")   # replaces the older version in place
     assert sorted(os.listdir(repo)) == ["m"] and (repo / "m" / "1" / "model.plan").read_bytes() == b"new plan"
+
+
+def test_triton_write_stopped_midway_leaves_the_old_model(tmp_path):
+    """The plan is written by a callable that removes what a signal would (files.PENDING, through the command
+    lines' remove_pending) and then fails: the repository holds the old model only, then and after."""
+    repo = tmp_path / "repo"
+    io = ([TensorSpec("x", "float32", (-1, 2), [((1, 2), (2, 2), (4, 2))])], [TensorSpec("y", "float32", (-1, 2))])
+    write_repository(io, b"old plan", str(repo), "m")
+    seen = []
+
+    def interrupted(f):
+        f.write(b"half a plan")
+        seen.append(sorted(os.listdir(repo)))
+        remove_pending()   # what the signal handler does
+        seen.append(sorted(os.listdir(repo)))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        files.write_directory(str(repo / "m"), {"config.pbtxt": b"new", "1/model.plan": interrupted})
+    assert len(seen[0]) == 2 and seen[0][1] == "m" and seen[0][0].startswith(".m.tmp-"), seen
+    assert seen[1] == ["m"] and sorted(os.listdir(repo)) == ["m"] and not files.PENDING
+    assert (repo / "m" / "1" / "model.plan").read_bytes() == b"old plan"
 
 
 def untrained_state(name):

@@ -5,8 +5,10 @@ import torch
 
 import trtnet as tn
 from trtnet import harness, zoo
+from trtnet.compare import compare
+from trtnet.engine import build_engine
 from trtnet.harness import torch_reference
-from trtnet.engine import build_engine, compare, execution_unavailable, run_engine
+from trtnet.runtime import execution_unavailable, run_engine
 
 REASON = execution_unavailable(0)
 needs_engine = pytest.mark.skipif(REASON is not None, reason=f"no TensorRT engine can execute here: {REASON}")

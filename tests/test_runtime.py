@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from trtnet import backend
-from trtnet.engine import execution_unavailable
 from trtnet.run import latency_summary, make_inputs, output_summary, parse_inputs, parse_shapes
-from trtnet.runtime import Engine, EnginePool, ExecutionError, RuntimeInputError, TensorSpec, network_io
+from trtnet.runtime import (Engine, EnginePool, ExecutionError, RuntimeInputError, execution_unavailable, refit,
+                            run_engine)
+from trtnet.tensors import TensorSpec, network_io
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REASON = execution_unavailable(0)
@@ -238,7 +239,6 @@ def lenet_plan(batch=(1, 4, 8)):
 @needs_engine
 @pytest.mark.gpu
 def test_engine_matches_run_engine_with_numpy_and_torch():
-    from trtnet.engine import run_engine
     plan, _ = lenet_plan()
     e = Engine(plan, 0)
     assert e.num_profiles == 1 and e.inputs[0].profiles[0] == ((1, 1, 32, 32), (4, 1, 32, 32), (8, 1, 32, 32))
@@ -305,7 +305,7 @@ def test_refit_changes_the_outputs():
     layer = next(network.get_layer(i) for i in range(network.num_layers)
                  if network.get_layer(i).type == backend.trt().LayerType.CONVOLUTION)
     layer.__class__ = backend.trt().IConvolutionLayer
-    cache.refit(e, {(layer.name, "kernel"): np.zeros_like(layer.kernel)})
+    refit(e, {(layer.name, "kernel"): np.zeros_like(layer.kernel)})
     after = e(data=x)["prob"]
     assert not np.allclose(before, after)
     np.testing.assert_allclose(after[0], after[1], rtol=1e-5)   # the first conv now ignores its input

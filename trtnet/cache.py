@@ -1,5 +1,5 @@
-"""Build caches and refit: reuse TensorRT's timing measurements and whole engines across builds, and update
-the weights of a refittable engine without rebuilding it."""
+"""Build caches: reuse TensorRT's timing measurements and whole engines across builds; the builder flags of
+refittable and weight-stripped plans (trtnet.runtime.refit updates their weights)."""
 import hashlib
 import json
 import os
@@ -7,11 +7,7 @@ import os
 import numpy as np
 
 from . import backend
-from .engine import execution_unavailable, write_atomic
-
-
-class RefitError(RuntimeError):
-    pass
+from .files import write_atomic
 
 
 def configure(config, refittable=False, strip_weights=False):
@@ -40,7 +36,7 @@ def timing_cache(config, path):
                          "or device?); delete it to start a new one")
 
     def save():
-        write_atomic(path, bytes(cache.serialize()))
+        write_atomic(path, cache.serialize())
         return path
 
     return save
@@ -124,61 +120,5 @@ class EngineCache:
             return None
 
     def put(self, key, plan):
-        write_atomic(self.path(key), bytes(plan))
+        write_atomic(self.path(key), plan)
         return self.path(key)
-
-
-def _weight_updates(weights):
-    """(layer, role) or named-weight keys -> validated contiguous arrays, checked before any TensorRT call."""
-    t = backend.trt()
-    roles = {r.lower(): getattr(t.WeightsRole, r) for r in t.WeightsRole.__members__}
-    updates = []
-    for key, arr in weights.items():
-        arr = np.ascontiguousarray(arr)
-        if isinstance(key, tuple):
-            layer, role = key
-            if str(role).lower() not in roles:
-                raise ValueError(f"refit: weights {key!r}: unknown role {role!r}; expected one of {', '.join(roles)}")
-            updates.append((layer, roles[str(role).lower()], arr))
-        elif isinstance(key, str):
-            updates.append((key, None, arr))
-        else:
-            raise ValueError(f"refit: weights key {key!r} must be a weights name or a (layer name, role) pair")
-    return updates
-
-
-def refit(engine_or_plan, weights, device=0):
-    """Replace weights in a refittable engine (a trtnet.runtime.Engine, an ICudaEngine or plan bytes/path) and
-    return the engine. `weights` maps a weights name (set_named_weights) or (layer name, role such as "kernel"
-    or "bias") (set_weights) to an array. Needs a GPU that runs the engine: TensorRT refits device memory."""
-    from .runtime import Engine, ExecutionError
-    updates = _weight_updates(weights)
-    reason = execution_unavailable(device)
-    if reason is not None:
-        raise ExecutionError(f"cannot refit here: {reason}")
-    engine = engine_or_plan if isinstance(engine_or_plan, Engine) else None
-    if engine is None and not hasattr(engine_or_plan, "create_execution_context"):
-        engine = Engine(engine_or_plan, device)
-    cuda_engine = engine.executor.engine if engine is not None else engine_or_plan
-    import torch
-    with torch.cuda.device(device):
-        _apply(cuda_engine, updates)
-    return engine if engine is not None else cuda_engine
-
-
-def _apply(cuda_engine, updates):
-    t = backend.trt()
-    logger = backend.logger()
-    logger.errors.clear()
-    refitter = t.Refitter(cuda_engine, logger)
-    for name, role, arr in updates:  # arrays stay referenced by `updates` until the refit returns
-        ok = (refitter.set_named_weights(name, t.Weights(arr)) if role is None
-              else refitter.set_weights(name, role, t.Weights(arr)))
-        if not ok:
-            raise RefitError(f"refit: TensorRT rejected weights for {name!r}: " + "; ".join(logger.errors))
-    missing = refitter.get_missing_weights()
-    if missing:
-        raise RefitError(f"refit: weights still missing for {', '.join(missing[:5])}"
-                         + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
-    if not refitter.refit_cuda_engine():
-        raise RefitError("refit: TensorRT could not refit the engine: " + "; ".join(logger.errors))

@@ -1,4 +1,5 @@
-"""Engine execution: deserialize a plan on a GPU, check inputs against its IO and profiles, run it.
+"""Engine execution: deserialize a plan on a GPU, check inputs against its IO and profiles, run it, refit its
+weights.
 
 Every TensorRT and CUDA call sits in `_Executor`, so that what Python decides (validation, buffer reuse,
 profile assignment, pool scheduling) is separate from what only a GPU can do. Device buffers are torch
@@ -10,75 +11,39 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import backend
-from .engine import execution_unavailable
+from .tensors import RuntimeInputError, TensorSpec, dtype_name, fmt_dims
 
 log = logging.getLogger("trtnet")
-_NUMPY_NAMES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "INT32": "int32",
-                "INT64": "int64", "BOOL": "bool", "UINT8": "uint8", "FP8": "float8_e4m3fn"}
 OUTPUT_SIGNATURES = 8   # output buffer sets kept per context (one per recent input-shape signature)
-
-
-class RuntimeInputError(ValueError):
-    """Inputs that do not fit the engine; raised before anything reaches TensorRT."""
 
 
 class ExecutionError(RuntimeError):
     pass
 
 
-def dtype_name(trt_dtype):
-    """The numpy-style name of a TensorRT data type (bfloat16 and fp8 by their usual names)."""
-    return _NUMPY_NAMES.get(trt_dtype.name, trt_dtype.name.lower())
+class RefitError(RuntimeError):
+    pass
 
 
-def _fmt(shape):
-    return "x".join("?" if d == -1 else str(d) for d in shape) or "scalar"
-
-
-@dataclass
-class TensorSpec:
-    name: str
-    dtype: str                 # numpy dtype name ("float32", "int32", "bool", "bfloat16", ...)
-    shape: tuple               # -1 where dynamic
-    profiles: list = field(default_factory=list)   # inputs: one (min, opt, max) shape triple per profile
-
-    def check(self, shape, dtype, profile=0):
-        """Raise RuntimeInputError, naming this input, unless `shape`/`dtype` fit it under `profile`."""
-        shape = tuple(shape)
-        if dtype != self.dtype:
-            raise RuntimeInputError(f"input '{self.name}': dtype {dtype}, expected {self.dtype}")
-        if len(shape) != len(self.shape):
-            raise RuntimeInputError(f"input '{self.name}': shape {_fmt(shape)} has rank {len(shape)}, expected rank "
-                                    f"{len(self.shape)} ({_fmt(self.shape)})")
-        lo, _, hi = self.profiles[profile] if self.profiles else (self.shape, None, self.shape)
-        for i, d in enumerate(shape):
-            if not (lo[i] == -1 or lo[i] <= d) or not (hi[i] == -1 or d <= hi[i]):
-                allowed = str(lo[i]) if lo[i] == hi[i] else f"{lo[i]}..{hi[i]}"
-                raise RuntimeInputError(f"input '{self.name}': shape {_fmt(shape)} has dim {i} = {d}, expected "
-                                        f"{allowed} (profile {profile}: min {_fmt(lo)}, max {_fmt(hi)})")
-
-
-def profile_shapes(profile, name):
-    """(min, opt, max) of `name` from an IOptimizationProfile or a {name: (min, opt, max)} dict."""
-    shapes = profile[name] if isinstance(profile, dict) else profile.get_shape(name)
-    return tuple(tuple(int(d) for d in s) for s in shapes)
-
-
-def network_io(network, profiles=()):
-    """(inputs, outputs) TensorSpecs of an INetworkDefinition, inputs with their shapes in each profile."""
-    inputs = []
-    for i in range(network.num_inputs):
-        x = network.get_input(i)
-        inputs.append(TensorSpec(x.name, dtype_name(x.dtype), tuple(x.shape),
-                                 [profile_shapes(p, x.name) for p in profiles]))
-    outputs = [TensorSpec(y.name, dtype_name(y.dtype), tuple(y.shape))
-               for y in (network.get_output(i) for i in range(network.num_outputs))]
-    return inputs, outputs
+def execution_unavailable(device=0):
+    """Why no engine can execute here (None when one can), said plainly for reports."""
+    try:
+        import torch
+    except ImportError:
+        return "PyTorch is not installed, and trtnet uses torch CUDA tensors as device buffers"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is visible to PyTorch on this machine"
+    if device >= torch.cuda.device_count():
+        return f"GPU {device} does not exist (this machine has {torch.cuda.device_count()})"
+    cc = torch.cuda.get_device_capability(device)
+    if backend.is_rtx() and cc == (9, 0):
+        return f"TensorRT-RTX does not run on compute capability 9.0 ({torch.cuda.get_device_name(device)})"
+    return None
 
 
 def _read_plan(path_or_bytes):
@@ -141,7 +106,7 @@ class _Executor:
         """Set the input shapes; returns the output shapes they give."""
         for name, shape in shapes.items():
             if not state.context.set_input_shape(name, shape):
-                raise ExecutionError(f"TensorRT rejected shape {_fmt(shape)} for input '{name}'")
+                raise ExecutionError(f"TensorRT rejected shape {fmt_dims(shape)} for input '{name}'")
         e = self.engine
         return {n: tuple(state.context.get_tensor_shape(n)) for n in (e.get_tensor_name(i) for i in range(e.num_io_tensors))
                 if e.get_tensor_mode(n) == self.t.TensorIOMode.OUTPUT}
@@ -198,7 +163,7 @@ class Engine:
         numpy_in = []
         for name, spec in specs.items():
             if name not in arrays:
-                raise RuntimeInputError(f"missing input '{name}' ({spec.dtype} {_fmt(spec.shape)})")
+                raise RuntimeInputError(f"missing input '{name}' ({spec.dtype} {fmt_dims(spec.shape)})")
             kind = _kind(arrays[name])
             if kind is None:
                 raise RuntimeInputError(f"input '{name}': got {type(arrays[name]).__name__}, expected a numpy array "
@@ -256,6 +221,16 @@ class Context:
         while len(self._buffers) > OUTPUT_SIGNATURES:
             self._buffers.popitem(last=False)
         return self._buffers[signature]
+
+
+def run_engine(plan, inputs, device=0, max_batch=None):
+    """Run `plan` on GPU `device` on `inputs` ({name: array}), in chunks of `max_batch` samples along the batch
+    (the profile's maximum) through one execution context."""
+    engine = Engine(plan, device)
+    n = len(next(iter(inputs.values())))
+    step = max_batch or n
+    chunks = [engine(**{k: v[i:i + step] for k, v in inputs.items()}) for i in range(0, n, step)]
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
 @dataclass
@@ -329,3 +304,58 @@ class EnginePool:
                 results[index] = {n: y if isinstance(y, np.ndarray) else y.clone() for n, y in out.items()}
             except Exception as e:  # handed to the caller of run(), with the index of the failing batch
                 errors.append((index, e))
+
+
+def _weight_updates(weights):
+    """(layer, role) or named-weight keys -> validated contiguous arrays, checked before any TensorRT call."""
+    t = backend.trt()
+    roles = {r.lower(): getattr(t.WeightsRole, r) for r in t.WeightsRole.__members__}
+    updates = []
+    for key, arr in weights.items():
+        arr = np.ascontiguousarray(arr)
+        if isinstance(key, tuple):
+            layer, role = key
+            if str(role).lower() not in roles:
+                raise ValueError(f"refit: weights {key!r}: unknown role {role!r}; expected one of {', '.join(roles)}")
+            updates.append((layer, roles[str(role).lower()], arr))
+        elif isinstance(key, str):
+            updates.append((key, None, arr))
+        else:
+            raise ValueError(f"refit: weights key {key!r} must be a weights name or a (layer name, role) pair")
+    return updates
+
+
+def refit(engine_or_plan, weights, device=0):
+    """Replace weights in a refittable engine (an Engine, an ICudaEngine or plan bytes/path) and
+    return the engine. `weights` maps a weights name (set_named_weights) or (layer name, role such as "kernel"
+    or "bias") (set_weights) to an array. Needs a GPU that runs the engine: TensorRT refits device memory."""
+    updates = _weight_updates(weights)
+    reason = execution_unavailable(device)
+    if reason is not None:
+        raise ExecutionError(f"cannot refit here: {reason}")
+    engine = engine_or_plan if isinstance(engine_or_plan, Engine) else None
+    if engine is None and not hasattr(engine_or_plan, "create_execution_context"):
+        engine = Engine(engine_or_plan, device)
+    cuda_engine = engine.executor.engine if engine is not None else engine_or_plan
+    import torch
+    with torch.cuda.device(device):
+        _apply(cuda_engine, updates)
+    return engine if engine is not None else cuda_engine
+
+
+def _apply(cuda_engine, updates):
+    t = backend.trt()
+    logger = backend.logger()
+    logger.errors.clear()
+    refitter = t.Refitter(cuda_engine, logger)
+    for name, role, arr in updates:  # arrays stay referenced by `updates` until the refit returns
+        ok = (refitter.set_named_weights(name, t.Weights(arr)) if role is None
+              else refitter.set_weights(name, role, t.Weights(arr)))
+        if not ok:
+            raise RefitError(f"refit: TensorRT rejected weights for {name!r}: " + "; ".join(logger.errors))
+    missing = refitter.get_missing_weights()
+    if missing:
+        raise RefitError(f"refit: weights still missing for {', '.join(missing[:5])}"
+                         + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+    if not refitter.refit_cuda_engine():
+        raise RefitError("refit: TensorRT could not refit the engine: " + "; ".join(logger.errors))

@@ -1,4 +1,4 @@
-"""PyTorch weights as numpy arrays: read `.wts`, `.pth`/`.pt` and `.safetensors`, write `.wts` and `.safetensors`.
+"""PyTorch weights as numpy arrays: read `.wts`, `.pth`/`.pt` and `.safetensors`; write `.wts`, `.safetensors`, `.pth`.
 
 Network builders index a `WeightMap` by state_dict name (`w["layer1.0.conv1"]["weight"]`); a missing
 name fails with the closest real names, and `unused()` tells which tensors a builder never read.
@@ -13,7 +13,6 @@ import math
 import os
 import pickle
 import re
-import secrets
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import TrtnetError
+from .files import write_atomic
 
 SUFFIXES = (".wts", ".pth", ".pt", ".safetensors")
 CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights", "ema")
@@ -585,25 +585,18 @@ def save_wts(tensors, path):
             f.write(b"%s %d%s" % (name.encode(), flat.size, b" " if flat.size else b""))
             f.write(flat.tobytes().hex(" ", 4).encode())
             f.write(b"\n")
-    _atomic_write(path, write)
+    write_atomic(path, write)
 
 
 def save_safetensors(tensors, path):
     """Write `.safetensors` with float32 for floating tensors and integer types kept."""
     from safetensors.numpy import save
     arrays = {name: _to_numpy(value) for name, value in tensors.items()}
-    _atomic_write(path, lambda f: f.write(save(arrays)))
+    write_atomic(path, save(arrays))
 
 
-def _atomic_write(path, write):
-    """Readers never see a half-written file: write beside it, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def save_pth(tensors, path):
+    """Write a plain state_dict of tensors with torch.save: what `torch.load(..., weights_only=True)` reads."""
+    import torch
+    state = {name: torch.from_numpy(_to_numpy(value)) for name, value in tensors.items()}
+    write_atomic(path, lambda f: torch.save(state, f))

@@ -13,7 +13,8 @@ class Runner:
 
     def __init__(self, name, shape=None, profiles=None):
         from .. import harness, zoo
-        from ..engine import build_engine, create_network, execution_unavailable
+        from ..engine import build_engine, create_network
+        from ..runtime import Engine, execution_unavailable
         from ..weights import WeightMap
         spec = zoo.get(name)
         self.graph = spec.graph(WeightMap(harness.export_state(name)), shape)
@@ -21,7 +22,6 @@ class Runner:
         reason = execution_unavailable()
         self.engine = self.network = None
         if reason is None:
-            from ..runtime import Engine
             self.engine = Engine(build_engine(self.graph, profiles, progress=False)[0])
             self.backend = "TensorRT engine"
         else:

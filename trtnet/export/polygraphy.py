@@ -1,8 +1,12 @@
 """A Polygraphy network script: `polygraphy convert net.py --model-type=trt-network-script
 --trt-config-script net.py -o model.engine` then builds the model that trtnet emits, with trtnet's profile."""
 import os
+import sys
 
-from . import resolve_weights
+from .. import backend
+from ..engine import profiles_for
+from ..files import write_atomic
+from . import load_graph, resolve_weights
 
 TEMPLATE = '''"""Polygraphy network script for {model}, written by `python -m trtnet.export polygraphy`.
 
@@ -13,8 +17,8 @@ With TensorRT for RTX, set POLYGRAPHY_USE_TENSORRT_RTX=1 (trtnet then emits thro
 import os
 
 from trtnet import backend
-from trtnet.engine import create_network
-from trtnet.export import input_profiles, load_graph
+from trtnet.engine import builder_config, create_network
+from trtnet.export import load_graph
 
 MODEL = {model!r}
 WEIGHTS = {weights!r}
@@ -34,16 +38,8 @@ def load_network():
 
 def load_config(builder, network):
     """trtnet's build settings: TF32 off, the optimization profiles of PROFILES."""
-    t = backend.trt()
-    config = builder.create_builder_config()
-    config.clear_flag(t.BuilderFlag.TF32)
     graph = _keep[-1][0] if _keep else load_graph(MODEL, WEIGHTS)[1]  # Polygraphy may import this file twice
-    for shapes in input_profiles(graph, PROFILES):
-        profile = builder.create_optimization_profile()
-        for name, (lo, opt, hi) in shapes.items():
-            profile.set_shape(name, lo, opt, hi)
-        config.add_optimization_profile(profile)
-    return config
+    return builder_config(builder, graph, PROFILES)
 '''
 
 
@@ -53,12 +49,9 @@ def write_script(model, path, weights=None, profiles=None, graph=None):
     directory."""
     if model.split(":", 1)[0].endswith(".py"):
         model = os.path.abspath(model)
-    from ..engine import profiles_for
-    from . import load_graph
     profiles = profiles_for(graph or load_graph(model, weights)[1], profiles)
     text = TEMPLATE.format(model=model, weights=resolve_weights(model, weights), profiles=profiles,
                            file=os.path.basename(path), stem=os.path.splitext(os.path.basename(path))[0])
-    from ..engine import write_atomic
     write_atomic(path, text.encode())
     return path
 
@@ -66,8 +59,6 @@ def write_script(model, path, weights=None, profiles=None, graph=None):
 def run_tool(argv):
     """Polygraphy's own command line (`inspect model net.py ...`) with `tensorrt` resolved to the TensorRT trtnet
     selected: Polygraphy's `inspect` imports `tensorrt` by name, which TensorRT for RTX does not provide."""
-    import sys
-    from .. import backend
     t = backend.trt()
     if t.__name__ != "tensorrt":
         sys.modules.setdefault("tensorrt", t)

@@ -1,10 +1,9 @@
 """A Triton Inference Server model repository for a TensorRT plan: `REPO/NAME/config.pbtxt` and
 `REPO/NAME/VERSION/model.plan`, with the model configuration derived from the network's IO and profiles."""
 import os
-import shutil
-import tempfile
 
-from ..runtime import TensorSpec, network_io, profile_shapes
+from ..files import write_directory
+from ..tensors import TensorSpec, network_io, profile_shapes
 
 TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "int8": "TYPE_INT8",
                 "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8"}
@@ -84,35 +83,5 @@ def write_repository(network_or_io, plan_bytes, repo_dir, name, profiles=None, i
         raise ExportError(f"model '{name}': the engine plan is empty")
     inputs, outputs = _io(network_or_io, profiles)
     text = config_text(name, inputs, outputs, instances_per_gpu, max_queue_delay_us, gpus)
-    os.makedirs(repo_dir, exist_ok=True)
-    final = os.path.join(repo_dir, name)
-    tmp = tempfile.mkdtemp(dir=repo_dir, prefix=f".{name}.tmp-")
-    try:
-        os.makedirs(os.path.join(tmp, str(version)))
-        with open(os.path.join(tmp, "config.pbtxt"), "w") as f:
-            f.write(text)
-        with open(os.path.join(tmp, str(version), "model.plan"), "wb") as f:
-            f.write(bytes(plan_bytes))
-        os.chmod(tmp, 0o777 & ~_umask())
-        _replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _replace_dir(src, dst):
-    """Rename `src` to `dst`; an existing `dst` is moved aside first and removed after."""
-    old = None
-    if os.path.exists(dst):
-        old = tempfile.mkdtemp(dir=os.path.dirname(dst), prefix=f".{os.path.basename(dst)}.old-")
-        os.rename(dst, os.path.join(old, "model"))
-    os.rename(src, dst)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
+    return write_directory(os.path.join(repo_dir, name), {"config.pbtxt": text.encode(),
+                                                         os.path.join(str(version), "model.plan"): plan_bytes})
