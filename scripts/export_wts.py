@@ -2,7 +2,7 @@
 
   python scripts/export_wts.py lenet                      # trains LeNet for a few seconds on bundled digits
   python scripts/export_wts.py resnet50                   # seeded random init, non-trivial BatchNorm statistics
-  python scripts/export_wts.py resnet50 --checkpoint resnet50.pth --format safetensors
+  python scripts/export_wts.py resnet50 --checkpoint resnet50.pth --format safetensors   # or pth
   python scripts/export_wts.py mymodel.py:tiny            # a model file of your own (default: weights/tiny.wts)
 
 Nothing is downloaded: checkpoints come from a file you give.
@@ -14,7 +14,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from trtnet import cli  # noqa: E402
+from trtnet import cli, weights  # noqa: E402
+
+WRITERS = {"wts": weights.save_wts, "safetensors": weights.save_safetensors, "pth": weights.save_pth}
 
 
 def arguments(argv):
@@ -25,7 +27,7 @@ def arguments(argv):
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="unpickle an Ultralytics .pt checkpoint "
                         "(whole Python objects: loading it runs code from the file)")
-    p.add_argument("--format", choices=("wts", "safetensors"), default="wts", help="output format (default wts)")
+    p.add_argument("--format", choices=tuple(WRITERS), default="wts", help="output format (default wts)")
     p.add_argument("-o", "--output", metavar="PATH", help="output file (default weights/MODEL.FORMAT)")
     p.add_argument("--seed", default="0", help="seed for the random init or the training (default 0)")
     p.add_argument("--list", action="store_true", help="list the zoo's models")
@@ -38,19 +40,19 @@ def arguments(argv):
 
 def export(args, timeline):
     from trtnet import harness, zoo
-    from trtnet.weights import save_safetensors, save_wts
+    from trtnet.events import Events
     from zoo import yolo
-    start = time.perf_counter()
-    with timeline.part("import model"):
+    start, events = time.perf_counter(), Events(timeline)
+    with events.phase("import model"):
         name = zoo.get(args.model).name
-    with timeline.part("export"):
+    with events.phase("export"):
         if args.checkpoint and name in yolo.VARIANTS and args.checkpoint.endswith(".pt"):
             state = yolo.ultralytics_state(args.checkpoint, trust=args.trust_checkpoint)
         else:
             state = harness.export_state(args.model, args.checkpoint, args.seed)
     out = args.output or os.path.join("weights", f"{name}.{args.format}")
-    with timeline.part("write"):
-        (save_wts if args.format == "wts" else save_safetensors)(state, out)
+    with events.phase("write"):
+        WRITERS[args.format](state, out)
     n = sum(v.size for v in state.values())
     print(f"wrote {out}: {len(state)} tensors, {n:,} values, {os.path.getsize(out) / 2**20:.1f} MiB "
           f"in {time.perf_counter() - start:.1f} s")

@@ -238,7 +238,7 @@ class Timeline(Listener):
                                                      and phase not in self.bars)
 
     def progress(self, phase, done, total):
-        if not self.show:
+        if not self.show or phase in self.OWN_PROGRESS:
             return
         bar = self.bars.get(phase)
         if bar is None:
@@ -406,10 +406,9 @@ def command(argv, arguments, validate, run):
     return run_command(args, go, timeline)
 
 
-def run_command(args, fn, timeline=None):
-    """Run `fn()` with signals handled; every failure becomes one `error:` line (after its traceback with -v or
-    TRTNET_DEBUG=1) and exit status 1."""
-    timeline = timeline or Timeline(show=False)
+def run_command(args, fn, timeline):
+    """Run `fn()` with signals handled (`timeline` names what a signal stops); every failure becomes one `error:`
+    line (after its traceback with -v or TRTNET_DEBUG=1) and exit status 1."""
     signals = Signals(timeline)
     saved = [(s, signal.getsignal(s)) for s in (signal.SIGINT, signal.SIGTERM)]
     signals.install()

@@ -105,7 +105,9 @@ def _import_file(path, mtime):
     _FILE.append((path, {}))
     try:
         spec.loader.exec_module(module)
-    except (ImportError, SyntaxError) as e:
+    except SyntaxError as e:
+        raise GraphError(f"{os.path.relpath(path)}:{e.lineno}: cannot import the model file: {e.msg}") from e
+    except ImportError as e:
         raise GraphError(f"{path}: cannot import the model file: {e}") from e
     finally:
         models = _FILE.pop()[1]

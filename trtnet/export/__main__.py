@@ -2,7 +2,9 @@
 import argparse
 import sys
 
+from .. import cli
 from ..backend import ENV, FLAVOURS
+from ..events import Events
 
 EPILOG = """examples:
   python -m trtnet.export triton resnet18 --repo models --instances-per-gpu 2 --max-queue-delay-us 100
@@ -29,6 +31,9 @@ def parser():
         s.add_argument("--profile", action="append", default=[], metavar="SHAPES",
                        help="one more optimization profile, in --shapes' form")
         s.add_argument("--backend", choices=FLAVOURS, help=f"TensorRT flavour; default ${ENV}, else the first that imports")
+        g = s.add_mutually_exclusive_group()
+        g.add_argument("-v", "--verbose", action="store_true", help="TensorRT's info messages; tracebacks on errors")
+        g.add_argument("-q", "--quiet", action="store_true", help="no progress bars; only results and errors")
     tri.add_argument("--repo", required=True, metavar="DIR", help="Triton model repository")
     tri.add_argument("--name", help="model name in the repository (default: MODEL)")
     tri.add_argument("--instances-per-gpu", type=int, default=1, metavar="N", help="instance_group count (default 1)")
@@ -39,7 +44,6 @@ def parser():
 
 
 def profiles(args, graph):
-    from .. import cli
     batch = None if args.batch is None else cli.parse_batch(args.batch)
     return cli.to_profiles(graph, cli.parse_shapes(args.shapes, args.profile), batch)
 
@@ -68,15 +72,18 @@ def main(argv=None):
         from .polygraphy import run_tool
         return run_tool(argv[1:])
     args = parser().parse_args(argv)
-    from ..backend import select
-    try:
-        select(args.backend)
-        (triton if args.format == "triton" else polygraphy)(args)
+    timeline = cli.Timeline(show=False)   # names what a signal stops
+
+    def go():
+        if args.format == "polygraphy":
+            cli.check_output(args.output)
+        with Events(timeline).phase(f"exporting {args.model}"):
+            cli.setup(args)
+            (triton if args.format == "triton" else polygraphy)(args)
         return 0
-    except (ValueError, LookupError, RuntimeError, OSError) as e:
-        print(f"error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", file=sys.stderr)
-        return 1
+
+    return cli.run_command(args, go, timeline)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit_now(main())

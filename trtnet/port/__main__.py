@@ -2,22 +2,31 @@
 import argparse
 import sys
 
+from .. import cli
+from ..events import Events
+
 
 def _inputs(values):
     out = {}
     for v in values or ():
         parts = v.split(":")
-        if len(parts) < 2:
-            raise SystemExit(f"--input {v!r}: expected name:1x3x224x224[:dtype]")
-        out[parts[0]] = (tuple(int(d) for d in parts[1].split("x")), parts[2] if len(parts) > 2 else "float32")
+        if len(parts) not in (2, 3) or not parts[0]:
+            raise cli.UsageError(f"--input {v!r}: expected NAME:1x3x224x224[:DTYPE]")
+        out[parts[0]] = (cli.parse_dims(parts[1], f"--input {v!r}"), parts[2] if len(parts) > 2 else "float32")
     return out or None
 
 
 def _dynamic(values):
-    return {n: tuple(int(a) for a in axes.split(",")) for n, _, axes in (v.partition(":") for v in values or ())}
+    out = {}
+    for v in values or ():
+        name, sep, axes = v.partition(":")
+        if not sep or not name:
+            raise cli.UsageError(f"--dynamic {v!r}: expected NAME:AXES such as images:0 or ids:0,1")
+        out[name] = tuple(cli.count(a, f"--dynamic {v!r}", 0, 64) for a in axes.split(","))
+    return out
 
 
-def main(argv=None):
+def arguments(argv):
     p = argparse.ArgumentParser("python -m trtnet.port", description=__doc__.split(":", 1)[1].strip())
     p.add_argument("spec", help="torchvision:NAME, timm:NAME, transformers:CLASS{json config}, package.module:factory"
                                 "{json kwargs}")
@@ -26,18 +35,39 @@ def main(argv=None):
     p.add_argument("--dynamic", action="append", metavar="NAME:AXES", help="axes of an input made dynamic (0 = batch)")
     p.add_argument("--weights", help="weights file to write (default FILE.safetensors; .wts on request)")
     p.add_argument("--check", action="store_true", help="check the written model against the module (fp32, 1e-4)")
-    args = p.parse_args(argv)
+    p.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
+    return p.parse_args(argv)
+
+
+def port(args):
+    inputs, dynamic = _inputs(args.input), _dynamic(args.dynamic)
+    cli.check_output(args.output)
+    if args.weights:
+        cli.check_output(args.weights, "--weights")
     from . import PortError, port_spec
     try:
-        r = port_spec(args.spec, args.output, _inputs(args.input), _dynamic(args.dynamic), args.weights, args.check)
-    except PortError as e:
-        print(f"trtnet.port: {e}", file=sys.stderr)
-        return 1
+        r = port_spec(args.spec, args.output, inputs, dynamic, args.weights, args.check)
+    except PortError as e:  # one line for all the unsupported operations it lists, one a line
+        first, *rest = str(e).splitlines() or [""]
+        raise PortError(" ".join([first, "; ".join(line.strip() for line in rest)]).strip()) from e
+    except Exception as e:  # noqa: BLE001  (the module's own code, timm, transformers, torch.export, fx)
+        raise PortError(f"cannot port {args.spec}: {cli.message(e, where=False)}") from e
     print(f"wrote {r.path} ({r.lines} lines, captured with {r.method}, {r.seconds:.1f} s) and {r.weights}")
     if r.report is not None:
         print(r.report.summary())
     return 0 if r.ok else 1
 
 
+def main(argv=None):
+    args = arguments(argv)
+    timeline = cli.Timeline(show=False)   # names what a signal stops
+
+    def go():
+        with Events(timeline).phase(f"porting {args.spec}"):
+            return port(args)
+
+    return cli.run_command(args, go, timeline)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit_now(main())

@@ -41,8 +41,10 @@ def load_spec(spec):
     if kind == "transformers":
         cls = transformers_class(name)
         return cls(cls.config_class(**kwargs)), ("transformers", name, kwargs)
-    factory = getattr(importlib.import_module(kind), name)
-    return factory(**kwargs), (kind, name, kwargs)
+    module = getattr(importlib.import_module(kind), name)(**kwargs)
+    if not isinstance(module, torch.nn.Module):
+        raise PortError(f"{kind}:{name} returned {type(module).__name__}, expected a torch.nn.Module")
+    return module, (kind, name, kwargs)
 
 
 def transformers_class(name):

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from .. import backend
 from ..files import write_atomic
 from ..graph import GraphError
 from ..ops.quant import QMAX
@@ -175,9 +176,7 @@ def collect(graph, data, tensors, batch=32, progress=None):
     hists = {t: Histogram() for t in tensors}
     n = len(next(iter(data.values())))
     steps = range(0, n, batch)
-    if progress is None:
-        progress = sys.stderr.isatty()
-    if progress:
+    if progress is not False and (sys.stderr.isatty() if backend.SHOW is None else backend.SHOW):  # terminals only
         from tqdm import tqdm
         steps = tqdm(steps, desc="calibrating", unit="batch")
     for s in steps:

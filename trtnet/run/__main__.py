@@ -1,9 +1,10 @@
 """python -m trtnet.run ENGINE: run a serialized engine on a GPU, print its outputs and latency percentiles."""
 import argparse
 import os
-import sys
 
+from .. import cli
 from ..backend import ENV, FLAVOURS
+from ..events import Events
 
 EPILOG = """examples:
   python -m trtnet.run engines/resnet18.engine
@@ -25,6 +26,7 @@ def parser():
     p.add_argument("--device", type=int, default=0, metavar="N", help="GPU (default 0)")
     p.add_argument("--backend", choices=FLAVOURS, help=f"TensorRT flavour; default ${ENV}, else the first that imports")
     p.add_argument("--profile", type=int, default=0, metavar="N", help="optimization profile (default 0)")
+    p.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
     return p
 
 
@@ -34,13 +36,12 @@ def run(args):
     if not os.path.isfile(args.engine):
         raise ValueError(f"no engine file {os.path.abspath(args.engine)}")
     from ..backend import select
-    from ..engine import execution_unavailable
+    from ..runtime import Engine, ExecutionError, execution_unavailable
     select(args.backend)
     reason = execution_unavailable(args.device)
     if reason is not None:
-        raise RuntimeError(f"cannot run {args.engine} here: {reason}")
+        raise ExecutionError(f"cannot run {args.engine} here: {reason}")
     import torch
-    from ..runtime import Engine
     engine = Engine(args.engine, args.device)
     context = engine.context(profile=args.profile)
     arrays = make_inputs(engine.inputs, sources, shapes, args.profile)
@@ -53,12 +54,14 @@ def run(args):
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, RuntimeError, OSError) as e:
-        print(f"error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", file=sys.stderr)
-        return 1
+    timeline = cli.Timeline(show=False)   # names what a signal stops
+
+    def go():
+        with Events(timeline).phase(f"running {args.engine}"):
+            return run(args)
+
+    return cli.run_command(args, go, timeline)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit_now(main())
