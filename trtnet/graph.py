@@ -237,14 +237,14 @@ class Graph:
         return list(self.dims)
 
     def __str__(self):
-        rows = [("name", "op", "inputs", "output", "params", "attributes", "line")]
+        rows = [("name", "op", "inputs", "output", "params", "line", "attributes")]
         for n in self.nodes:
             ins = ", ".join(i.name for i in n.inputs)
+            # in the op's declaration order (trtnet.ops records them so), all of them: the column comes last
             attrs = ", ".join(f"{k}={_fmt_attr(v)}" for k, v in n.attrs.items() if v is not None)
             rows.append((n.name, n.op, ins if len(ins) < 40 else ins[:37] + "...",
                          fmt_shape(n.shape) + ("" if n.dtype == "float32" else " " + n.dtype),
-                         f"{n.num_params():,}" if n.params else "", attrs if len(attrs) < 50 else attrs[:47] + "...",
-                         n.where))
+                         f"{n.num_params():,}" if n.params else "", n.where, attrs))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         ranges = "; ".join(f"{k} in {lo}..{hi} (opt {opt})" for k, (lo, opt, hi) in self.ranges.items())
         lines = [f"graph {self.name}: {len(self.nodes)} nodes, {self.num_params():,} parameters, "
@@ -256,10 +256,12 @@ class Graph:
 
 
 def _fmt_attr(v):
+    """An attribute's value as its type reads: a float keeps its point (1.0, not the int 1)."""
     if isinstance(v, np.ndarray):
         return f"array{v.shape}" if v.size > 4 else str(v.tolist())
     if isinstance(v, float):
-        return f"{v:g}"
+        text = f"{v:g}"
+        return text if any(c in text for c in ".eni") else text + ".0"
     if isinstance(v, (tuple, list)):
         return "(" + ", ".join(_fmt_attr(i) for i in v) + ("," if len(v) == 1 else "") + ")"
     return str(v)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backend import trt
+from ..registry import Registry
 
 __all__ = ["run_network", "UnsupportedLayerError"]
 
@@ -41,7 +42,7 @@ def _need(cond, what):
         raise _Unsupported(what)
 
 
-_LAYERS = {}
+_LAYERS = Registry("interpreter kernel")   # LayerType name -> (fn, class name to read the layer back as)
 
 
 def _layer(kind, cls):
@@ -49,7 +50,7 @@ def _layer(kind, cls):
 
     Keyed by name so that importing this module does not choose the TensorRT flavour."""
     def register(fn):
-        _LAYERS[kind] = (fn, cls)
+        _LAYERS.add(kind, (fn, cls), fn)
         return fn
     return register
 

@@ -101,12 +101,12 @@ def _pool(e, n, x):
     a = n.attrs
     if any(d != 1 for d in a["dilation"]):
         return _dilated_max_pool(e, n, x)
-    kind = e.t.PoolingType.MAX if a["kind"] == "max" else e.t.PoolingType.AVERAGE
+    kind = e.t.PoolingType.MAX if n.op == "max_pool" else e.t.PoolingType.AVERAGE
     post = list(a["padding"])
     if a["ceil_mode"]:  # PyTorch's ceil_mode sizes, reached exactly with extra end padding under round-down
         post = [max(p, (o - 1) * s + k - i - p) for o, s, k, i, p in
                 zip(n.shape[2:], a["stride"], a["kernel"], n.inputs[0].shape[2:], a["padding"])]
-    if a["kind"] == "avg" and a["count_include_pad"] and any(q > p for q, p in zip(post, a["padding"])):
+    if n.op == "avg_pool" and a["count_include_pad"] and any(q > p for q, p in zip(post, a["padding"])):
         raise NotImplementedError(f"layer '{n.name}': average pooling with ceil_mode and count_include_pad=True "
                                   "has windows past the padding, which TensorRT cannot divide as PyTorch does")
 

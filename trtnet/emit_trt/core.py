@@ -7,17 +7,11 @@ tensors computed from the network inputs' run-time shapes (`Emission.dim`).
 import numpy as np
 
 from ..backend import trt
+from ..registry import Registry
 from ..shape import Expr, is_static
 
-EMIT = {}
-
-
-def emitter(*ops):
-    def register(fn):
-        for op in ops:
-            EMIT[op] = fn
-        return fn
-    return register
+EMIT = Registry("TensorRT emitter")   # graph op name -> fn(emission, node, *input tensors)
+emitter = EMIT.register
 
 
 NP_TYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "int32": np.int32, "int64": np.int64,

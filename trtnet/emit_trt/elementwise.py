@@ -24,7 +24,7 @@ _LOGICAL = ("eq", "ne", "logical_and", "logical_or", "logical_xor")
 
 @emitter(*_BINARY, "ne", "le", "ge", "remainder")
 def _binary(e, n, a, b):
-    r, kind = len(n.shape), n.attrs["kind"]
+    r, kind = len(n.shape), n.op
     a, b = (e.unsqueeze_to(v, node, r, f"{n.name}/{side}") for v, node, side in
             ((a, n.inputs[0], "lhs"), (b, n.inputs[1], "rhs")))
     if n.inputs[0].dtype != "bool" or kind in _LOGICAL:
@@ -63,7 +63,7 @@ _UNARY = {"exp": "EXP", "log": "LOG", "sqrt": "SQRT", "abs": "ABS", "neg": "NEG"
 
 @emitter(*_UNARY, "rsqrt", "trunc")
 def _unary_op(e, n, x):
-    kind = n.attrs["kind"]
+    kind = n.op
     if n.inputs[0].dtype not in ("float32", "float16", "bfloat16", "bool"):   # integers: TensorRT lacks these
         if kind in ("floor", "ceil", "round", "trunc"):
             return e.named(e.network.add_identity(x), n.name)
@@ -95,7 +95,7 @@ def _scalar(e, n, value, name):
 @emitter("relu", "sigmoid", "tanh", "leaky_relu", "gelu", "hardsigmoid", "hardtanh", "relu6", "elu", "selu",
          "softsign", "softplus")
 def _activation(e, n, x):
-    a, kind = n.attrs, n.attrs["kind"]
+    a, kind = n.attrs, n.op
     if kind == "gelu":
         return _act(e, x, "GELU_TANH" if a["approximate"] == "tanh" else "GELU_ERF", n.name)
     if kind == "hardsigmoid":
@@ -123,7 +123,7 @@ def _activation(e, n, x):
 @emitter("silu", "hardswish", "mish", "celu", "logsigmoid")
 def _composite(e, n, x):
     """Activations TensorRT has no single type for, from the ones it has."""
-    kind = n.attrs["kind"]
+    kind = n.op
     if kind == "silu":
         return _elementwise(e, x, _act(e, x, "SIGMOID", f"{n.name}/gate", helper=True), "PROD", n.name)
     if kind == "hardswish":

@@ -7,9 +7,12 @@ from ..graph import Node
 from ..shape import same
 from ..weights import WeightMap
 from .core import Layer, broadcast, const, fmt, op, public, static_int
+from .elementwise import cast, logical_and, logical_not, tensor, where
+from .nn import fc, matmul, softmax
+from .shape import permute, reshape, transpose
 
 
-@op("scaled_dot_product_attention")
+@op("scaled_dot_product_attention", scale=float, is_causal=bool, enable_gqa=bool)
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                                  enable_gqa=False, name=None):
     """F.scaled_dot_product_attention on (N, L, E) or (N, H, L, E) inputs: a bool mask keeps its True
@@ -63,7 +66,6 @@ def _mask(L, m, q, k):
         return m
     if not m.is_float:
         L.fail(f"attn_mask must be bool or floating-point, got {m.dtype}")
-    from .elementwise import cast
     return cast(m, q.dtype)
 
 
@@ -73,7 +75,6 @@ def multi_head_attention(query, key, value, w, num_heads, key_padding_mask=None,
     """nn.MultiheadAttention (eval) from its state_dict view `w`: in_proj_weight/bias or q/k/v_proj_weight,
     out_proj. key_padding_mask (N, S) and attn_mask (L, S) or (N*num_heads, L, S): True or -inf blocks a key.
     Returns the output, and with need_weights also the attention weights averaged over the heads."""
-    from . import fc, matmul, permute, reshape, softmax, tensor, transpose
     prefix = name or w.prefix or "attn"
     L = Layer("scaled_dot_product_attention", query, prefix)
     for k in ("bias_k", "bias_v"):
@@ -126,7 +127,6 @@ def _projection(L, w, i, e, x):
 
 def _mha_mask(L, key_padding_mask, attn_mask, q, k, prefix):
     """Both masks as one: a keep mask when both are bool, else additive (True -> -inf)."""
-    from . import logical_and, logical_not, reshape, where
     n, h, lq, s = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
     parts = []
     if key_padding_mask is not None:
@@ -150,7 +150,6 @@ def _mha_mask(L, key_padding_mask, attn_mask, q, k, prefix):
 
 
 def _apply_mask(scores, mask, prefix):
-    from . import where
     if mask.dtype == "bool":
         return where(mask, scores, float("-inf"), name=f"{prefix}.masked")
     return scores + mask

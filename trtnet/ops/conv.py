@@ -14,7 +14,11 @@ def _spatial_rank(L, x):
     return x.rank - 2
 
 
-@op("conv")
+# conv's attributes, which qconv shares
+CONV = dict(kernel=tuple, stride=tuple, padding=tuple, post_padding=tuple, dilation=tuple, groups=int, out=int)
+
+
+@op("conv", **CONV)
 def conv(x, w, out=None, kernel=None, stride=1, padding=0, dilation=1, groups=1, name=None):
     """nn.Conv1d/2d/3d by the input's rank; bias is used when the weights have one. `padding` may be "same"."""
     L = Layer("conv", x, name or w.prefix)
@@ -48,10 +52,11 @@ def conv(x, w, out=None, kernel=None, stride=1, padding=0, dilation=1, groups=1,
         spatial.append((size + a + b - di * (ki - 1) - 1) // si + 1)
     params = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
     return L.emit([x], (x.shape[0], out, *spatial), dict(kernel=k, stride=s, padding=pre, post_padding=post,
-                                                          dilation=d, groups=groups, out=out), params)
+                                                          dilation=d, groups=int(groups), out=int(out)), params)
 
 
-@op("conv_transpose")
+@op("conv_transpose", kernel=tuple, stride=tuple, padding=tuple, output_padding=tuple, dilation=tuple, groups=int,
+    out=int)
 def conv_transpose(x, w, out=None, kernel=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                    name=None):
     """nn.ConvTranspose1d/2d/3d by the input's rank; weight (in, out / groups, *kernel), bias when present."""
@@ -78,10 +83,11 @@ def conv_transpose(x, w, out=None, kernel=None, stride=1, padding=0, output_padd
         L.fail(f"output size {tuple(spatial)} is empty")
     params = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
     return L.emit([x], (x.shape[0], out, *spatial), dict(kernel=k, stride=s, padding=p, output_padding=op_,
-                                                          dilation=d, groups=groups, out=out), params)
+                                                          dilation=d, groups=int(groups), out=int(out)), params)
 
 
-@op("max_pool", "avg_pool")
+@op("max_pool", "avg_pool", kernel=tuple, stride=tuple, padding=tuple, dilation=tuple, ceil_mode=bool,
+    count_include_pad=bool)
 def pool(x, kind, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, count_include_pad=True,
          name=None):
     """Max or average pooling (1-3D by the input's rank) with PyTorch's output sizes (ceil_mode) and padding
@@ -109,8 +115,8 @@ def pool(x, kind, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
         return o - 1 if (o - 1) * si >= i + pi else o  # PyTorch drops a window starting in the padding
 
     shape = (*x.shape[:2], *(size(*a) for a in zip(x.shape[2:], k, s, p, d)))
-    return L.emit([x], shape, dict(kind=kind, kernel=k, stride=s, padding=p, dilation=d, ceil_mode=ceil_mode,
-                                   count_include_pad=count_include_pad))
+    return L.emit([x], shape, dict(kernel=k, stride=s, padding=p, dilation=d, ceil_mode=bool(ceil_mode),
+                                   count_include_pad=bool(count_include_pad)))
 
 
 @public
@@ -125,13 +131,13 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_incl
     return pool(x, "avg", kernel_size, stride, padding, 1, ceil_mode, count_include_pad, name=name)
 
 
-@op("adaptive_avg_pool")
+@op("adaptive_avg_pool", size=tuple)
 def adaptive_avg_pool(x, output_size=1, name=None):
     """nn.AdaptiveAvgPool1d/2d/3d, any output size (uneven or overlapping windows included)."""
     return _adaptive(Layer("adaptive_avg_pool", x, name), x, output_size)
 
 
-@op("adaptive_max_pool")
+@op("adaptive_max_pool", size=tuple)
 def adaptive_max_pool(x, output_size=1, name=None):
     """nn.AdaptiveMaxPool1d/2d/3d (values only), PyTorch's windows [floor(i*I/O), ceil((i+1)*I/O))."""
     return _adaptive(Layer("adaptive_max_pool", x, name), x, output_size)
@@ -155,7 +161,7 @@ def global_avg_pool(x, name=None):
     return adaptive_avg_pool(x, 1, name=name)
 
 
-@op("interpolate")
+@op("interpolate", mode=str, size=tuple, scales=(tuple, None), align_corners=bool)
 def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None, name=None):
     """F.interpolate over the spatial dims: nearest or (bi/tri)linear, by output size or scale factor."""
     L = Layer("interpolate", x, name)
@@ -197,7 +203,7 @@ def upsample(x, scale=None, size=None, mode="nearest", align_corners=False, name
 _PAD_MODES = ("constant", "reflect", "replicate", "circular")
 
 
-@op("pad")
+@op("pad", before=tuple, after=tuple, dims=int, mode=str, value=float)
 def pad(input, pad, mode="constant", value=0.0, name=None):
     """F.pad: `pad` holds (before, after) pairs from the last dim backwards; negative values crop. Modes
     other than constant pad the last 1 to 3 dims of a rank k+1 or k+2 input, as PyTorch requires."""

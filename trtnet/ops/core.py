@@ -1,25 +1,62 @@
 """What every op is built from: the op declaration, the layer being recorded, and shared shape rules.
 
-`@op("name", ...)` declares the graph op names a public function records. Each declared name must have a
-TensorRT emitter (`trtnet.emit_trt`), a PyTorch reference (`trtnet.reference`) and test cases
-(`tests/op_cases.py`); `tests/test_ops.py` fails when one of them lacks a piece.
+`@op("name", attr=type, ...)` declares the graph op names a public function records and the attributes each
+node of them holds. Each declared name must have a TensorRT emitter (`trtnet.emit_trt`), a PyTorch reference
+(`trtnet.reference`) and test cases (`tests/op_cases.py`); `tests/test_op_table.py` fails when one of them
+lacks a piece.
 """
 import math
 
 import numpy as np
 
 from ..graph import DTYPES, PUBLIC, GraphError, Node, user_line
-from ..shape import Expr, is_static, same
+from ..registry import InternalError, Registry, place
+from ..shape import fmt_shape, is_static, same
 from ..weights import MissingWeightError
 
-OPS = {}          # graph op name -> the public function that records it
+OPS = Registry("op")   # graph op name -> its declaration (OpDecl)
 
 
-def op(*names):
-    """Declare that the decorated public function records graph ops `names` (default: its own name)."""
+class OpDecl:
+    """An op's declaration: its attributes' types, in the order print(graph) shows them, and where it is made.
+    Every node of the op holds exactly these attributes."""
+
+    def __init__(self, name, fn, attrs):
+        self.name, self.where = name, place(fn)
+        self.attrs = {k: _types(name, k, v) for k, v in attrs.items()}
+
+    def check(self, attrs):
+        """`attrs` in declaration order; an attribute undeclared, missing or of another type is refused."""
+        for k in attrs:
+            if k not in self.attrs:
+                self.fail(f"records attribute '{k}', which its declaration lacks")
+        for k, types in self.attrs.items():
+            if k not in attrs:
+                self.fail(f"does not record its declared attribute '{k}'")
+            v = attrs[k]
+            if not isinstance(v, types) or isinstance(v, bool) and bool not in types:
+                self.fail(f"attribute '{k}' is {v!r} of type {type(v).__name__}, declared "
+                          f"{' or '.join(t.__name__ for t in types)}")
+        return {k: attrs[k] for k in self.attrs}
+
+    def fail(self, msg):
+        raise InternalError(f"op '{self.name}' (declared at {self.where}) {msg}")
+
+
+def _types(op_name, attr, spec):
+    """A declared type as a tuple of types: a type, or a tuple of them where None allows None."""
+    types = tuple(type(None) if t is None else t for t in (spec if isinstance(spec, tuple) else (spec,)))
+    if not types or not all(isinstance(t, type) for t in types):
+        raise InternalError(f"op '{op_name}': attribute '{attr}' is declared {spec!r}, not a type or tuple of types")
+    return types
+
+
+def op(*names, **attrs):
+    """Declare that the decorated public function records graph ops `names` (default: its own name), whose
+    nodes hold `attrs` (name=type, or name=(type, ..., None) where several types or None are allowed)."""
     def register(fn):
         for n in names or (fn.__name__,):
-            OPS.setdefault(n, fn)
+            OPS.add(n, OpDecl(n, fn, attrs), fn)
         if not fn.__name__.startswith("_"):
             PUBLIC[fn.__name__] = fn
         return fn
@@ -43,7 +80,7 @@ class Layer:
 
     def __init__(self, op_name, x, name=None):
         if op_name not in OPS:
-            raise AssertionError(f"op '{op_name}' is not declared")
+            raise InternalError(f"op '{op_name}' is not declared")
         self.op, self.graph = op_name, x.graph
         self.name = self.graph.unique(name or op_name)
 
@@ -69,13 +106,14 @@ class Layer:
                   f"({math.prod(shape)} values)")
 
     def emit(self, inputs, shape, attrs=None, params=None, dtype=None):
-        return self.graph.add(self.op, inputs, shape, attrs, params, self.name, dtype)
+        return self.graph.add(self.op, inputs, shape, OPS[self.op].check(attrs or {}), params, self.name, dtype)
 
     def emit_multi(self, inputs, outs, attrs=None, params=None):
         """An op with several outputs: `outs` is [(shape, dtype), ...]; returns one node per output. The first
         node is the op itself; the others are `item` nodes reading output k of it."""
         (shape, dtype), rest = outs[0], outs[1:]
-        first = self.graph.add(self.op, inputs, shape, dict(attrs or {}, outputs=len(outs)), params, self.name, dtype)
+        attrs = OPS[self.op].check(dict(attrs or {}, outputs=len(outs)))
+        first = self.graph.add(self.op, inputs, shape, attrs, params, self.name, dtype)
         nodes = [first]
         for k, (shape, dtype) in enumerate(rest, 1):
             nodes.append(self.graph.add("item", [first], shape, {"index": k}, None, f"{self.name}.{k}", dtype))
@@ -110,7 +148,6 @@ class Layer:
 
 
 def fmt(shape):
-    from ..shape import fmt_shape
     return fmt_shape(shape)
 
 
@@ -173,31 +210,6 @@ def const(g, value, dtype, name=None):
 
 def _np_dtype(dtype):
     return {"bfloat16": np.float32}.get(dtype, np.dtype(dtype))
-
-
-def operands(a, b):
-    """Two elementwise operands as Nodes with a common dtype, scalars made constants (torch's promotion)."""
-    x = a if isinstance(a, Node) else b
-    if not isinstance(x, Node):
-        raise GraphError(f"{user_line()}: expected a tensor operand, got {a!r} and {b!r}")
-    if isinstance(a, Node) and isinstance(b, Node):
-        if a.graph is not b.graph:
-            raise GraphError(f"{user_line()}: '{a.name}' and '{b.name}' belong to different graphs")
-        dtype = promote(a.dtype, b.dtype)
-    else:
-        other = b if x is a else a
-        if isinstance(other, Expr):
-            raise GraphError(f"{user_line()}: the size '{other}' is known only at run time; use tn.size(x, dim)")
-        dtype = scalar_dtype(other, x.dtype)
-    cast = _cast_fn()
-    a, b = (cast(v, dtype) if isinstance(v, Node) and v.dtype != dtype else
-            v if isinstance(v, Node) else const(x.graph, v, dtype) for v in (a, b))
-    return a, b, dtype
-
-
-def _cast_fn():
-    from . import cast
-    return cast
 
 
 def static_int(L, v, what):

@@ -1,9 +1,9 @@
 """Elementwise ops: binary arithmetic and comparisons with broadcasting, unary math, activations, casts."""
 import numpy as np
 
-from ..graph import DTYPES, Node
-from ..shape import same
-from .core import Layer, alias, broadcast, const, fmt, op, operands, promote, public, scalar_dtype
+from ..graph import DTYPES, GraphError, Node, user_line
+from ..shape import Expr, same
+from .core import Layer, alias, broadcast, const, fmt, op, promote, public, scalar_dtype
 
 # torch name -> result is bool
 BINARY = {"add": False, "sub": False, "mul": False, "div": False, "pow": False, "maximum": False, "minimum": False,
@@ -26,7 +26,26 @@ def _binary(kind, a, b, name=None):
     if kind.startswith("logical_"):
         a, b = (cast(v, "bool") if v.dtype != "bool" else v for v in (a, b))
     out = "bool" if BINARY[kind] else dtype
-    return L.emit([a, b], broadcast(L, a.shape, b.shape), dict(kind=kind), dtype=out)
+    return L.emit([a, b], broadcast(L, a.shape, b.shape), dtype=out)
+
+
+def operands(a, b):
+    """Two elementwise operands as Nodes with a common dtype, scalars made constants (torch's promotion)."""
+    x = a if isinstance(a, Node) else b
+    if not isinstance(x, Node):
+        raise GraphError(f"{user_line()}: expected a tensor operand, got {a!r} and {b!r}")
+    if isinstance(a, Node) and isinstance(b, Node):
+        if a.graph is not b.graph:
+            raise GraphError(f"{user_line()}: '{a.name}' and '{b.name}' belong to different graphs")
+        dtype = promote(a.dtype, b.dtype)
+    else:
+        other = b if x is a else a
+        if isinstance(other, Expr):
+            raise GraphError(f"{user_line()}: the size '{other}' is known only at run time; use tn.size(x, dim)")
+        dtype = scalar_dtype(other, x.dtype)
+    a, b = (cast(v, dtype) if isinstance(v, Node) and v.dtype != dtype else
+            v if isinstance(v, Node) else const(x.graph, v, dtype) for v in (a, b))
+    return a, b, dtype
 
 
 def _make_binary(kind):
@@ -46,7 +65,7 @@ def _make_unary(kind):
         if kind == "logical_not" and x.dtype != "bool":
             x = cast(x, "bool")
         dtype = "bool" if kind in ("logical_not", "isnan", "isinf") else x.dtype
-        return L.emit([x], x.shape, dict(kind=kind), dtype=dtype)
+        return L.emit([x], x.shape, dtype=dtype)
     fn.__name__ = fn.__qualname__ = kind
     fn.__doc__ = f"torch.{kind}, elementwise."
     return op(kind)(fn)
@@ -62,7 +81,7 @@ def activation(x, kind, name=None, **attrs):
     """One activation op, `attrs` being its torch keyword arguments."""
     L = Layer(kind, x, name)
     L.float_input(x)
-    return L.emit([x], x.shape, dict(kind=kind, **attrs))
+    return L.emit([x], x.shape, attrs)
 
 
 @op()
@@ -80,7 +99,7 @@ def tanh(input, name=None):
     return activation(input, "tanh", name)
 
 
-@op()
+@op(negative_slope=float)
 def leaky_relu(input, negative_slope=0.01, name=None):
     return activation(input, "leaky_relu", name, negative_slope=float(negative_slope))
 
@@ -90,7 +109,7 @@ def silu(input, name=None):
     return activation(input, "silu", name)
 
 
-@op()
+@op(approximate=str)
 def gelu(input, approximate="none", name=None):
     """F.gelu: exact (erf) or approximate='tanh'."""
     if approximate not in ("none", "tanh"):
@@ -108,7 +127,7 @@ def hardsigmoid(input, name=None):
     return activation(input, "hardsigmoid", name)
 
 
-@op()
+@op(min_val=float, max_val=float)
 def hardtanh(input, min_val=-1.0, max_val=1.0, name=None):
     return activation(input, "hardtanh", name, min_val=float(min_val), max_val=float(max_val))
 
@@ -118,7 +137,7 @@ def relu6(input, name=None):
     return activation(input, "relu6", name)
 
 
-@op()
+@op(alpha=float)
 def elu(input, alpha=1.0, name=None):
     return activation(input, "elu", name, alpha=float(alpha))
 
@@ -128,12 +147,12 @@ def selu(input, name=None):
     return activation(input, "selu", name)
 
 
-@op()
+@op(alpha=float)
 def celu(input, alpha=1.0, name=None):
     return activation(input, "celu", name, alpha=float(alpha))
 
 
-@op()
+@op(beta=float, threshold=float)
 def softplus(input, beta=1.0, threshold=20.0, name=None):
     return activation(input, "softplus", name, beta=float(beta), threshold=float(threshold))
 
@@ -165,7 +184,7 @@ def prelu(x, w, name=None):
     return L.emit([x], x.shape, params={"weight": L.param(w, "weight", (count,))})
 
 
-@op("glu")
+@op("glu", dim=int)
 def glu(input, dim=-1, name=None):
     """F.glu: the first half of `dim` gated by the sigmoid of the second half."""
     L = Layer("glu", input, name)
@@ -178,7 +197,7 @@ def glu(input, dim=-1, name=None):
     return L.emit([input], shape, dict(dim=d))
 
 
-@op("clamp")
+@op("clamp", min=(float, int, None), max=(float, int, None))
 def clamp(input, min=None, max=None, name=None):
     """torch.clamp: scalar bounds (either may be None) promote as torch does (an int tensor with a float bound
     gives float32); tensor bounds broadcast, as maximum/minimum."""
@@ -217,7 +236,7 @@ def where(condition, input, other, name=None):
     return L.emit([condition, a, b], shape, dtype=dtype)
 
 
-@op("cast")
+@op("cast", dtype=str)
 def cast(input, dtype, name=None):
     """x.to(dtype): float32, float16, bfloat16, int8, int32, int64, bool, uint8."""
     L = Layer("cast", input, name)
@@ -242,7 +261,7 @@ def dropout(input, p=0.5, training=False, inplace=False, name=None):
     return identity(input, name)
 
 
-@op("const")
+@public
 def tensor(data, like, dtype=None, name=None):
     """A constant array in `like`'s graph (torch.tensor); dtype defaults to the array's (floats: float32)."""
     arr = np.asarray(data)

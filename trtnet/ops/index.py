@@ -20,7 +20,7 @@ def _index(L, index):
         L.fail(f"index '{index.name}' is {index.dtype}; expected int32 or int64")
 
 
-@op("gather")
+@op("gather", dim=int)
 def gather(input, dim, index, name=None):
     """torch.gather: out[i][j][k] = input[index[i][j][k]][j][k] (dim 0); the output has the index's shape."""
     L = Layer("gather", input, name)
@@ -34,7 +34,7 @@ def gather(input, dim, index, name=None):
     return L.emit([input, index], index.shape, dict(dim=d), dtype=input.dtype)
 
 
-@op("index_select")
+@op("index_select", dim=int)
 def index_select(input, dim, index, name=None):
     """torch.index_select: the entries `index` (1-D) of `dim`."""
     L = Layer("index_select", input, name)
@@ -61,7 +61,7 @@ def embedding(ids, w, padding_idx=None, name=None):
     return L.emit([ids], (*ids.shape, weight.shape[1]), params={"weight": weight}, dtype="float32")
 
 
-@op("one_hot")
+@op("one_hot", num_classes=int)
 def one_hot(tensor, num_classes, name=None):
     """F.one_hot: int64 of shape tensor.shape + (num_classes,); num_classes must be given (no data here)."""
     L = Layer("one_hot", tensor, name)
@@ -85,7 +85,7 @@ def _lead(x, n, name):
     return x if x.rank >= n else reshape(x, (1,) * (n - x.rank) + tuple(x.shape), f"{name}/unsqueeze")
 
 
-@op("repeat")
+@op("repeat", repeats=tuple)
 def repeat(input, *sizes, name=None):
     """Tensor.repeat: the whole tensor tiled sizes[i] times along dim i; extra sizes add leading dims."""
     sizes = tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes
@@ -104,14 +104,14 @@ def tile(input, dims, name=None):
     return repeat(input, (1,) * (input.rank - len(dims)) + dims, name=name or "tile")
 
 
-@op("flip")
+@op("flip", dims=tuple)
 def flip(input, dims, name=None):
     """torch.flip: the order of the listed dims reversed."""
     L = Layer("flip", input, name)
     return L.emit([input], input.shape, dict(dims=L.axes(input, dims)))
 
 
-@op("roll")
+@op("roll", shifts=tuple, dims=tuple)
 def roll(input, shifts, dims=None, name=None):
     """torch.roll: elements shifted along dims, wrapping around; dims None rolls the flattened tensor."""
     L = Layer("roll", input, name)
@@ -137,14 +137,14 @@ def _graph_node(like, what):
     return like
 
 
-@op("arange")
+@op("arange", start=(int, float, Expr), end=(int, float, Expr), step=(int, float))
 def arange(start, end=None, step=1, dtype=None, like=None, name=None):
     """torch.arange; start and end may be run-time sizes such as x.shape[1] (then all must be ints).
     `like` is any tensor of the graph. dtype defaults as torch's: int64 for ints, float32 otherwise."""
     L = Layer("arange", _graph_node(like, "arange"), name)
     if end is None:
         start, end = 0, start
-    values = (start, end, step)
+    values = start, end, step = tuple(v.item() if isinstance(v, np.generic) else v for v in (start, end, step))
     if any(isinstance(v, Node) for v in values):
         L.fail("start, end and step must be numbers or symbolic sizes, not tensors")
     ints = all(isinstance(v, (int, np.integer, Expr)) for v in values)

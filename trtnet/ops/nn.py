@@ -2,8 +2,10 @@
 from ..shape import is_static
 from .core import Layer, alias, broadcast, fmt, op, public, static_int
 
+FC = dict(out=int)   # fc's attributes, which qfc shares
 
-@op("fc")
+
+@op("fc", **FC)
 def fc(x, w, out=None, name=None, keys=("weight", "bias")):
     """nn.Linear over the last dimension: y = x @ weight.T + bias (`keys` for other names, e.g. in_proj_weight)."""
     L = Layer("fc", x, name or w.prefix)
@@ -18,13 +20,13 @@ def fc(x, w, out=None, name=None, keys=("weight", "bias")):
     weight = L.param(w, keys[0], (out, k))
     bias = L.param(w, keys[1], (out,), required=False)
     params = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
-    return L.emit([x], (*x.shape[:-1], out), dict(out=out), params)
+    return L.emit([x], (*x.shape[:-1], out), dict(out=int(out)), params)
 
 
 linear = alias(fc, "linear")
 
 
-@op("softmax", "log_softmax")
+@op("softmax", "log_softmax", dim=int)
 def softmax(input, dim=-1, name=None, log=False):
     """F.softmax (or F.log_softmax with log=True) over one dim."""
     L = Layer("log_softmax" if log else "softmax", input, name)
@@ -37,7 +39,7 @@ def log_softmax(input, dim=-1, name=None):
     return softmax(input, dim, name, log=True)
 
 
-@op("bn")
+@op("bn", eps=float)
 def bn(x, w, eps=1e-5, name=None):
     """BatchNorm1d/2d/3d in inference: running statistics, folded to a per-channel scale and shift when emitted."""
     L = Layer("bn", x, name or w.prefix)
@@ -54,7 +56,7 @@ def bn(x, w, eps=1e-5, name=None):
 batch_norm = alias(bn, "batch_norm")
 
 
-@op("layer_norm")
+@op("layer_norm", eps=float, axes=tuple)
 def layer_norm(x, w=None, eps=1e-5, axis=-1, normalized_shape=None, name=None):
     """nn.LayerNorm over the last len(normalized_shape) dims, or over one `axis` (ConvNeXt's LayerNorm2d on
     NCHW uses axis=1). `w` None: no affine weights."""

@@ -16,7 +16,7 @@ def _affine(L, w, c, shape=None):
     return {k: v for k, v in params.items() if v is not None}
 
 
-@op("group_norm")
+@op("group_norm", num_groups=int, eps=float)
 def group_norm(x, num_groups, w=None, eps=1e-5, name=None):
     """nn.GroupNorm on (N, C, ...): channels split into num_groups groups, each normalised over its channels
     and all later dims; `w` holds the per-channel "weight" and "bias" (C,), or None."""
@@ -33,7 +33,7 @@ def group_norm(x, num_groups, w=None, eps=1e-5, name=None):
     return out if x.rank > 2 else reshape(out, x.shape, f"{L.name}/squeeze")
 
 
-@op("instance_norm")
+@op("instance_norm", eps=float)
 def instance_norm(x, w=None, eps=1e-5, name=None):
     """nn.InstanceNorm1d/2d/3d in inference without running statistics: each (sample, channel) normalised
     over the spatial dims; `w` None or the affine "weight" and "bias" (C,)."""
@@ -45,7 +45,7 @@ def instance_norm(x, w=None, eps=1e-5, name=None):
     return L.emit([x], x.shape, dict(eps=float(eps)), _affine(L, w, c))
 
 
-@op("rms_norm")
+@op("rms_norm", eps=float, axes=tuple)
 def rms_norm(x, w=None, normalized_shape=None, eps=None, name=None):
     """F.rms_norm over the last len(normalized_shape) dims (default: the weight's shape, else the last dim):
     x / sqrt(mean(x^2) + eps) * weight; eps None is the dtype's machine epsilon, as in torch."""
@@ -66,7 +66,7 @@ def rms_norm(x, w=None, normalized_shape=None, eps=None, name=None):
     return L.emit([x], x.shape, dict(eps=eps, axes=tuple(range(x.rank - len(shape), x.rank))), params)
 
 
-@op("normalize")
+@op("normalize", p=float, dim=int, eps=float)
 def normalize(input, p=2.0, dim=1, eps=1e-12, name=None):
     """F.normalize: input / max(||input||_p over dim, eps) (p > 0; 2 and 1 without powers)."""
     L = Layer("normalize", input, name)
@@ -76,7 +76,7 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, name=None):
     return L.emit([input], input.shape, dict(p=float(p), dim=L.axis(input, dim), eps=float(eps)))
 
 
-@op("local_response_norm")
+@op("local_response_norm", size=int, alpha=float, beta=float, k=float)
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, name=None):
     """F.local_response_norm (AlexNet): x / (k + alpha * mean of x^2 over `size` neighbouring channels)^beta,
     the window zero-padded at the channel ends and always divided by `size`."""

@@ -5,7 +5,9 @@
 blocks of `block` elements along `axis` (INT4 weights)."""
 import numpy as np
 
+from .conv import CONV
 from .core import Layer, fmt, op, static_int
+from .nn import FC
 
 QMAX = {"int8": 127.0, "fp8": 448.0, "int4": 7.0}
 
@@ -16,7 +18,7 @@ def scales(amax, kind):
     return np.maximum(amax / np.float32(QMAX[kind]), np.float32(1e-12)).astype(np.float32)
 
 
-@op("fake_quant")
+@op("fake_quant", kind=str, axis=(int, None), block=(int, None))
 def _fake_quant(x, amax, kind="int8", axis=None, block=None, dtype=None, name=None):
     """Quantize then dequantize `x` to `kind` with `amax` (scalar, per `axis`, or (rows, blocks) for
     `block`-sized blocks along `axis`); the dequantized output has `dtype` (default x's)."""
@@ -38,10 +40,11 @@ def _fake_quant(x, amax, kind="int8", axis=None, block=None, dtype=None, name=No
                 L.fail(f"block scales of shape {scale.shape}, expected {want}")
     elif scale.ndim:
         L.fail(f"a per-tensor scale must be a scalar, got shape {scale.shape}")
+    block = None if block is None else int(block)
     return L.emit([x], x.shape, dict(kind=kind, axis=axis, block=block), {"scale": scale}, dtype or x.dtype)
 
 
-@op("qconv")
+@op("qconv", **CONV)
 def _qconv(x, weight, like, name=None):
     """A convolution with attributes of recorded conv node `like` whose kernel is the tensor `weight`
     (a fake-quantized constant), bias from `like`."""
@@ -50,7 +53,7 @@ def _qconv(x, weight, like, name=None):
     return L.emit([x, weight], like.shape, dict(like.attrs), params, like.dtype)
 
 
-@op("qfc")
+@op("qfc", **FC)
 def _qfc(x, weight, like, name=None):
     """fc of `like` (x @ weight.T + bias) with its (out, in) weight given as a tensor."""
     L = Layer("qfc", x, name or like.name)

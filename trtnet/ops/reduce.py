@@ -28,21 +28,24 @@ def _integral(x, dtype):
     return x if x.is_float or x.dtype == "int64" else cast(x, "int64")
 
 
-@op()
+AXES = dict(axes=tuple, keepdim=bool)   # the attributes of a reduction over axes
+
+
+@op(**AXES)
 def sum(input, dim=None, keepdim=False, dtype=None, name=None):
     """torch.sum over `dim` (None: every axis); integers and bools sum in int64."""
     L, x, axes, shape = _reduce("sum", _integral(input, dtype), dim, keepdim, name)
     return L.emit([x], shape, dict(axes=axes, keepdim=bool(keepdim)))
 
 
-@op()
+@op(**AXES)
 def prod(input, dim=None, keepdim=False, dtype=None, name=None):
     """torch.prod over `dim` (torch takes one dim; several are allowed here); integers in int64."""
     L, x, axes, shape = _reduce("prod", _integral(input, dtype), dim, keepdim, name)
     return L.emit([x], shape, dict(axes=axes, keepdim=bool(keepdim)))
 
 
-@op()
+@op(**AXES)
 def mean(input, dim=None, keepdim=False, dtype=None, name=None):
     """torch.mean over `dim`; a floating-point input (or dtype=)."""
     L, x, axes, shape = _reduce("mean", input, dim, keepdim, name, dtype)
@@ -50,19 +53,19 @@ def mean(input, dim=None, keepdim=False, dtype=None, name=None):
     return L.emit([x], shape, dict(axes=axes, keepdim=bool(keepdim)))
 
 
-@op()
+@op(**AXES)
 def amax(input, dim=None, keepdim=False, name=None):
     L, x, axes, shape = _reduce("amax", input, dim, keepdim, name)
     return L.emit([x], shape, dict(axes=axes, keepdim=bool(keepdim)))
 
 
-@op()
+@op(**AXES)
 def amin(input, dim=None, keepdim=False, name=None):
     L, x, axes, shape = _reduce("amin", input, dim, keepdim, name)
     return L.emit([x], shape, dict(axes=axes, keepdim=bool(keepdim)))
 
 
-@op("all", "any")
+@op("all", "any", **AXES)
 def all(input, dim=None, keepdim=False, name=None, kind="all"):
     """torch.all: whether every element along `dim` is true (nonzero); a bool result."""
     L, x, axes, shape = _reduce(kind, input, dim, keepdim, name)
@@ -83,7 +86,7 @@ def _one_axis(L, x, dim):
         L.fail("has no TensorRT form for bool inputs (cast to an integer type first)")
 
 
-@op("argmax", "argmin")
+@op("argmax", "argmin", axis=(int, None), keepdim=bool)
 def argmax(input, dim=None, keepdim=False, name=None, kind="argmax"):
     """torch.argmax: int64 index of the first largest value along `dim` (None: of the flattened input)."""
     L = Layer(kind, input, name)
@@ -101,7 +104,7 @@ def argmin(input, dim=None, keepdim=False, name=None):
     return argmax(input, dim, keepdim, name, kind="argmin")
 
 
-@op("max", "min")
+@op("max", "min", axis=int, keepdim=bool, outputs=int)
 def max(input, dim=None, keepdim=False, name=None, kind="max"):
     """torch.max: over everything (amax), as (values, int64 indices) along one dim, or elementwise against a
     tensor (maximum)."""
@@ -123,7 +126,7 @@ def min(input, dim=None, keepdim=False, name=None):
     return max(input, dim, keepdim, name, kind="min")
 
 
-@op()
+@op(axis=int, k=int, largest=bool, outputs=int)
 def topk(input, k, dim=-1, largest=True, sorted=True, name=None):
     """torch.topk: (values, int64 indices) of the k largest (smallest) along `dim`, always sorted, ties lowest
     index first."""
@@ -140,7 +143,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True, name=None):
                                                                                   largest=bool(largest))))
 
 
-@op()
+@op(axis=int)
 def cumsum(input, dim, dtype=None, name=None):
     """torch.cumsum along `dim`; integers and bools accumulate in int64."""
     L = Layer("cumsum", input, name)
@@ -148,7 +151,7 @@ def cumsum(input, dim, dtype=None, name=None):
     return L.emit([x], x.shape, dict(axis=L.axis(x, dim)))
 
 
-@op("var", "std")
+@op("var", "std", **AXES, correction=float)
 def var(input, dim=None, unbiased=None, keepdim=False, correction=None, name=None, kind="var"):
     """torch.var: mean squared deviation over `dim`, divided by (count - correction); correction 1 by default
     (unbiased=False means 0)."""
@@ -165,7 +168,7 @@ def std(input, dim=None, unbiased=None, keepdim=False, correction=None, name=Non
     return var(input, dim, unbiased, keepdim, correction, name, kind="std")
 
 
-@op()
+@op(**AXES)
 def logsumexp(input, dim, keepdim=False, name=None):
     """torch.logsumexp: log(sum(exp(x))) over `dim`, shifted by the maximum so large values do not overflow."""
     L, x, axes, shape = _reduce("logsumexp", input, dim, keepdim, name)

@@ -5,7 +5,10 @@ from .core import Layer, fmt, op, static_int
 GATES = {"lstm": 4, "gru": 3}
 
 
-@op("lstm")
+RNN = dict(hidden_size=int, num_layers=int, bidirectional=bool, batch_first=bool, outputs=int)
+
+
+@op("lstm", **RNN)
 def lstm(x, w, hidden_size, num_layers=1, bidirectional=False, batch_first=False, h0=None, c0=None, name=None):
     """nn.LSTM over x (T, N, I), or (N, T, I) with batch_first; h0/c0 (layers * directions, N, hidden_size)
     default to zeros. Returns (output, (h_n, c_n))."""
@@ -13,7 +16,7 @@ def lstm(x, w, hidden_size, num_layers=1, bidirectional=False, batch_first=False
     return out, (h, c)
 
 
-@op("gru")
+@op("gru", **RNN)
 def gru(x, w, hidden_size, num_layers=1, bidirectional=False, batch_first=False, h0=None, name=None):
     """nn.GRU over x (T, N, I), or (N, T, I) with batch_first; h0 defaults to zeros. Returns (output, h_n)."""
     out, h = _recurrent("gru", x, w, hidden_size, num_layers, bidirectional, batch_first, [h0], name)
@@ -63,14 +66,14 @@ def _state(L, s, shape, dtype):
     return s
 
 
-@op("lstm_cell")
+@op("lstm_cell", hidden_size=int, outputs=int)
 def lstm_cell(x, hc, w, name=None):
     """nn.LSTMCell on x (N, I) with hc = (h, c), each (N, hidden), or None for zeros. Returns (h', c')."""
     h, c = _cell("lstm_cell", x, [None, None] if hc is None else list(hc), w, name)
     return h, c
 
 
-@op("gru_cell")
+@op("gru_cell", hidden_size=int, outputs=int)
 def gru_cell(x, h, w, name=None):
     """nn.GRUCell on x (N, I) with h (N, hidden) or None for zeros. Returns h'."""
     return _cell("gru_cell", x, [h], w, name)[0]

@@ -22,7 +22,7 @@ def _sizes(L, shape):
     return out
 
 
-@op("reshape")
+@op("reshape", shape=tuple)
 def reshape(input, shape, name=None):
     """torch.reshape: the full shape, batch included; one entry may be -1 (inferred), 0 means size 0.
     Sizes may be symbolic (`x.shape[0]`, `x.shape[2] * x.shape[3]`)."""
@@ -100,7 +100,7 @@ def unsqueeze(input, dim, name=None):
     return reshape(input, s, name or "unsqueeze")
 
 
-@op("permute")
+@op("permute", dims=tuple)
 def permute(input, dims, name=None):
     """torch.permute over any dims, the batch included."""
     L = Layer("permute", input, name)
@@ -131,7 +131,7 @@ def movedim(input, source, destination, name=None):
     return permute(input, dims, name or "movedim")
 
 
-@op("slice")
+@op("slice", starts=tuple, steps=tuple)
 def _slice(input, starts, sizes, steps, name=None):
     """Elements starts[i] + k * steps[i] for k < sizes[i] along every axis (sizes may be symbolic)."""
     L = Layer("slice", input, name)
@@ -218,7 +218,7 @@ def narrow(input, dim, start, length, name=None):
     return getitem(input, (builtins.slice(None),) * d + (builtins.slice(start, start + length),), name or "narrow")
 
 
-@op("concat")
+@op("concat", axis=int)
 def cat(tensors, dim=0, name=None):
     """torch.cat along `dim`; other dims must match."""
     xs = list(tensors)

@@ -1,6 +1,7 @@
 """PyTorch meaning of convolution, pooling and resizing."""
 import torch.nn.functional as F
 
+from ..shape import evaluate
 from .core import needs_sizes, ref, t
 
 needs_sizes("interpolate")
@@ -52,7 +53,6 @@ def _interpolate(n, x, env):
     if a["scales"]:
         kw = dict(scale_factor=a["scales"])
     else:
-        from ..shape import evaluate
         kw = dict(size=tuple(evaluate(d, env) for d in a["size"]))
     corners = a["align_corners"] if a["mode"] != "nearest" else None
     return F.interpolate(x, mode=a["mode"], align_corners=corners, **kw)

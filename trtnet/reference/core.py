@@ -6,17 +6,13 @@ recording (layer order, weights, attributes); the TensorRT side is checked by `t
 import numpy as np
 import torch
 
-REF = {}
+from ..graph import GraphError
+from ..registry import Registry
+
+REF = Registry("PyTorch reference")   # graph op name -> fn(node, *input tensors[, env=sizes])
+ref = REF.register
 TORCH_TYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int8": torch.int8,
                "int32": torch.int32, "int64": torch.int64, "bool": torch.bool, "uint8": torch.uint8}
-
-
-def ref(*ops):
-    def register(fn):
-        for op in ops:
-            REF[op] = fn
-        return fn
-    return register
 
 
 def t(a):
@@ -31,7 +27,6 @@ def size_env(graph, vals):
 
 def run_reference(graph, inputs, outputs="marked"):
     """Evaluate `graph` on `inputs` ({input name: array}); returns numpy arrays by node name."""
-    from ..graph import GraphError
     vals = {}
     with torch.no_grad():
         for n in graph.nodes:

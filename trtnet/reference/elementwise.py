@@ -35,17 +35,17 @@ _ACT = {
 
 @ref(*_BINARY)
 def _binary(n, a, b):
-    return _BINARY[n.attrs["kind"]](a, b)
+    return _BINARY[n.op](a, b)
 
 
 @ref(*_UNARY)
 def _unary(n, x):
-    return _UNARY[n.attrs["kind"]](x)
+    return _UNARY[n.op](x)
 
 
 @ref(*_ACT)
 def _activation(n, x):
-    return _ACT[n.attrs["kind"]](x, n.attrs)
+    return _ACT[n.op](x, n.attrs)
 
 
 @ref("prelu")

@@ -1,4 +1,6 @@
 """PyTorch meaning of shape ops."""
+import torch
+
 from ..shape import evaluate
 from .core import needs_sizes, ref
 
@@ -25,7 +27,6 @@ def _slice(n, x, env):
 
 @ref("concat")
 def _concat(n, *xs):
-    import torch
     return torch.cat(xs, dim=n.attrs["axis"])
 
 
