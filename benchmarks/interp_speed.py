@@ -1,9 +1,10 @@
-"""Time the CPU interpreter on ResNet-50 (ONNX -> OnnxParser) against PyTorch CPU inference.
+"""Time the CPU interpreter on a torchvision model (ONNX -> OnnxParser) against PyTorch CPU inference.
 
-    python benchmarks/interp_speed.py [--repeat 5] [--batch 1] [--size 224]
+    python benchmarks/interp_speed.py [--model resnet50] [--repeat 5] [--batch 1] [--size 224] [--smoke]
 
 Random weights (no download); prints the best of `--repeat` runs for each and their ratio. The two
-are timed alternately so that load from other processes affects both alike.
+are timed alternately so that load from other processes affects both alike. `--smoke` runs resnet18 once at
+64x64: it shows the script works, its figures mean little.
 """
 import argparse
 import math
@@ -31,17 +32,21 @@ def timed(fn):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="resnet50", help="a torchvision classification model")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--smoke", action="store_true", help="resnet18, one run at 64x64: quick, figures mean little")
     args = ap.parse_args()
+    if args.smoke:
+        args.model, args.repeat, args.size = "resnet18", 1, 64
 
     t = trt()
     torch.manual_seed(0)
-    model = torchvision.models.resnet50(weights=None).eval()
+    model = getattr(torchvision.models, args.model)(weights=None).eval()
     x = torch.randn(args.batch, 3, args.size, args.size)
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "resnet50.onnx")
+        path = os.path.join(tmp, "model.onnx")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(model, x, path, dynamo=False, opset_version=17, input_names=["x"])
@@ -62,7 +67,7 @@ def main():
     got, want = next(iter(got.values())), want.numpy()
     err = float(np.abs(got - want).max() / np.abs(want).max())
 
-    print(f"resnet50 batch {args.batch} {args.size}x{args.size}, {network.num_layers} layers, "
+    print(f"{args.model} batch {args.batch} {args.size}x{args.size}, {network.num_layers} layers, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {t.__name__} {t.__version__}")
     print(f"interpreter:   {interp_s:.3f} s (best of {args.repeat})")
     print(f"pytorch (cpu): {torch_s:.3f} s (best of {args.repeat})")

@@ -1,9 +1,9 @@
 """Port and check a corpus of PyTorch models: capture method, port seconds, generated lines, check result.
 
-python benchmarks/port_corpus.py [SPEC ...] [--out DIR] [--jobs 2] [--timeout 600]
+python benchmarks/port_corpus.py [SPEC ...] [--out DIR] [--jobs 2] [--timeout 600] [--smoke]
 
 Each model runs in its own process (random init, seed 0), at a small input where the model allows one; the
-check is trtnet.check at batch 2, fp32 tolerance 1e-4.
+check is trtnet.check at batch 2, fp32 tolerance 1e-4. `--smoke` ports torchvision's squeezenet1_0 alone.
 """
 import argparse
 import json
@@ -107,8 +107,11 @@ def main():
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--timeout", type=int, default=600)
+    p.add_argument("--smoke", action="store_true", help="torchvision's squeezenet1_0 alone: quick")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.smoke:
+        args.specs, args.jobs = ["torchvision:squeezenet1_0"], 1
     out_dir = args.out or tempfile.mkdtemp(prefix="port_corpus_")
     if args.child:
         print(json.dumps(run_one(args.specs[0], out_dir, args.size)), flush=True)

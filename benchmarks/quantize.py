@@ -1,16 +1,30 @@
 """Quantization cost of zoo classification models: calibrate on some inputs, measure on others; prints output
 SQNR (dB) and top-1 agreement with fp32 and calibration seconds, per precision and method.
 
-Weights are the zoo's exported ones (`zoo.export_state`): trained on the bundled digits where the model can
-learn them, else seeded with non-trivial BatchNorm statistics. Inputs are seeded normal samples (the digits'
-training split to calibrate and held-out split to measure for the digits models). `--shape` runs at a smaller
-input; a ViT's position embedding is then cut to the token count (a different seeded model, same layers).
+Weights are the zoo's exported ones (`trtnet.harness.export_state`): trained on the bundled digits where the
+model can learn them, else seeded with non-trivial BatchNorm statistics. Inputs are seeded normal samples (the
+model's registered calibration data and its held-out split for the digits models). Each method calibrates on
+its own (`trtnet.quantize`); the quantized and the fp32 graphs run on PyTorch's reference executor. `--shape`
+runs at a smaller input; a ViT's position embedding is then cut to the token count (a different seeded model,
+same layers). `--smoke` measures squeezenet1_1 at 3x32x32 on 16 samples (max calibration) and builds it for one
+GPU target: it shows the script works, its figures mean little.
 
     python benchmarks/quantize.py lenet resnet18 vit_b_16 --samples 256 --shape 3,64,64"""
 import argparse
-import time
+import os
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from trtnet import GraphError, WeightMap, harness, zoo  # noqa: E402
+from trtnet.backend import trt  # noqa: E402
+from trtnet.engine import create_network  # noqa: E402
+from trtnet.quantize import METHODS, quantize  # noqa: E402
+from trtnet.reference import run_reference  # noqa: E402
+
+CALIBRATED = ("int8", "fp8")   # the weight-only precisions need no activation ranges
 
 
 def sqnr(got, want):
@@ -18,16 +32,14 @@ def sqnr(got, want):
 
 
 def inputs(spec, shape, n, seed):
-    from zoo.lenet import _digits
-    if spec.dataset is not None:   # the digits models: training split to calibrate, held-out split to measure
-        return _digits()[0][0][:n] if seed == 0 else spec.dataset()[0][:n]
+    """Calibration (seed 0) or measurement samples: the digits models' own splits, else seeded noise."""
+    if spec.dataset is not None and spec.calibration is not None:
+        return spec.calibration()[:n] if seed == 0 else spec.dataset()[0][:n]
     return np.random.default_rng(seed).standard_normal((n, *shape), dtype=np.float32)
 
 
 def fit_state(state, graph_fn, shape):
     """Cut position embeddings longer than the smaller input's token count."""
-    from trtnet.graph import GraphError
-    from trtnet.weights import WeightMap
     try:
         return graph_fn(WeightMap(state), shape)
     except GraphError:
@@ -39,38 +51,23 @@ def fit_state(state, graph_fn, shape):
 
 
 def measure(g, calib, test, precisions, methods):
-    """Rows (precision, method, calibration seconds, SQNR, top-1 agreement); one histogram pass per precision
-    serves every method (its seconds counted in each)."""
-    from trtnet.quantize import _kind, amax_of, collect, plan, quantize
-    from trtnet.reference import run_reference
+    """Rows (precision, method, calibration seconds, SQNR, top-1 agreement)."""
     name, out = g.inputs[0].name, g.outputs[0].name
     fp32 = run_reference(g, {name: test})[out]
     rows = []
     for precision in precisions:
-        acts, _, _ = plan(g, precision)
-        nodes = {n.name: n for n in g.nodes}
-        tensors = sorted({nodes[k].inputs[i].name for k, idx in acts.items() for i in idx})
-        start = time.perf_counter()
-        hists = collect(g, {name: calib}, tensors, progress=False) if tensors else {}
-        shared = time.perf_counter() - start
-        for method in methods if tensors else ["-"]:
-            start = time.perf_counter()
-            amax = {t: amax_of(h, method, kind=_kind(precision)) for t, h in hists.items()}
-            secs = shared + time.perf_counter() - start
-            got = run_reference(quantize(g, precision=precision, amax=amax), {name: test})[out]
+        for method in methods if precision in CALIBRATED else ["-"]:
+            q = quantize(g, calib, precision, method if method != "-" else "max", samples=len(calib), progress=False)
+            got = run_reference(q, {name: test})[out]
             agree = (got.reshape(len(got), -1).argmax(1) == fp32.reshape(len(got), -1).argmax(1)).mean()
-            rows.append((precision, method, secs, sqnr(got, fp32), agree))
+            rows.append((precision, method, q.quant["calibration"]["seconds"], sqnr(got, fp32), agree))
     return rows
 
 
 def builds(name, shape, targets):
     """A table of TensorRT builds of each mode for each GPU target (TensorRT-RTX's compute capabilities): what
     the builder accepts, measured, not what runs fastest; INT4 tried in blocks of 128 and per output channel."""
-    from trtnet import backend, zoo
-    from trtnet.engine import create_network
-    from trtnet.quantize import quantize
-    from trtnet.weights import WeightMap
-    t = backend.trt()
+    t = trt()
     spec = zoo.get(name)
     g = spec.graph(WeightMap(harness.export_state(name)), shape)
     x = np.random.default_rng(0).standard_normal((2, *(shape or spec.input_shape)), dtype=np.float32)
@@ -98,23 +95,27 @@ def builds(name, shape, targets):
 
 
 def main():
-    import torch
-    from trtnet import harness, zoo
-    from trtnet.quantize import METHODS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("models", nargs="+")
+    p.add_argument("models", nargs="*")
     p.add_argument("--samples", type=int, default=256, help="calibration samples, and as many to measure on")
     p.add_argument("--shape", help="sample shape, e.g. 3,64,64 (default: the model's)")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--precisions", default="int8,fp8,int8-weights,int4-weights")
     p.add_argument("--builds", action="store_true", help="instead: which modes build for which GPU target")
     p.add_argument("--targets", default="SM75,SM80,SM86,SM89,SM120,SM121")
-    a = p.parse_args()
-    torch.manual_seed(0)
-    if a.builds:
+    p.add_argument("--smoke", action="store_true", help="squeezenet1_1 at 3x32x32, 16 samples, max calibration, "
+                                                        "then its builds for SM80: quick, figures mean little")
+    a = p.parse_args(sys.argv[1:] or ["--help"])
+    if a.smoke:
+        a.models, a.shape, a.samples, a.methods, a.targets = ["squeezenet1_1"], "3,32,32", 16, "max", "SM80"
+        a.precisions = "int8,int8-weights"
+    elif not a.models:
+        p.error("name at least one model")
+    if a.builds or a.smoke:
         for name in a.models:
             builds(name, tuple(int(v) for v in a.shape.split(",")) if a.shape else None, a.targets.split(","))
-        return
+        if not a.smoke:
+            return
     print(f"| model | input | precision | method | calib s | SQNR dB | top-1 agree |\n|---|---|---|---|---|---|---|",
           flush=True)
     for name in a.models:

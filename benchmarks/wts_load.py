@@ -1,10 +1,11 @@
 """Time `.wts` reading and writing on a ResNet-50-sized file.
 
-    python benchmarks/wts_load.py [--floats 26600000] [--repeat 3] [--keep PATH]
+    python benchmarks/wts_load.py [--floats 26600000] [--repeat 3] [--keep PATH] [--smoke]
 
 Writes seeded random float32 values split into tensors shaped like resnet50's state_dict (cycled or cut to
 --floats), then times save_wts, load_weights (file in the page cache) and, for comparison,
-`bytes.fromhex` on each line.
+`bytes.fromhex` on each line. `--smoke` times 200,000 floats once: it shows the script works, its figures
+mean little.
 """
 import argparse
 import math
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from trtnet.weights import load_weights, save_wts  # noqa: E402
+from trtnet import load_weights, save_wts  # noqa: E402
 
 CPP_MBPS = 120  # C++ `stream >> std::hex` loader, measured (shared/NOTES.md)
 
@@ -67,7 +68,10 @@ def main():
     ap.add_argument("--floats", type=int, default=26_600_000, help="values in the file (default: %(default)s)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per step; the best counts")
     ap.add_argument("--keep", type=Path, help="write the file to PATH and leave it there")
+    ap.add_argument("--smoke", action="store_true", help="200,000 floats, one run: quick, figures mean little")
     args = ap.parse_args()
+    if args.smoke:
+        args.floats, args.repeat = 200_000, 1
     tensors = make_tensors(args.floats)
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "resnet50.wts"
