@@ -265,3 +265,44 @@ def test_symbolic_shapes_print_and_mismatch_on_static_dims():
     assert str(y.shape) == "(N, 3, H//2, W//2)" and "(N, 3, H//2, W//2)" in str(g)
     with pytest.raises(tn.GraphError, match=r"test_ops\.py:\d+: .*do not broadcast \(dimension 1: 3 vs 4\)"):
         x + tn.reshape(y, (y.shape[0], 4, -1, 1))
+
+
+def test_tensor_methods_mirror_torch(rng):
+    x = rng.standard_normal((2, 6, 4), dtype=np.float32)
+    check(x, lambda t, w: t.max(-1, keepdim=True).values + t.min(-1, True).values + t.max(1).indices.float()[:, None],
+          lambda t: t.max(-1, keepdim=True).values + t.min(-1, True).values + t.max(1).indices.float()[:, None])
+    check(x, lambda t, w: t.relu().contiguous().view(t.size(0), -1).reshape(t.shape[0], 2, 12).permute(0, 2, 1),
+          lambda t: t.relu().contiguous().view(t.size(0), -1).reshape(2, 2, 12).permute(0, 2, 1))
+    check(x, lambda t, w: tn.cat(t.chunk(3, 1)[::-1] + t.split(2, 1), -1).transpose(1, 2).softmax(-1),
+          lambda t: torch.cat(t.chunk(3, 1)[::-1] + t.split(2, 1), -1).transpose(1, 2).softmax(-1))
+    check(x, lambda t, w: t.abs().sqrt().exp().mean(1, keepdim=True).sum(-1).unsqueeze(0).squeeze(0).flatten(),
+          lambda t: t.abs().sqrt().exp().mean(1, keepdim=True).sum(-1).unsqueeze(0).squeeze(0).flatten())
+    check(x, lambda t, w: t.masked_fill(t > 0, 1.5).long().int().to("float32").expand(3, 2, 6, 4).repeat(1, 1, 1, 2),
+          lambda t: t.masked_fill(t > 0, 1.5).long().int().to(torch.float32).expand(3, 2, 6, 4).repeat(1, 1, 1, 2))
+    check(x, lambda t, w: t.sort(1, descending=True).values[:, :2] * t.dim() + t[0].numel() + t.cumprod(2).clone()[:, 2:4],
+          lambda t: t.sort(1, descending=True).values[:, :2] * t.dim() + t[0].numel() + t.cumprod(2).clone()[:, 2:4])
+
+
+def test_data_dependent_sizes_are_refused_at_the_users_line():
+    g = tn.Graph("t")
+    x = g.input("x", ("N", 4))
+    with pytest.raises(tn.GraphError, match=r"test_ops\.py:\d+: .*depends on the data.*nonzero_static"):
+        tn.nonzero(x)
+    with pytest.raises(tn.GraphError, match=r"test_ops\.py:\d+: .*x\[mask\] with the run-time mask .*data-dependent"):
+        x[x > 0]
+    with pytest.raises(tn.GraphError, match="bool mask cannot be combined"):
+        x[tn.tensor([True, False], x), tn.argmax(x, 1)]
+    ids = tn.argmax(x, 1)
+    with pytest.raises(tn.GraphError, match="accumulate=True has no TensorRT form"):
+        tn.index_put(x, (ids,), 1.0, accumulate=True)
+    with pytest.raises(tn.GraphError, match="reduce='add' has no TensorRT form"):
+        tn.scatter(x, 1, tn.unsqueeze(ids, 1), 1.0, reduce="add")
+
+
+def test_einsum_refuses_what_tensorrt_cannot_do():
+    g = tn.Graph("t")
+    a, b = g.input("a", (3, 3)), g.input("b", (4, 5))
+    for eq, msg in (("...ij->...ji", "no ellipsis"), ("nii->n", "repeats a letter"), ("nij,njk->nik", "sizes 3 and 4"),
+                    ("nij->nx", "distinct letters of the inputs"), ("nij", "2 comma-separated terms")):
+        with pytest.raises(tn.GraphError, match=msg):
+            tn.einsum(eq, a, b) if eq.count(",") or eq == "nij" else tn.einsum(eq, a)

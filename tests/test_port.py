@@ -98,3 +98,32 @@ def test_corpus_models_check(spec):
     size = 224 if "maxvit" in spec else 64
     r = port_spec(spec, None, {"x": ((1, 3, size, size), "float32")}, check=True)
     assert r.ok, r.report.summary()
+
+
+def unsupported():
+    return Unsupported()
+
+
+def broken():
+    raise RuntimeError("this constructor fails")
+
+
+@pytest.mark.parametrize("spec,args", [
+    ('transformers:GPT2Model{"n_embd": 32, "n_layer": 1, "n_head": 2, "vocab_size": 64, "n_positions": 32, '
+     '"use_cache": false}', []),
+    ("test_port:unsupported", ["--input", "x:1x3x8x8"]),
+    ("test_port:broken", ["--input", "x:1x4"]),
+])
+def test_a_port_writes_a_file_that_loads_or_one_error_line_and_nothing(tmp_path, capsys, spec, args):
+    from trtnet import zoo
+    from trtnet.weights import load_weights
+    out = tmp_path / "model.py"
+    code = main([spec, "-o", str(out), *args])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if not ln.startswith("[transformers]")]
+    if code == 0:   # it loads and records with the weights it wrote
+        zoo.get(str(out)).graph(load_weights(str(tmp_path / "model.safetensors")))
+        return
+    assert code == 1 and len(err) == 1 and err[0].startswith("error: "), err
+    assert not os.listdir(tmp_path)
+    if "does not record" in err[0]:
+        assert re.search(r"generated line \d+ `.+`: ", err[0]) and "tmp" not in err[0]

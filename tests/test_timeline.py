@@ -112,7 +112,7 @@ def test_pytorch_run_progress_counts_leaf_modules_and_leaves_the_outputs_alone()
     from trtnet.harness import run_module
     module = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).eval()
     g = Graph("seq")
-    g.output(g.input("x", (3,)), "y")
+    g.output(relu(g.input("x", (3,))), "y")
     x = np.random.default_rng(0).standard_normal((2, 3), dtype=np.float32)
     calls = []
     got = run_module(module, g, {"x": x}, progress=lambda done, total: calls.append((done, total)))

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 from .errors import TrtnetError
-from .shape import Expr, evaluate, fmt_shape, sym
+from .shape import Expr, evaluate, fmt_shape, numel, sym
 
 _PKG = os.path.dirname(os.path.abspath(__file__))
 DTYPES = ("float32", "float16", "bfloat16", "int8", "int32", "int64", "bool", "uint8")
@@ -123,25 +123,57 @@ class Node:
     def long(self): return _op("cast")(self, "int64")
     def bool(self): return _op("cast")(self, "bool")
     def to(self, dtype): return _op("cast")(self, dtype)
+    def type_as(self, other): return _op("cast")(self, other.dtype)
 
-    def reshape(self, *shape): return _op("reshape")(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+    def reshape(self, *shape): return _op("reshape")(self, _sizes(shape))
     view = reshape
+    def reshape_as(self, other): return _op("reshape")(self, other.shape)
+    view_as = reshape_as
+    def permute(self, *dims): return _op("permute")(self, _sizes(dims))
+    def expand(self, *sizes): return _op("expand")(self, _sizes(sizes))
 
-    def permute(self, *dims): return _op("permute")(self, dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims)
-    def transpose(self, a, b): return _op("transpose")(self, a, b)
-    def flatten(self, start_dim=0, end_dim=-1): return _op("flatten")(self, start_dim, end_dim)
-    def unsqueeze(self, dim): return _op("unsqueeze")(self, dim)
-    def squeeze(self, dim=None): return _op("squeeze")(self, dim)
-    def mean(self, dim=None, keepdim=False): return _op("mean")(self, dim, keepdim)
-    def sum(self, dim=None, keepdim=False): return _op("sum")(self, dim, keepdim)
-    def softmax(self, dim): return _op("softmax")(self, dim)
-    def sigmoid(self): return _op("sigmoid")(self)
-    def exp(self): return _op("exp")(self)
-    def sqrt(self): return _op("sqrt")(self)
-    def expand(self, *sizes): return _op("expand")(self, sizes[0] if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes)
+    def dim(self): return self.rank
+    def numel(self): return numel(self.shape)
+    def contiguous(self): return self   # layout is TensorRT's business: torch's copies are identities here
+    clone = detach = contiguous
+
+    def new_full(self, size, fill_value, dtype=None): return _op("full")(size, fill_value, self, dtype)
+    def new_zeros(self, size, dtype=None): return _op("zeros")(size, self, dtype)
+    def new_ones(self, size, dtype=None): return _op("ones")(size, self, dtype)
 
     def __repr__(self):
         return f"<{self.name}: {self.op} -> {fmt_shape(self.shape)} {self.dtype}>"
+
+
+def _sizes(args):
+    """Sizes given as torch takes them: `x.view(2, -1)` or `x.view((2, -1))`."""
+    return args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+
+
+# torch.Tensor methods that are the layer API's function of the same name with the tensor first (`x.max(1)`
+# is tn.max(x, 1), a (values, indices) pair)
+METHODS = (
+    "abs", "neg", "exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan", "asin", "acos", "atan", "sinh",
+    "cosh", "erf", "floor", "ceil", "round", "trunc", "sign", "isnan", "isinf", "logical_not", "logical_and",
+    "logical_or", "logical_xor", "relu", "sigmoid", "tanh", "add", "sub", "mul", "div", "pow", "remainder",
+    "floor_divide", "eq", "ne", "lt", "le", "gt", "ge", "maximum", "minimum", "clamp", "clip", "masked_fill", "sum",
+    "mean", "prod", "amax", "amin", "max", "min", "argmax", "argmin", "all", "any", "topk", "sort", "argsort",
+    "cumsum", "cumprod", "var", "std", "logsumexp", "softmax", "log_softmax", "flatten", "unflatten", "squeeze",
+    "unsqueeze", "transpose", "swapaxes", "movedim", "repeat", "tile", "flip", "roll", "split", "chunk", "unbind",
+    "narrow", "select", "gather", "index_select", "scatter", "index_put", "matmul", "bmm", "baddbmm", "expand_as",
+    "tril", "triu", "nonzero")
+
+
+def _method(name):
+    def method(self, *args, **kwargs):
+        return PUBLIC[name](self, *args, **kwargs)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"torch.Tensor.{name}: tn.{name}(self, ...)."
+    return method
+
+
+for _name in METHODS:
+    setattr(Node, _name, _method(_name))
 
 
 class Graph:

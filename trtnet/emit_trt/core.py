@@ -4,9 +4,12 @@ Every TensorRT layer and output tensor is named after its graph node (helper lay
 engine bindings, TensorRT logs and `trtnet.check` tables use the model's names. Symbolic sizes become shape
 tensors computed from the network inputs' run-time shapes (`Emission.dim`).
 """
+import fnmatch
+
 import numpy as np
 
 from ..backend import trt
+from ..errors import TrtnetError
 from ..registry import Registry
 from ..shape import Expr, is_static
 
@@ -24,6 +27,7 @@ class Emission:
     def __init__(self, network, graph, float_type=np.float32):
         self.network, self.graph, self.t, self.keep, self.tensors = network, graph, trt(), [], {}
         self.float, self.multi, self._dims, self._shapes, self.used = float_type, {}, {}, {}, set()
+        self.casts = {}
 
     # types and constants --------------------------------------------------------------------
     def dtype(self, name):
@@ -135,31 +139,73 @@ class Emission:
         return self.reshape(x, (1,) * (rank - node.rank) + tuple(node.shape), name, final=False)
 
 
-def emit(graph, network, fp16=False):
+def matching(graph, patterns, what):
+    """Names of the graph's layers matching any of the fnmatch `patterns`; a pattern matching none is an error."""
+    names = [n.name for n in graph.nodes if n.op != "input"]
+    out = set()
+    for p in patterns:
+        hit = fnmatch.filter(names, p)
+        if not hit:
+            raise TrtnetError(f"{what} {p!r} matches no layer of '{graph.name}' (layers: "
+                              f"{', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
+        out.update(hit)
+    return out
+
+
+def emit(graph, network, fp16=False, keep_fp32=(), debug=()):
     """Fill `network` from `graph`; returns the Emission, which must outlive the engine build.
 
     With `fp16`, weights are stored in half precision and the network computes in it, while its float inputs
-    and outputs stay float32 (cast layers `NAME/fp16` and `NAME/fp32`), so callers' buffers do not change."""
+    and outputs stay float32 (cast layers `NAME/fp16` and `NAME/fp32`), so callers' buffers do not change.
+    Layers matching `keep_fp32` (fnmatch patterns) keep fp32 weights and compute in fp32 there: a strongly
+    typed network takes precision from tensor types, so their half inputs are cast up (`NAME/to_fp32`) and
+    their outputs cast down (`NAME/to_fp16`) only where an fp16 layer reads them. Outputs of layers matching
+    `debug` become TensorRT debug tensors, which an execution context can dump without changing fusion."""
     e = Emission(network, graph, np.float16 if fp16 else np.float32)
+    keep = matching(graph, keep_fp32, "--keep-fp32") if fp16 else set()
+    wide = {}   # name -> float32 tensor of a kept layer (or a network input) in an fp16 network
     for n in graph.nodes:
         if n.op not in EMIT:
             raise NotImplementedError(f"layer '{n.name}': no TensorRT emitter for op '{n.op}'")
-        out = EMIT[n.op](e, n, *(e.tensors[i.name] for i in n.inputs))
+        kept = n.name in keep or n.op == "item" and n.inputs[0].name in wide
+        e.float = np.float32 if kept or not fp16 else np.float16
+        out = EMIT[n.op](e, n, *(_typed(e, i.name, wide, kept) for i in n.inputs))
         if isinstance(out, tuple):
             e.multi[n.name], out = out, out[0]
+        if kept:
+            wide[n.name] = out
         if fp16 and n.op == "input" and n.dtype == "float32":
-            out = e.named(network.add_cast(out, e.t.float16), f"{n.name}/fp16")
+            wide[n.name], out = out, e.named(network.add_cast(out, e.t.float16), f"{n.name}/fp16")
         e.tensors[n.name] = out
+    e.float = np.float16 if fp16 else np.float32
     for o in graph.outputs:
         y = e.tensors[o.name]
-        if fp16 and o.dtype in ("float32", "float16"):
+        if fp16 and o.dtype in ("float32", "float16") and y.dtype == e.t.float16:
             y.name = f"{o.name}/fp16"
             cast = network.add_cast(y, e.t.float32)
             cast.name = f"{o.name}/fp32"
             y = cast.get_output(0)
             y.name = o.name
         network.mark_output(y)
+    for name in sorted(matching(graph, debug, "--debug-tensors")):
+        network.mark_debug(e.tensors[name])
     return e
+
+
+def _typed(e, name, wide, fp32):
+    """Input `name` for a layer computing in fp32 (kept) or in half precision; each cast made once."""
+    t = e.t
+    if fp32:
+        x = wide.get(name, e.tensors[name])
+        to = t.float32 if x.dtype == t.float16 else None
+    else:
+        x = e.tensors[name]
+        to = t.float16 if name in wide and x.dtype == t.float32 else None
+    if to is None:
+        return x
+    if (name, fp32) not in e.casts:
+        e.casts[name, fp32] = e.helper(e.network.add_cast(x, to), f"{name}/to_{'fp32' if fp32 else 'fp16'}")
+    return e.casts[name, fp32]
 
 
 @emitter("input")

@@ -8,6 +8,7 @@ from . import conv, elementwise, nn, reduce, shape  # noqa: F401  (each register
 from . import index, norm  # noqa: F401  (indexing and normalization ops)
 from . import attention, rnn  # noqa: F401  (attention and recurrent ops)
 from . import quant  # noqa: F401  (explicit quantization: Q/DQ and quantized-weight layers)
+from . import tensor  # noqa: F401  (einsum, sort, scatter, nonzero_static, cumprod, meshgrid, ...)
 
 globals().update(PUBLIC)
 __all__ = sorted(PUBLIC)

@@ -6,6 +6,7 @@ node of them holds. Each declared name must have a TensorRT emitter (`trtnet.emi
 lacks a piece.
 """
 import math
+from collections import namedtuple
 
 import numpy as np
 
@@ -14,7 +15,8 @@ from ..registry import InternalError, Registry, place
 from ..shape import fmt_shape, is_static, same
 from ..weights import MissingWeightError
 
-OPS = Registry("op")   # graph op name -> its declaration (OpDecl)
+OPS = Registry("op")
+ValuesIndices = namedtuple("ValuesIndices", "values indices")   # torch.return_types of max, min, topk, sort   # graph op name -> its declaration (OpDecl)
 
 
 class OpDecl:

@@ -5,7 +5,7 @@ import builtins
 import numpy as np
 
 from ..graph import Node
-from .core import Layer, fmt, op, public, static_int
+from .core import Layer, ValuesIndices, fmt, op, public, static_int
 from .elementwise import cast, maximum, minimum
 
 
@@ -117,7 +117,7 @@ def max(input, dim=None, keepdim=False, name=None, kind="max"):
     axis = L.axis(input, dim)
     shape = _shape(input, (axis,), keepdim)
     outs = [(shape, input.dtype), (shape, "int64")]
-    return tuple(L.emit_multi([input], outs, dict(axis=axis, keepdim=bool(keepdim))))
+    return ValuesIndices(*L.emit_multi([input], outs, dict(axis=axis, keepdim=bool(keepdim))))
 
 
 @public
@@ -139,7 +139,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True, name=None):
         L.fail(f"k={k} must be in 1..{builtins.min(3840, size) if isinstance(size, int) else 3840} for shape "
                f"{fmt(input.shape)} along dim {axis}")
     shape = tuple(k if i == axis else d for i, d in enumerate(input.shape))
-    return tuple(L.emit_multi([input], [(shape, input.dtype), (shape, "int64")], dict(axis=axis, k=k,
+    return ValuesIndices(*L.emit_multi([input], [(shape, input.dtype), (shape, "int64")], dict(axis=axis, k=k,
                                                                                   largest=bool(largest))))
 
 

@@ -3,12 +3,14 @@
 Sizes may be symbolic; the emitter computes them at run time from the inputs' shapes where needed.
 """
 import builtins
+import math
 
 import numpy as np
 
 from ..graph import GraphError, Node, user_line
 from ..shape import Expr, is_static, numel, same
-from .core import Layer, alias, fmt, op, public
+from .core import Layer, alias, broadcast, const, fmt, op, public
+from .elementwise import cast
 
 
 def _sizes(L, shape):
@@ -152,9 +154,12 @@ def _bound(v, size, default):
 
 @public
 def getitem(input, key, name=None):
-    """x[key] with ints, slices (positive steps, as torch), None and `...`; several ints or slices at once."""
+    """x[key] with ints, slices (positive steps, as torch), None and `...`; several ints or slices at once; one
+    int tensor (or list) indexes its dim (`x[idx]`, `x[:, idx]`), a constant bool mask its dims (`x[mask]`)."""
     L = Layer("slice", input, name or "getitem")
     key = key if isinstance(key, tuple) else (key,)
+    if any(_tensorish(k) for k in key):
+        return _index_with_tensor(input, key, name)
     if builtins.sum(k is Ellipsis for k in key) > 1:
         L.fail("an index can have only one ellipsis")
     used = builtins.sum(1 for k in key if k is not None and k is not Ellipsis)
@@ -173,8 +178,6 @@ def getitem(input, key, name=None):
         if axis >= input.rank:
             break
         size = input.shape[axis]
-        if isinstance(k, Node):
-            L.fail(f"indexing with the tensor '{k.name}'; use tn.index_select or tn.gather")
         if isinstance(k, (int, np.integer)):
             k = int(k)
             if is_static(size) and not -size <= k < size:
@@ -328,3 +331,96 @@ def size(input, dim=None):
     """x.shape (symbolic where dynamic): sizes to compute other sizes with, e.g. reshape(x, (size(x, 0), -1))."""
     return input.shape if dim is None else input.shape[dim]
 
+
+@op("index_tensor", axis=int)
+def _index_tensor(input, dim, index, name=None):
+    """x[..., index, ...] along `dim` with an int tensor of any shape (TensorRT's gather, negative indices from
+    the end): that dim becomes the index's dims."""
+    L = Layer("index_tensor", input, name)
+    if index.dtype not in ("int32", "int64"):
+        L.fail(f"index '{index.name}' is {index.dtype}; expected int32, int64 or a constant bool mask")
+    d = L.axis(input, dim)
+    return L.emit([input, index], (*input.shape[:d], *index.shape, *input.shape[d + 1:]), dict(axis=d))
+
+
+def _tensorish(k):
+    return isinstance(k, (Node, list, np.ndarray))
+
+
+def _index_with_tensor(input, key, name=None):
+    """x[key] where entries of key are tensors (or lists of ints or bools): the rest is basic indexing, then the
+    tensors index their dims, several int tensors together as torch does (broadcast; their dims go where the
+    first was when they are adjacent, else in front); a bool mask must be a constant (its count is then known)."""
+    L = Layer("index_tensor", input, name or "getitem")
+    key = tuple(_as_index(input, k, f"{L.name}/index") if _tensorish(k) else k for k in key)
+    places = [i for i, k in enumerate(key) if isinstance(k, Node)]
+    spans = [key[p].rank if key[p].dtype == "bool" else 1 for p in places]
+    if len(places) > 1 and any(key[p].dtype == "bool" for p in places):
+        L.fail("a bool mask cannot be combined with other tensor indices")
+    used = builtins.sum(1 for k in key if not isinstance(k, Node) and k is not None and k is not Ellipsis)
+    extra = input.rank - used - builtins.sum(spans)
+    axes, axis = [], 0
+    for k in key:
+        if isinstance(k, Node):
+            axes.append(axis)
+        if not isinstance(k, (int, np.integer)):
+            axis += extra if k is Ellipsis else (k.rank if isinstance(k, Node) and k.dtype == "bool" else 1)
+    basic = tuple((builtins.slice(None),) * (k.rank if k.dtype == "bool" else 1) if isinstance(k, Node) else (k,)
+                  for k in key)
+    y = getitem(input, builtins.sum(basic, ()), f"{L.name}/basic")
+    if len(places) > 1:
+        return _index_several(L, y, axes, [key[p] for p in places])
+    k, before = key[places[0]], axes[0]
+    if k.dtype != "bool":
+        return _index_tensor(y, before, k, name=L.name)
+    if k.op != "const":
+        L.fail(f"x[mask] with the run-time mask '{k.name}' has a data-dependent size; use tn.where, "
+               "tn.masked_fill or tn.nonzero_static")
+    mask = k.params["value"].astype(bool)
+    dims = y.shape[before:before + k.rank]
+    if tuple(dims) != mask.shape:
+        L.fail(f"mask {mask.shape} does not match the indexed dims {fmt(dims)}")
+    flat = reshape(y, (*y.shape[:before], math.prod(mask.shape), *y.shape[before + k.rank:]), f"{L.name}/flat")
+    ids = const(input.graph, np.flatnonzero(mask).astype(np.int64), "int64", f"{L.name}/ids")
+    return _index_tensor(flat, before, ids, name=L.name)
+
+
+def _as_index(input, k, name):
+    if isinstance(k, Node):
+        return k
+    arr = np.asarray(k)
+    return const(input.graph, arr, "bool" if arr.dtype == np.bool_ else "int64", name)
+
+
+def _index_several(L, y, axes, indices):
+    """y[..., i, ..., j, ...] with int tensors on `axes`: those axes moved in front, one ND gather."""
+    for i in indices:
+        if i.dtype not in ("int32", "int64"):
+            L.fail(f"index '{i.name}' is {i.dtype}; expected int32 or int64")
+    shape = ()
+    for i in indices:
+        shape = broadcast(L, shape, i.shape)
+    parts = [reshape(cast(_expand_to(i, shape, f"{L.name}/index{n}"), "int64"), (*shape, 1), f"{L.name}/index{n}")
+             for n, i in enumerate(indices)]
+    rest = [a for a in range(y.rank) if a not in axes]
+    front = permute(y, (*axes, *rest), f"{L.name}/front") if axes != list(range(len(axes))) else y
+    in_front = axes[0] == 0 or axes != list(range(axes[0], axes[0] + len(axes)))
+    out = _index_nd(front, cat(parts, -1, f"{L.name}/indices"), name=L.name if in_front else f"{L.name}/gather")
+    if in_front:
+        return out
+    b = len(shape)   # adjacent indexed axes: their result dims go where the first one was
+    order = (*range(b, b + axes[0]), *range(b), *range(b + axes[0], out.rank))
+    return permute(out, order, L.name)
+
+
+def _expand_to(x, shape, name):
+    return x if tuple(x.shape) == tuple(shape) else expand(x, shape, name)
+
+
+@op("index_nd")
+def _index_nd(input, index, name=None):
+    """input[index[..., 0], index[..., 1], ...] over the leading index.shape[-1] dims (TensorRT's ND gather,
+    negative indices from the end): output index.shape[:-1] + input.shape[k:]."""
+    L = Layer("index_nd", input, name)
+    k = index.shape[-1]
+    return L.emit([input, index], (*index.shape[:-1], *input.shape[k:]))

@@ -187,7 +187,17 @@ def _records(code, name, module, extra):
         _load_code(code, name).graph(WeightMap(state_arrays(module, extra), "port"))
     except Exception as e:  # noqa: BLE001  (any failure of the generated code is the port's)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise GraphError(f"the ported code of '{name}' does not record, so nothing was written: {first}") from e
+        raise GraphError(f"the ported code of '{name}' does not record, so nothing was written: "
+                         f"{_generated_line(first, code, name)}") from e
+
+
+def _generated_line(message, code, name):
+    """`message` with the temporary file's place replaced by the generated line it names, quoted."""
+    found = re.search(rf"\S*{re.escape(name)}\.py:(\d+): ", message)
+    if not found:
+        return message
+    line = code.splitlines()[int(found.group(1)) - 1].strip()
+    return f"{message[:found.start()]}generated line {found.group(1)} `{line}`: {message[found.end():]}"
 
 
 def state_arrays(module, extra):

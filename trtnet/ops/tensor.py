@@ -1,0 +1,259 @@
+"""torch.Tensor's wider surface: einsum and batched products, identity matrices and grids, masked fills, sorting,
+scatters, nonzero with a static size, cumulative products and indexing with tensors (`x[idx]`, `x[:, idx]`)."""
+import builtins
+import re
+
+import numpy as np
+
+from ..graph import GraphError, Node, user_line
+from ..shape import is_static, same
+from .core import Layer, ValuesIndices, broadcast, const, fmt, op, public, static_int
+from .elementwise import cast, eq, where
+from .index import INDEX_TYPES, _graph_node, arange
+from .nn import matmul
+from .reduce import cumsum, prod
+from .reduce import sum as sum_
+from .shape import cat, expand, getitem, movedim, reshape, squeeze, unsqueeze
+
+_SUBSCRIPT = re.compile(r"^[a-z]*$")
+
+
+def _einsum_terms(L, equation, n):
+    """The inputs' subscripts and the output's; implicit output: letters seen once, alphabetically."""
+    eq_ = equation.replace(" ", "")
+    lhs, arrow, out = eq_.partition("->")
+    terms = lhs.split(",")
+    if "." in eq_:
+        L.fail(f"equation {equation!r}: TensorRT's einsum takes no ellipsis (write the dims out)")
+    if len(terms) != n or not all(_SUBSCRIPT.match(t) for t in terms + [out]):
+        L.fail(f"equation {equation!r} must have {n} comma-separated terms of lowercase letters for {n} operands")
+    if not arrow:
+        letters = "".join(terms)
+        out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    if len(set(out)) != len(out) or not set(out) <= set("".join(terms)):
+        L.fail(f"equation {equation!r}: output subscripts must be distinct letters of the inputs")
+    return terms, out
+
+
+@op("einsum", equation=str)
+def einsum(equation, *operands, name=None):
+    """torch.einsum through TensorRT's IEinsumLayer: lowercase subscripts, no ellipsis, no broadcasting (sizes of
+    a letter must agree) and no repeated letter within one operand (no diagonals), as TensorRT requires."""
+    xs = list(operands[0]) if len(operands) == 1 and isinstance(operands[0], (list, tuple)) else list(operands)
+    if not xs or not all(isinstance(x, Node) for x in xs):
+        raise GraphError(f"{user_line()}: einsum takes tensors after the equation")
+    L = Layer("einsum", xs[0], name)
+    terms, out = _einsum_terms(L, equation, len(xs))
+    sizes = {}
+    for x, term in zip(xs, terms):
+        if len(term) != x.rank:
+            L.fail(f"term {term!r} has {len(term)} subscripts for '{x.name}' of shape {fmt(x.shape)}")
+        if len(set(term)) != len(term):
+            L.fail(f"term {term!r} repeats a letter (a diagonal), which TensorRT's einsum does not take")
+        if x.dtype != xs[0].dtype or not x.is_float:
+            L.fail(f"operands must share one floating-point dtype, got {', '.join(x.dtype for x in xs)}")
+        for c, d in zip(term, x.shape):
+            if same(sizes.setdefault(c, d), d) is False:
+                L.fail(f"subscript '{c}' has sizes {sizes[c]} and {d}")
+    return L.emit(xs, tuple(sizes[c] for c in out), dict(equation=f"{','.join(terms)}->{out}"))
+
+
+@public
+def bmm(input, mat2, name=None):
+    """torch.bmm: (b, n, m) @ (b, m, p), both rank 3."""
+    for x in (input, mat2):
+        if x.rank != 3:
+            Layer("matmul", input, name or "bmm").fail(f"bmm takes rank-3 operands, got {fmt(x.shape)}")
+    return matmul(input, mat2, name or "bmm")
+
+
+@public
+def baddbmm(input, batch1, batch2, beta=1, alpha=1, name=None):
+    """torch.baddbmm: beta * input + alpha * (batch1 @ batch2); beta 0 ignores input (NaN included), as torch."""
+    name = name or "baddbmm"
+    y = bmm(batch1, batch2, f"{name}/bmm")
+    if alpha != 1:
+        y = y * alpha
+    if beta == 0:
+        return expand(y, y.shape, name)
+    return (input if beta == 1 else input * beta) + y
+
+
+@public
+def eye(n, m=None, dtype="float32", like=None, name=None):
+    """torch.eye(n, m): ones on the diagonal; n and m may be run-time sizes (x.shape[1]); `like` is a tensor of
+    the graph."""
+    name = name or "eye"
+    like = _graph_node(like, "eye")
+    m = n if m is None else m
+    rows = reshape(arange(n, like=like, name=f"{name}/rows"), (n, 1), f"{name}/rows")
+    cols = reshape(arange(m, like=like, name=f"{name}/cols"), (1, m), f"{name}/cols")
+    return cast(eq(rows, cols, f"{name}/diagonal"), dtype, name)
+
+
+@public
+def masked_fill(input, mask, value, name=None):
+    """Tensor.masked_fill: `value` (a number or a 0-D tensor) where the bool `mask` (broadcast) is true; the
+    input's dtype is kept."""
+    if not isinstance(mask, Node) or mask.dtype != "bool":
+        Layer("where", input, name or "masked_fill").fail("mask must be a bool tensor")
+    if isinstance(value, Node):
+        if value.rank:
+            Layer("where", input, name or "masked_fill").fail(f"value must be 0-D, got {fmt(value.shape)}")
+        value = cast(value, input.dtype)
+    else:
+        value = const(input.graph, value, input.dtype, f"{name or 'masked_fill'}/value")
+    return where(mask, value, input, name or "masked_fill")
+
+
+@op("sort", axis=int, descending=bool, outputs=int)
+def sort(input, dim=-1, descending=False, stable=False, name=None):
+    """torch.sort as (values, int64 indices): TensorRT's top-k with k the axis' length (at most 3840). Equal
+    values keep their order, lowest index first (torch's stable=True), whatever `stable` says."""
+    L = Layer("sort", input, name)
+    if not isinstance(dim, (int, np.integer)) or input.dtype == "bool":
+        L.fail(f"takes one int dim and a non-bool input, got dim {dim!r} and dtype {input.dtype}")
+    axis = L.axis(input, dim)
+    size = input.shape[axis]
+    if is_static(size) and not 1 <= size <= 3840:
+        L.fail(f"dim {axis} has {size} elements; TensorRT's top-k sorts 1..3840")
+    outs = [(input.shape, input.dtype), (input.shape, "int64")]
+    return ValuesIndices(*L.emit_multi([input], outs, dict(axis=axis, descending=bool(descending))))
+
+
+@public
+def argsort(input, dim=-1, descending=False, stable=False, name=None):
+    """torch.argsort: the indices of sort (ties lowest index first)."""
+    return sort(input, dim, descending, stable, name or "argsort").indices
+
+
+def _index_input(L, index, what="index"):
+    if not isinstance(index, Node) or index.dtype not in INDEX_TYPES:
+        L.fail(f"{what} must be an int32 or int64 tensor, got {getattr(index, 'dtype', type(index).__name__)}")
+
+
+@op("scatter", axis=int)
+def scatter(input, dim, index, src=None, value=None, reduce=None, name=None):
+    """torch.scatter through IScatterLayer (ELEMENT): out[..index[i][j]..] = src[i][j] along `dim`; `src` is a
+    tensor (its leading index.shape block is used) or `value` a number. Repeated targets are undefined, in torch
+    and TensorRT alike; reduce= has no TensorRT form."""
+    L = Layer("scatter", input, name)
+    _index_input(L, index)
+    if reduce is not None:
+        L.fail(f"reduce={reduce!r} has no TensorRT form (IScatterLayer replaces elements)")
+    d = L.axis(input, dim)
+    if index.rank != input.rank:
+        L.fail(f"index {fmt(index.shape)} must have the rank of the input {fmt(input.shape)}")
+    src = value if src is None else src
+    if isinstance(src, Node):
+        if src.rank != index.rank:
+            L.fail(f"src {fmt(src.shape)} must have the rank of the index {fmt(index.shape)}")
+        if not all(same(a, b) for a, b in zip(src.shape, index.shape)):
+            src = getitem(src, tuple(builtins.slice(0, n) for n in index.shape), f"{L.name}/src")
+        src = cast(src, input.dtype)
+    else:
+        src = expand(const(input.graph, np.full((1,) * index.rank, src), input.dtype, f"{L.name}/value"),
+                     index.shape, f"{L.name}/src")
+    return L.emit([input, index, src], input.shape, dict(axis=d))
+
+
+@op("index_put")
+def index_put(input, indices, values, accumulate=False, name=None):
+    """torch.index_put through IScatterLayer (ND): input[indices] = values, `indices` a tuple of int tensors for
+    the leading dims (broadcast together; negative ones count from the end). accumulate=True has no TensorRT
+    form; repeated targets are undefined, as in torch."""
+    L = Layer("index_put", input, name)
+    indices = list(indices)
+    if accumulate:
+        L.fail("accumulate=True has no TensorRT form (IScatterLayer replaces elements)")
+    if not 1 <= len(indices) <= input.rank:
+        L.fail(f"{len(indices)} index tensors for shape {fmt(input.shape)}")
+    for i in indices:
+        _index_input(L, i, "each index")
+    shape = ()
+    for i in indices:
+        shape = broadcast(L, shape, i.shape)
+    parts = [unsqueeze(cast(expand(i, shape, f"{L.name}/index{k}") if i.shape != shape else i, "int64"), -1,
+                       f"{L.name}/index{k}") for k, i in enumerate(indices)]
+    where_ = parts[0] if len(parts) == 1 else cat(parts, -1, f"{L.name}/indices")
+    target = (*shape, *input.shape[len(indices):])
+    values = values if isinstance(values, Node) else const(input.graph, values, input.dtype, f"{L.name}/value")
+    values = cast(values, input.dtype)
+    if values.shape != target:
+        values = expand(values, target, f"{L.name}/values")
+    return L.emit([input, where_, values], input.shape)
+
+
+@public
+def nonzero(input, as_tuple=False, name=None):
+    """torch.nonzero: refused, because its row count depends on the data and a graph's sizes come from its
+    inputs' shapes; tn.nonzero_static gives the same rows in a fixed size."""
+    Layer("index_tensor", input, name or "nonzero").fail(
+        "the number of nonzero elements depends on the data, which a graph's shapes (sizes of its inputs) cannot "
+        "express; use tn.nonzero_static(x, size=...) (torch.nonzero_static) or a mask with tn.where")
+
+
+@public
+def nonzero_static(input, size, fill_value=-1, name=None):
+    """torch.nonzero_static: the (size, rank) int64 coordinates of the first `size` nonzero elements in row-major
+    order, rows past their count filled with `fill_value`. Built from a running count rather than TensorRT's
+    INonZeroLayer, for which TensorRT-RTX 1.7 finds no runner when building: row r holds the position where the count
+    first exceeds r. Memory grows with size times the number of elements."""
+    name = name or "nonzero_static"
+    L = Layer("index_tensor", input, name)
+    size = static_int(L, size, "size")
+    if input.rank == 0 or size < 0:
+        L.fail(f"needs an input of rank >= 1 and a size >= 0, got {fmt(input.shape)} and {size}")
+    flat = reshape(input if input.dtype == "bool" else input != 0, (-1,), f"{name}/flat")
+    count = cumsum(flat, 0, name=f"{name}/count")                                   # (M,)
+    rows = unsqueeze(arange(size, like=input, name=f"{name}/rows"), 1, f"{name}/rows")   # (size, 1)
+    found = rows < getitem(count, builtins.slice(-1, None), f"{name}/total")        # (size, 1)
+    position = sum_(unsqueeze(count, 0, f"{name}/counts") <= rows, 1, name=f"{name}/position")
+    position = where(squeeze(found, 1, f"{name}/found"), position, 0, name=f"{name}/in_range")
+    coords = []
+    for a, d in enumerate(input.shape):   # each axis' coordinate of every element, read at the positions
+        ids = reshape(arange(d, like=input, name=f"{name}/axis{a}"),
+                      tuple(-1 if i == a else 1 for i in range(input.rank)), f"{name}/axis{a}")
+        table = reshape(expand(ids, input.shape, f"{name}/axis{a}"), (-1,), f"{name}/axis{a}")
+        coords.append(unsqueeze(getitem(table, position, f"{name}/coord{a}"), 1, f"{name}/coord{a}"))
+    coords = coords[0] if len(coords) == 1 else cat(coords, 1, f"{name}/coords")
+    return where(found, coords, int(fill_value), name=name)
+
+
+@public
+def cumprod(input, dim, dtype=None, name=None):
+    """torch.cumprod as exact products (TensorRT's cumulative layer only sums): row i of an (n, n) grid holds
+    x[0..i] and ones after, reduced by PROD. Memory grows with the square of the axis' length."""
+    name = name or "cumprod"
+    L = Layer("prod", input, name)
+    d = L.axis(input, dim)
+    x = cast(input, dtype) if dtype else input if input.is_float or input.dtype == "int64" else cast(input, "int64")
+    n = x.shape[d]
+    row = unsqueeze(movedim(x, d, -1), -2, f"{name}/row")                    # (..., 1, n)
+    grid = expand(row, (*row.shape[:-2], n, n), f"{name}/grid")              # (..., n, n): [i, j] = x[j]
+    ids = arange(n, like=x, name=f"{name}/ids")
+    keep = reshape(ids, (1, n), f"{name}/cols") <= reshape(ids, (n, 1), f"{name}/rows")
+    products = prod(where(keep, grid, 1, name=f"{name}/masked"), -1, name=f"{name}/prod")
+    return movedim(products, -1, d, name)
+
+
+@public
+def meshgrid(*tensors, indexing="ij", name=None):
+    """torch.meshgrid of 1-D tensors: each expanded over the others' sizes ('ij'; 'xy' swaps the first two)."""
+    xs = list(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else list(tensors)
+    name = name or "meshgrid"
+    if indexing not in ("ij", "xy") or not xs:
+        raise GraphError(f"{user_line()}: meshgrid takes tensors and indexing 'ij' or 'xy', got {indexing!r}")
+    if len({x.dtype for x in xs}) > 1:
+        raise GraphError(f"{user_line()}: meshgrid takes tensors of one dtype, got {', '.join(x.dtype for x in xs)}")
+    xs = [reshape(x, (-1,), f"{name}.{i}/flat") if x.rank != 1 else x for i, x in enumerate(xs)]
+    order = list(range(len(xs)))
+    if indexing == "xy" and len(xs) > 1:
+        order[0], order[1] = 1, 0
+    sizes = [xs[i].shape[0] for i in order]   # output dim p holds tensor order[p]
+    out = []
+    for i, x in enumerate(xs):
+        p = order.index(i)
+        col = reshape(x, tuple(-1 if q == p else 1 for q in range(len(xs))), f"{name}.{i}/shape")
+        out.append(expand(col, sizes, f"{name}.{i}"))
+    return out
