@@ -909,6 +909,21 @@ def test_quantize_per_axis(axis):
     np.testing.assert_array_equal(dq, (want * s).astype(np.float32))
 
 
+@pytest.mark.parametrize("axis", [None, 1])
+def test_quantize_single_scale_is_per_tensor(axis):
+    """A (1,) scale is per tensor whatever the axis (default -1, length 4 here), and TensorRT builds it."""
+    x = rand(2, 12, 4, lo=-3, hi=3)
+    q, dq = qdq_net(x, [0.05], t.int8, axis=axis)
+    want = np.clip(np.round(x / np.float32(0.05)), -128, 127)
+    np.testing.assert_array_equal(q, want)
+    np.testing.assert_array_equal(dq, (want * np.float32(0.05)).astype(np.float32))
+    n = Net()
+    s = n.const(np.array([0.05], np.float32))
+    y = n.net.add_dequantize(n.net.add_quantize(n.input(x.shape), s, t.int8).get_output(0), s, t.float32)
+    n.net.mark_output(y.get_output(0))
+    assert n.builder.build_serialized_network(n.net, n.builder.create_builder_config()) is not None
+
+
 def test_quantize_fp8_rounding_subnormals_and_saturation():
     """E4M3: 3 mantissa bits, subnormals are multiples of 2^-9, largest finite 448."""
     tiny = 2.0 ** -9

@@ -10,12 +10,13 @@ import numpy as np
 
 from .. import zoo
 from ..check.report import DEFAULT_TOL, FP16_TOL, check_graph
-from ..engine import build_engine, compare, profiles_for
+from ..engine import build_engine, compare, create_network, profiles_for
 from ..files import write_atomic
-from ..runtime import execution_unavailable, run_engine
+from ..runtime import Engine, execution_unavailable, refit_from_network, run_engine
 from ..events import Events
 from ..graph import Graph
-from ..harness import check_shapes, load_model, run_module, torch_reference
+from ..check.module import run_captured
+from ..harness import check_shapes, load_model, torch_reference
 from ..shape import fmt_shape
 from .. import quantize as quant_mod
 
@@ -40,10 +41,14 @@ class BuildOptions:
     strip_weights: bool = False
     quantize: Optional[str] = None      # "int8", "fp8", "int8-weights", "int4-weights"
     calib: object = None
-    calib_method: str = "entropy"
+    calib_method: str = "auto"
     calib_samples: int = 512
     calib_cache: Optional[str] = None
     keep: tuple = ()
+    min_sqnr: Optional[float] = None       # a quantized build's bound on its cost (default per precision)
+    min_agreement: Optional[float] = None
+    keep_fp32: tuple = ()               # fnmatch patterns of layers an fp16 build keeps in fp32
+    debug_tensors: tuple = ()           # fnmatch patterns of layers whose outputs become TensorRT debug tensors
 
     def engine_path(self, name):
         if self.output:
@@ -72,7 +77,8 @@ class BuildReport:
 
     @property
     def ok(self):
-        return all(m["rel"] <= self.tol for _, m in self.checks)
+        return all(m["rel"] <= self.tol and not m.get("first_bad_module") for _, m in self.checks) \
+            and not (self.quant or {}).get("over_bound")
 
     def summary(self):
         """What was built, where it went, and each check."""
@@ -94,6 +100,8 @@ class BuildReport:
         for what, m in self.checks:
             top1 = "" if m.get("top1") is None else f", top-1 agreement {m['top1'] * 100:.1f}%"
             bad = f"; first layer over tolerance: '{m['first_bad']}'" if m.get("first_bad") else ""
+            if m.get("first_bad_module"):
+                bad += f"; first layer over tolerance against the module: '{m['first_bad_module']}'"
             lines.append(f"  check    {what}: max abs error {m['max_abs']:.3g}, relative error {m['rel']:.3g}{top1}{bad}")
         for what, acc in self.accuracy.items():
             lines.append(f"  accuracy {what}: {acc * 100:.2f}% on the held-out set")
@@ -133,7 +141,8 @@ def compile_graph(graph, spec=None, options=None, events=None):
     from ..cache import EngineCache
     plan, info = build_engine(graph, profiles_for(graph, o.profiles), o.workspace_mb, o.progress, o.tf32, fp16,
                               o.refittable, o.strip_weights, o.timing_cache,
-                              EngineCache(o.engine_cache) if o.engine_cache else None, events=events)
+                              EngineCache(o.engine_cache) if o.engine_cache else None, events=events,
+                              keep_fp32=o.keep_fp32 if fp16 else (), debug=o.debug_tensors)
     if quant:
         info.precision = o.quantize + (", fp16" if fp16 else "")
     return Built(graph, fp32_graph, plan, info, quant)
@@ -155,11 +164,16 @@ def verify(report, built, spec=None, w=None, reference=None, options=None, event
     o, events = options or BuildOptions(), events or Events()
     reason = execution_unavailable(o.device)
     report.executed, report.reason = reason is None, reason or ""
-    run = (lambda x: run_engine(built.plan, x, o.device)) if report.executed else None
+    engine = Engine(built.plan, o.device) if report.executed else None
+    if engine is not None and o.strip_weights:   # no weights in the plan until refitted from its network
+        made = create_network(built.graph, o.fp16 or bool(built.quant and built.graph.quant["fp16"]))
+        refit_from_network(engine, made[1])       # (builder, network, emission): the weights stay alive
+    run = (lambda x: run_engine(engine, x)) if engine is not None else None
     with events.phase("PyTorch module"):
         module = reference if spec is None else torch_reference(spec, w)
     if built.quant:
-        return quant_mod.verify_build(report, spec, module, built.fp32_graph, built.graph, o.samples, run)
+        return quant_mod.verify_build(report, spec, module, built.fp32_graph, built.graph, o.samples, run,
+                                      o.min_sqnr, o.min_agreement)
     data = spec is not None and spec.dataset is not None
     envs = [None] if data else check_shapes(built.graph, built.info.profiles, o.samples)
     for env in envs:
@@ -177,24 +191,26 @@ def _verify_at(report, graph, spec, module, env, run, o, events):
         inputs = spec.make_inputs(graph, env) if spec is not None else zoo.random_inputs(graph, env, np.random.default_rng(0))
         labels, at = None, " at " + ", ".join(f"{k}={v}" for k, v in env.items())
     against = "PyTorch" if module is not None else "PyTorch reference executor"
+    captured = None   # the module's submodule outputs, compared with the interpreter's layers of the same name
     if module is None:
         with events.phase("reference executor"):
             expected = recorded = _reference(graph, inputs, run)
     else:
         with events.phase("PyTorch run"):
-            expected = run_module(module, graph, inputs, spec.output if spec else None, progress=events.step())
+            expected, captured = run_captured(module, graph, inputs, spec.output if spec else None,
+                                              events.step(), capture_layers=run is None)
         recorded = None
     if run is not None:
         got = run(inputs)
         checks = [(f"engine output {out.name}{at} on GPU {o.device} vs {against}",
                    compare(got[out.name], expected[out.name])) for out in graph.outputs]
     else:
-        got, checks = _interpret(report, graph, inputs, expected, recorded, at, against, events)
+        got, checks = _interpret(report, graph, inputs, expected, recorded, at, against, events, captured)
     if recorded is None and not all(m["rel"] <= report.tol for _, m in checks):
         with events.phase("reference executor"):   # where the mistake is: the graph or its emission
             recorded = _reference(graph, inputs, None)
         if run is None:
-            got, checks = _interpret(report, graph, inputs, expected, recorded, at, against, events)
+            got, checks = _interpret(report, graph, inputs, expected, recorded, at, against, events, captured)
         checks += [(f"recorded graph output {o.name}{at} (PyTorch reference executor) vs PyTorch",
                     compare(recorded[o.name], expected[o.name])) for o in graph.outputs]
     report.checks += checks
@@ -209,15 +225,17 @@ def _reference(graph, inputs, run):
     return run_reference(graph, inputs, outputs="marked" if run is not None else "all")
 
 
-def _interpret(report, graph, inputs, expected, recorded, at, against, events):
+def _interpret(report, graph, inputs, expected, recorded, at, against, events, captured=None):
     """The TensorRT network as TensorRT holds it, run layer by layer on the CPU; layers compared with the
     reference executor's values where given."""
     with events.phase("TensorRT network (interpreter)"):
         check = check_graph(graph, inputs, expected, report.tol, report.engine.precision.endswith("fp16"),
-                            references=recorded if recorded is not None else {}, progress=events.step())
+                            references=recorded if recorded is not None else {}, progress=events.step(),
+                            module_values=captured, keep_fp32=report.engine.keep_fp32)
     got = {o.name: check.values[o.name] for o in graph.outputs}
     return got, [(f"TensorRT network output {o.name}{at} (trtnet.check interpreter) vs {against}",
-                  dict(check.final[o.name], first_bad=check.first_bad)) for o in graph.outputs]
+                  dict(check.final[o.name], first_bad=check.first_bad, first_bad_module=check.first_bad_module))
+                 for o in graph.outputs]
 
 
 def write(report, built, options=None, events=None):

@@ -1,12 +1,18 @@
 """python -m trtnet.check MODEL: run the TensorRT network layer by layer on the CPU and compare it with PyTorch."""
+import importlib.util
+import os
 import sys
 
 from .. import cli, zoo
 from ..engine import profiles_for
 from ..events import Events
-from ..harness import check_shapes, load_model_weights, run_module, torch_reference
-from ..quantize import add_arguments as add_quant_arguments, check_quantized, parse_arguments as parse_quant_arguments
-from .report import DEFAULT_TOL, FP16_TOL, check_graph
+from ..harness import check_shapes, load_model_weights, torch_reference
+from ..quantize import add_arguments as add_quant_arguments, advise_quantized, check_quantized, \
+    parse_arguments as parse_quant_arguments
+from .advise import advise
+from .dumps import compare_dumps, save_tensors
+from .module import run_captured
+from .report import DEFAULT_TOL, FP16_TOL, PLOT_FORMATS, check_graph, plot_errors
 
 EPILOG = """examples:
   python -m trtnet.check lenet
@@ -30,9 +36,20 @@ def arguments(argv):
     p.add_argument("--tol", help=f"relative error tolerance (default {DEFAULT_TOL:g}, {FP16_TOL:g} with --fp16)")
     p.add_argument("--fp16", action="store_true", help="check the half-precision network trtnet.build --fp16 emits")
     p.add_argument("--all", action="store_true", help="list every layer, also those without a reference tensor")
+    p.add_argument("--plot", metavar="FILE", help="draw each layer's relative error along the network's depth "
+                   "(against the graph's reference and the module) to FILE: .png, .svg or .pdf (needs matplotlib)")
+    p.add_argument("--keep-fp32", metavar="PATTERN[,PATTERN...]", help="with --fp16: keep the layers whose names "
+                   "match (fnmatch) in fp32, with casts around them")
+    p.add_argument("--advise", action="store_true", help="with --fp16: find layers to keep in fp32 for the outputs "
+                   "to pass, print the --keep-fp32 flag and check with it; with --int8, --fp8, ...: the layers that "
+                   "cost the most and a --keep that meets --target-sqnr/--target-agreement, checked")
+    p.add_argument("--save-outputs", metavar="DIR", help="write every tensor the interpreter computed (largest shape "
+                   "checked) as DIR/NAME.npy, as trtnet.run --dump does")
+    p.add_argument("--compare-dumps", nargs=2, metavar=("A", "B"), help="compare two dump directories tensor by "
+                   "tensor (A against B) and exit")
     add_quant_arguments(p)
     args = p.parse_args(argv)
-    if not args.list and not args.model and not args.onnx:
+    if not args.list and not args.model and not args.onnx and not args.compare_dumps:
         p.error("a model name or file, or --onnx FILE, is required")
     return args
 
@@ -46,12 +63,25 @@ def validate(args):
     cli.check_input_file(args.weights, "--weights")
     cli.check_input_file(args.onnx, "--onnx")
     args.quant = parse_quant_arguments(args)
+    if args.plot:
+        _check_plot(args.plot)
+    args.keep_fp32 = [k for k in (args.keep_fp32 or "").split(",") if k]
+    if (args.keep_fp32 or args.advise and not args.quant["quantize"]) and not args.fp16:
+        raise cli.UsageError(f"{'--advise' if args.advise else '--keep-fp32'} applies to the fp16 network: add --fp16")
     if args.onnx:
         with open(args.onnx, "rb") as f:
             head = f.read(64)
         if not head or head[:1] not in (b"\x08", b"\x0a", b"\x12", b"\x1a", b"\x3a", b"\x42", b"\x52"):
             raise cli.UsageError(f"--onnx {args.onnx!r}: not an ONNX model (a protobuf ModelProto); "
                                  f"it starts with {head[:16]!r}")
+
+
+def _check_plot(path):
+    cli.check_output(path, "--plot")
+    if os.path.splitext(path)[1][1:].lower() not in PLOT_FORMATS:
+        raise cli.UsageError(f"--plot {path!r}: expected a file name ending in .png, .svg or .pdf")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise cli.UsageError("--plot needs matplotlib: pip install matplotlib")
 
 
 def _tolerance(text):
@@ -81,17 +111,35 @@ def check_model(args, events):
         module = torch_reference(spec, w)
     if args.quant["quantize"]:   # on the held-out set (else seeded inputs at the profile's largest batch)
         with events.phase("check"):
+            if args.advise:
+                return advise_quantized(graph, args.quant.pop("quantize"), spec, module, args.target_sqnr,
+                                        args.target_agreement, tol=args.tolerance, fp16=args.fp16,
+                                        samples=profiles[0]["N"][2] if "N" in graph.dims else 1, **args.quant)
             return [check_quantized(graph, args.quant.pop("quantize"), spec, module, tol=args.tolerance,
                                     fp16=args.fp16, samples=profiles[0]["N"][2] if "N" in graph.dims else 1,
                                     **args.quant)]
     tol = args.tolerance or (FP16_TOL if args.fp16 else DEFAULT_TOL)
-    reports = []
+    cases, captured = [], []   # captured: the module's submodule outputs (check.module), for the layer table
     for env in check_shapes(graph, profiles):
         inputs = spec.make_inputs(graph, env)
         with events.phase("PyTorch run"):
-            expected = run_module(module, graph, inputs, spec.output, progress=events.step())
-        with events.phase("TensorRT network (interpreter)"):
-            reports.append(check_graph(graph, inputs, expected, tol, args.fp16, progress=events.step()))
+            expected, got = run_captured(module, graph, inputs, spec.output, progress=events.step())
+        cases.append((inputs, expected))
+        captured.append(got)
+    if args.advise:
+        with events.phase("advise fp32 layers"):
+            advice = advise(graph, cases, tol, progress=events.step())
+        print("\n".join(advice.lines()))
+        reports = advice.reports
+    else:
+        reports = []
+        for (inputs, expected), got in zip(cases, captured):
+            with events.phase("TensorRT network (interpreter)"):
+                reports.append(check_graph(graph, inputs, expected, tol, args.fp16, progress=events.step(),
+                                           keep_fp32=args.keep_fp32, module_values=got))
+    if args.save_outputs:
+        save_tensors(args.save_outputs, reports[-1].values)
+        print(f"saved {len(reports[-1].values)} tensors to {args.save_outputs}")
     return reports
 
 
@@ -106,10 +154,17 @@ def run(args, timeline):
     events = Events(timeline)
     with events.phase("import TensorRT"):
         cli.setup(args)
-    reports = check_onnx(args, events) if args.onnx else check_model(args, events)
+    if args.compare_dumps:
+        reports = [compare_dumps(*args.compare_dumps, args.tolerance or DEFAULT_TOL)]
+    else:
+        reports = check_onnx(args, events) if args.onnx else check_model(args, events)
     for r in reports:
         print(r.table(args.all))
         print(r.summary())
+    if args.plot:
+        with events.phase("plot"):
+            plot_errors(reports, args.plot)
+        print(f"layer errors drawn in {args.plot}")
     print(timeline.summary())
     return 0 if all(r.ok for r in reports) else 1
 

@@ -161,9 +161,11 @@ def _convolution(layer, x, w=None, b=None):
     g, s, d = layer.num_groups, _ints(layer.stride_nd), _ints(layer.dilation_nd)
     w = w.reshape(layer.num_output_maps, x.shape[1] // g, *k)
     dk = [1 + di * (ki - 1) for ki, di in zip(k, d)]
-    pads = _extent_pads(x.shape[2:], dk, s, _windows(layer, x.shape[2:], dk, s))
-    if all(p == q >= 0 for p, q in pads):
-        return _CONV[n](x, w, b, s, [p for p, _ in pads], d, g)
+    windows = _windows(layer, x.shape[2:], dk, s)
+    pads = _extent_pads(x.shape[2:], dk, s, windows)
+    if all(p >= max(q, 0) for p, q in pads):   # symmetric padding's extra trailing windows dropped: no padded copy
+        y = _CONV[n](x, w, b, s, [p for p, _ in pads], d, g)
+        return y[(..., *(slice(0, o) for _, _, o in windows))]
     return _CONV[n](_pad(x, pads), w, b, s, 0, d, g)
 
 
@@ -222,7 +224,9 @@ def _pooling(layer, x):
     windows = _windows(layer, sizes, k, s)
     pads = _extent_pads(sizes, k, s, windows)
     x = x.reshape(1, -1, *sizes)
-    if kind != PT.AVERAGE:
+    if kind == PT.MAX and all(k_ >= 2 * p >= 2 * q for (p, q), k_ in zip(pads, k)):   # no padded copy
+        mx = _MAX_POOL[n](x, k, s, [p for p, _ in pads])[(..., *(slice(0, o) for _, _, o in windows))]
+    elif kind != PT.AVERAGE:
         mx = _MAX_POOL[n](_pad(x, pads, -math.inf), k, s)
     if kind != PT.MAX:
         total = _AVG_POOL[n](_pad(x, pads), k, s) * math.prod(k)
@@ -333,12 +337,13 @@ _QRANGE = {"INT8": 127, "INT4": 7, "FP8": 448}
 
 
 def _qscale(layer, x, scale, zero_point):
-    """The scale broadcast to x: a scalar (per tensor), 1-D along `axis` (per axis), or of x's rank
-    with x's dims divided into blocks (block_shape, -1 meaning the whole dim; inferred from the
-    shapes where unset). The zero point must be all zeros (symmetric quantization only)."""
+    """The scale broadcast to x: a single value (shape (), (1,), ...: per tensor, whatever `axis` says, as
+    TensorRT builds it), 1-D along `axis` (per axis), or of x's rank with x's dims divided into blocks
+    (block_shape, -1 meaning the whole dim; inferred from the shapes where unset). The zero point must be all
+    zeros (symmetric quantization only)."""
     _need(zero_point is None or not bool(zero_point.float().any()), "non-zero zero point")
-    if scale.dim() == 0:
-        return scale
+    if scale.numel() == 1:
+        return scale.reshape(())
     if scale.dim() == 1 and x.dim() != 1:
         axis = layer.axis % x.dim()
         if scale.numel() != x.shape[axis]:
@@ -917,10 +922,14 @@ def _assertion(layer, cond):
 
 def _conform(x, tensor):
     """Give a computed tensor TensorRT's inferred type; check its shape against the known dims."""
-    x = x.to(_dtype(tensor.dtype))
-    dims = _ints(tensor.shape)
+    return _conform_to(x, _dtype(tensor.dtype), _ints(tensor.shape), tensor.name)
+
+
+def _conform_to(x, dtype, dims, name):
+    if x.dtype != dtype:
+        x = x.to(dtype)
     if len(dims) != x.dim() or any(d >= 0 and d != n for d, n in zip(dims, x.shape)):
-        raise ValueError(f"tensor {tensor.name!r} has shape {tuple(x.shape)}, TensorRT says {dims}")
+        raise ValueError(f"tensor {name!r} has shape {tuple(x.shape)}, TensorRT says {dims}")
     return x
 
 
@@ -1057,14 +1066,33 @@ def _order(units, layers, wanted, extra=()):
     return order
 
 
+class _Layers(list):
+    """A network's layers, with each one's kernel, input names and output types once read back (`steps`)."""
+    steps = None
+
+
+_PLANS = {}   # (id(network), layer count, wanted) -> (network, units, layers, frees): the last few networks run
+
+
 def _schedule(network, wanted):
-    """The layers (ints into `layers`) and loops to run in order, and the network's layers."""
-    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    """The layers (ints into `layers`) and loops to run in order, the network's layers, and per unit the values
+    to drop after it (see _frees). Kept for the next run of the same network: reading a network back through
+    the bindings costs more than many of its layers take to run. A layer's attributes are read at each run."""
+    key = (id(network), network.num_layers, None if wanted is None else tuple(wanted))
+    hit = _PLANS.get(key)
+    if hit is not None and hit[0] is network:
+        return hit[1:]
+    layers = _Layers(network.get_layer(i) for i in range(network.num_layers))
+    layers.steps = {}
     loops = _find_loops(layers)
     units = _order(_units(set(range(len(layers))), loops), layers, wanted)
     for lp in loops:
         lp.units = _order(lp.units, layers, [], _loop_needs(lp, layers))
-    return units, layers
+    frees = _frees(units, layers, wanted)
+    if len(_PLANS) >= 4:
+        del _PLANS[next(iter(_PLANS))]
+    _PLANS[key] = (network, units, layers, frees)
+    return units, layers, frees
 
 
 def _loop_needs(lp, layers):
@@ -1092,23 +1120,36 @@ def _naming(what):
         raise type(e)(f"{what}: {e}") from e
 
 
-def _run_layer(layer, env):
+def _step(layer):
+    """(description, kernel, layer class, input names (None: absent), [(output name, torch type, dims)])."""
     t = trt()
     kind = _kind(layer)
     what = f"layer {layer.name!r} ({kind})"
     if kind.name not in _LAYERS:
         raise UnsupportedLayerError(f"{what}: layer type not supported")
     fn, cls = _LAYERS[kind.name]
-    layer.__class__ = getattr(t, cls)
-    args = [layer.get_input(j) for j in range(layer.num_inputs)]
-    args = [None if a is None else env[a.name] for a in args]
+    cls = getattr(t, cls)
+    layer.__class__ = cls
+    inputs = [layer.get_input(j) for j in range(layer.num_inputs)]
+    with _naming(what):
+        outputs = [(x.name, _dtype(x.dtype), _ints(x.shape)) for x in map(layer.get_output, range(layer.num_outputs))]
+    return what, fn, cls, [None if x is None else x.name for x in inputs], outputs
+
+
+def _run_layer(layers, i, env):
+    step = layers.steps.get(i)
+    if step is None:
+        step = layers.steps[i] = _step(layers[i])
+    what, fn, cls, inputs, outputs = step
+    layer = layers[i]
+    layer.__class__ = cls   # other readers of the network may have given the object another class
+    args = [None if n is None else env[n] for n in inputs]
     args = [a.float() if a is not None and a.dtype in _LOW else a for a in args]
     with _naming(what):
         result = fn(layer, *args)
         result = result if isinstance(result, tuple) else (result,)
-        for j, value in enumerate(result):
-            tensor = layer.get_output(j)
-            env[tensor.name] = _conform(value, tensor)
+        for value, (name, dtype, dims) in zip(result, outputs):
+            env[name] = _conform_to(value, dtype, dims, name)
 
 
 def _run(units, layers, env):
@@ -1116,16 +1157,42 @@ def _run(units, layers, env):
         if isinstance(unit, _Loop):
             _run_loop(unit, layers, env)
         else:
-            _run_layer(layers[unit], env)
+            _run_layer(layers, unit, env)
 
 
-def _run_counted(units, layers, env, progress):
+def _run_top(units, layers, env, frees, progress):
+    """The top-level units in order; after each, the values in its `frees` entry are dropped (their last
+    reader has run), so a run's peak memory is its widest cut, not every layer's output."""
     sizes = [len(u.members) if isinstance(u, _Loop) else 1 for u in units]
     done, total = 0, sum(sizes)
-    for unit, size in zip(units, sizes):
+    for u, (unit, size) in enumerate(zip(units, sizes)):
         _run([unit], layers, env)
+        for name in frees[u]:
+            env.pop(name, None)
         done += size
-        progress(done, total)
+        if progress is not None:
+            progress(done, total)
+
+
+def _frees(units, layers, wanted):
+    """Per unit, the tensor names no later unit reads and that are not `wanted` (None: keep everything)."""
+    frees = [[] for _ in units]
+    if wanted is None:
+        return frees
+    last, keep = {}, set(wanted)
+    for u, unit in enumerate(units):
+        for i in _unit_layers(unit):
+            layer = layers[i]
+            for j in range(layer.num_inputs):
+                x = layer.get_input(j)
+                if x is not None:
+                    last[x.name] = u
+            for j in range(layer.num_outputs):
+                last.setdefault(layer.get_output(j).name, u)
+    for name, u in last.items():
+        if name not in keep:
+            frees[u].append(name)
+    return frees
 
 
 def _run_loop(lp, layers, env):
@@ -1237,10 +1304,7 @@ def run_network(network, inputs, outputs="marked", progress=None):
             raise KeyError(f"no value for network input {tensor.name!r}")
         env[tensor.name] = _feed(tensor, inputs[tensor.name])
     wanted = None if outputs == "all" else [network.get_output(i).name for i in range(network.num_outputs)]
-    with torch.no_grad():
-        units, layers = _schedule(network, wanted)
-        if progress is None:
-            _run(units, layers, env)
-        else:
-            _run_counted(units, layers, env, progress)
+    with torch.inference_mode():
+        units, layers, frees = _schedule(network, wanted)
+        _run_top(units, layers, env, frees, progress)
     return {name: _numpy(env[name]) for name in (env if wanted is None else wanted)}

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import backend
 from ..compare import DEFAULT_TOL, Gathered, Indices, Pick, compare
+from .module import NONE, compare_rows, run_captured
 
 FP16_TOL = 1e-2     # half precision keeps ~3 decimal digits per op; the zoo's deep networks reach a few 1e-3
 
@@ -18,6 +19,8 @@ class Row:
     shape: tuple
     rel: float = None     # None: no reference tensor of that name
     note: str = ""
+    mod: float = None     # error against the module's submodule of the same path (see check.module)
+    mod_note: str = ""    # why there is none, or what else differs
 
 
 @dataclass
@@ -29,39 +32,53 @@ class CheckReport:
     first_bad: str = None         # first layer whose error exceeds tol
     values: dict = field(default_factory=dict, repr=False)   # every tensor the interpreter computed
     quant: dict = None            # a quantized graph: precision per layer count, calibration, accuracy cost
+    first_bad_module: str = None  # first layer whose error against the module exceeds tol (None: none, or no module)
 
     @property
     def ok(self):
-        return self.first_bad is None and all(m["rel"] <= self.tol for m in self.final.values())
+        return self.first_bad is None and self.first_bad_module is None and \
+            all(m["rel"] <= self.tol for m in self.final.values())
 
     def table(self, all_rows=False):
-        rows = self.rows if all_rows else [r for r in self.rows if r.rel is not None or r.name == self.first_bad]
+        marked = (self.first_bad, self.first_bad_module)
+        rows = self.rows if all_rows else [r for r in self.rows if r.rel is not None or r.mod is not None
+                                           or r.name in marked]
         width = max([len(r.name) for r in rows] + [5])
-        lines = [f"{'layer':{width}s}  {'TensorRT type':16s}  {'output':22s}  rel. error"]
+        lines = [f"{'layer':{width}s}  {'TensorRT type':16s}  {'output':22s}  vs graph  vs module"]
         for r in rows:
             err = "-" if r.rel is None else f"{r.rel:.2e}"
-            mark = "  <-- first mismatch" if r.name == self.first_bad else ""
-            note = f"  ({r.note})" if r.note else ""
-            lines.append(f"{r.name:{width}s}  {r.kind:16s}  {str(r.shape):22s}  {err}{note}{mark}")
+            mod = "-" if r.mod is None else f"{r.mod:.2e}"
+            mark = "".join(f"  <-- first mismatch{what}" for name, what in zip(marked, ("", " against the module"))
+                           if r.name == name)
+            notes = [n for n in (r.note, r.mod_note not in ("", NONE) and f"module: {r.mod_note}") if n]
+            note = f"  ({'; '.join(notes)})" if notes else ""
+            lines.append(f"{r.name:{width}s}  {r.kind:16s}  {str(r.shape):22s}  {err:8s}  {mod:9s}{note}{mark}")
+        if any(r.mod_note or r.mod is not None for r in self.rows):
+            lines.append("vs module: against the output of the module's submodule of the same path ('-': no "
+                         "counterpart)")
         return "\n".join(lines)
 
     def summary(self):
         lines = [self.title]
         for name, m in self.final.items():
             top1 = "" if m["top1"] is None else f", top-1 agreement {m['top1'] * 100:.1f}%"
-            note = f" ({m['note']})" if m.get("note") else ""
-            lines.append(f"  output {name}: max abs error {m['max_abs']:.3g}, relative error {m['rel']:.3g}{top1}{note}")
+            top1 += f" ({m['note']})" if m.get("note") else ""
+            lines.append(f"  output {name}: max abs error {m['max_abs']:.3g}, relative error {m['rel']:.3g}{top1}")
         verdict = "PASS" if self.ok else "FAIL"
         where = f"; first layer over tolerance: '{self.first_bad}'" if self.first_bad else ""
+        if self.first_bad_module:
+            where += f"; first layer over tolerance against the module: '{self.first_bad_module}'"
         lines.append(f"  {verdict} (tolerance {self.tol:g} relative){where}")
         if self.quant:
             lines += self.quant.lines()
         return "\n".join(lines)
 
 
-def layer_rows(network, values, references, tol, chosen=None):
+def layer_rows(network, values, references, tol, chosen=None, own=None):
     """One row per TensorRT layer output, with its error against the same-named reference tensor (`chosen`:
-    choices(), for tensors a top-k's indices chose)."""
+    choices(), for tensors a top-k's indices chose). The first mismatch is the first layer over `tol` whose own
+    error is too: `own(name)` is the reference on the network's values of its inputs (None: unknown), so that an
+    error a layer inherits and amplifies (a softmax of slightly-off logits) is not blamed on it."""
     rows, first_bad, chosen = [], None, chosen or {}
     for i in range(network.num_layers):
         layer = network.get_layer(i)
@@ -74,9 +91,42 @@ def layer_rows(network, values, references, tol, chosen=None):
                 m = compare(got, references[name], tol, chosen.get(name))
                 row.rel, row.note = m["rel"], m["note"]
                 if row.rel > tol and first_bad is None:
-                    first_bad = name
+                    first_bad = _blame(row, got, own and own(name), tol, chosen.get(name))
             rows.append(row)
     return rows, first_bad
+
+
+def _blame(row, got, mine, tol, selected):
+    """row.name when its layer's own error exceeds `tol` (or is unknown), else None, noting the own error."""
+    if mine is None:
+        return row.name
+    m = compare(got, mine, tol, selected)
+    if m["rel"] > tol:
+        return row.name
+    row.note = "; ".join(filter(None, [row.note, f"inherited: {m['rel']:.2e} on the network's own inputs"]))
+    return None
+
+
+def own_inputs(graph, values):
+    """name -> the graph's PyTorch reference of node `name` evaluated on the network's values of its inputs, or
+    None where the network has no such node or lacks one of its inputs."""
+    import torch
+    from ..reference.core import DYNAMIC, REF, TORCH_TYPES, size_env
+    nodes = {n.name: n for n in graph.nodes}
+
+    def own(name):
+        n, index = nodes.get(name), 0
+        if n is not None and n.op == "item":
+            n, index = n.inputs[0], n.attrs["index"]
+        if n is None or n.op in ("input", "const") or any(i.name not in values for i in n.inputs):
+            return None
+        args = [torch.as_tensor(np.asarray(values[i.name])).to(TORCH_TYPES[i.dtype]) for i in n.inputs]
+        env = {"env": size_env(graph, values)} if n.op in DYNAMIC else {}
+        with torch.no_grad():
+            out = REF[n.op](n, *args, **env)
+        out = out[index] if isinstance(out, tuple) else out
+        return (out.float() if out.dtype == torch.bfloat16 else out).numpy()
+    return own
 
 
 _SAME_ORDER = ("CAST", "IDENTITY")   # and SHUFFLEs without transposes: every element keeps its flat position
@@ -93,7 +143,7 @@ def choices(network, values, references, tol):
         layer.__class__ = t.ILayer
         kind = layer.type.name
         src = layer.get_input(0).name if layer.num_inputs and layer.get_input(0) is not None else None
-        name = layer.get_output(0).name
+        name = layer.get_output(0).name if layer.num_outputs else None
         if kind == "TOPK":
             layer.__class__ = t.ITopKLayer
             scores, index = src, layer.get_output(1).name
@@ -121,26 +171,36 @@ def _keeps_order(layer, t):
     return all(tuple(perm) == tuple(range(len(perm))) for perm in (layer.first_transpose, layer.second_transpose))
 
 
-def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="check", progress=None):
+def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="check", progress=None, graph=None,
+                  module_values=None):
     """Run `network` on `inputs`; compare every layer with `references` and the outputs with `finals`.
-    `progress` is run_network's per-layer callback (None: a bar on a terminal, see layer_bar)."""
+    `progress` is run_network's per-layer callback (None: a bar on a terminal, see layer_bar); `graph`, the
+    recorded graph the network was emitted from, tells each layer's own error (see layer_rows);
+    `module_values`: run_captured's submodule outputs, for the column against the module."""
     from .interp import run_network
     with layer_bar("TensorRT network (interpreter)") if progress is None else _given(progress) as step:
         values = run_network(network, inputs, outputs="all", progress=step)
     chosen = choices(network, values, references, tol)
-    rows, first_bad = layer_rows(network, values, references, tol, chosen)
+    rows, first_bad = layer_rows(network, values, references, tol, chosen,
+                                 None if graph is None else own_inputs(graph, values))
     final = {k: compare(values[k], v, tol, chosen.get(k)) for k, v in finals.items()}
-    return CheckReport(title, rows, final, tol, first_bad, values)
+    if first_bad is None and any(m["rel"] > tol for m in final.values()):   # small errors that add up
+        first_bad = next((r.name for r in rows if r.rel is not None and r.rel > tol), None)
+    first_bad_module = None if module_values is None else compare_rows(rows, values, module_values, tol, first_bad)
+    return CheckReport(title, rows, final, tol, first_bad, values, first_bad_module=first_bad_module)
 
 
-def check_graph(graph, inputs, expected, tol=DEFAULT_TOL, fp16=False, references=None, progress=None):
+def check_graph(graph, inputs, expected, tol=DEFAULT_TOL, fp16=False, references=None, progress=None, keep_fp32=(),
+                module_values=None):
     """Emit `graph` into a TensorRT network and check it: layers against the graph's PyTorch reference
     executor (fp32), outputs against `expected` (the original PyTorch module's outputs; None: the reference
     executor's, as for a quantized graph whose meaning is its fake-quantized reference). `references`: the
-    reference executor's values of every node on these inputs where the caller has them already."""
+    reference executor's values of every node on these inputs where the caller has them already. `keep_fp32`:
+    patterns of layers an fp16 network keeps in fp32. `module_values`: the module's submodule outputs
+    (run_captured), each compared with the layer of the same name."""
     from ..engine import create_network
     from ..reference import run_reference
-    _, network, emission = create_network(graph, fp16)
+    _, network, emission = create_network(graph, fp16, keep_fp32)
     if references is None:
         references = run_reference(graph, inputs, outputs="all")
     expected = references if expected is None else expected
@@ -148,7 +208,8 @@ def check_graph(graph, inputs, expected, tol=DEFAULT_TOL, fp16=False, references
     at = ", ".join(f"{k}={v}" for k, v in size_env(graph, inputs).items())
     report = check_network(network, inputs, references, finals, tol,
                            f"TensorRT {'fp16' if fp16 else 'fp32'} network of '{graph.name}' ({network.num_layers} layers, "
-                           f"run by trtnet.check) vs PyTorch{' at ' + at if at else ''}", progress)
+                           f"run by trtnet.check) vs PyTorch{' at ' + at if at else ''}", progress, graph,
+                           module_values)
     del emission
     return report
 
@@ -157,7 +218,6 @@ def check_graph(graph, inputs, expected, tol=DEFAULT_TOL, fp16=False, references
 def layer_bar(desc, stream=None):
     """A run_network progress callback drawing a layer count on a terminal (as TensorRT's build bars: not
     with -q, not when stderr is redirected); None elsewhere."""
-    from .. import backend
     stream = stream or sys.stderr
     if not (stream.isatty() if backend.SHOW is None else backend.SHOW):
         yield None
@@ -190,7 +250,7 @@ def size_env(graph, inputs):
 def check_graph_at(graph, inputs=None, reference=None, tol=None, fp16=False, shapes=None, seed=0):
     """`trtnet.check(...)`: check_graph on the given inputs, or at each of `shapes` ({dim: size} dicts; default the
     minimum and maximum of the graph's ranges) on seeded inputs; `reference` an nn.Module or None."""
-    from ..harness import check_shapes, run_module
+    from ..harness import check_shapes
     from ..engine import profiles_for
     from ..reference import run_reference
     from ..zoo import random_inputs
@@ -202,6 +262,49 @@ def check_graph_at(graph, inputs=None, reference=None, tol=None, fp16=False, sha
         sets = [random_inputs(graph, env, np.random.default_rng(seed)) for env in envs]
     reports = []
     for x in sets:
-        expected = run_module(reference, graph, x) if reference is not None else run_reference(graph, x)
-        reports.append(check_graph(graph, x, expected, tol, fp16))
+        expected, got = run_captured(reference, graph, x) if reference is not None else (run_reference(graph, x), None)
+        reports.append(check_graph(graph, x, expected, tol, fp16, module_values=got))
     return reports[0] if inputs is not None else reports
+
+
+PLOT_FORMATS = ("png", "svg", "pdf")
+
+
+def plot_errors(reports, path):
+    """Draw each layer's relative error along the network's depth (log scale), against the graph's reference and
+    against the module, one panel per checked shape and precision, with the tolerance and the first failing
+    layers marked; written atomically to `path` (its extension the format). matplotlib loads here only."""
+    import io
+    import os
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from ..files import write_atomic
+    fig, axes = plt.subplots(len(reports), 1, figsize=(11, 3.2 * len(reports)), squeeze=False, sharex=True)
+    for ax, r in zip(axes[:, 0], reports):
+        _plot_report(ax, r)
+    axes[-1, 0].set_xlabel("layer (TensorRT network order)")
+    fig.tight_layout()
+    data = io.BytesIO()
+    fig.savefig(data, format=os.path.splitext(path)[1][1:].lower() or "png", dpi=110)
+    plt.close(fig)
+    write_atomic(path, data.getvalue())
+
+
+def _plot_report(ax, r):
+    floor = 1e-9   # an exact match still shows, at the bottom
+    for attr, label, style in (("rel", "vs graph reference", "o-"), ("mod", "vs module", "s-")):
+        pts = [(i, max(getattr(row, attr), floor)) for i, row in enumerate(r.rows) if getattr(row, attr) is not None]
+        if pts:
+            ax.plot(*zip(*pts), style, ms=3, lw=1, label=label)
+    ax.axhline(r.tol, color="red", ls="--", lw=1, label=f"tolerance {r.tol:g}")
+    names = [row.name for row in r.rows]
+    for bad, what in ((r.first_bad, "first mismatch"), (r.first_bad_module, "first mismatch vs module")):
+        if bad in names:
+            ax.axvline(names.index(bad), color="black", ls=":", lw=1)
+            ax.annotate(f"{what}: {bad}", (names.index(bad), r.tol), xytext=(4, 6), textcoords="offset points",
+                        fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("relative error")
+    ax.set_title(r.title, fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
