@@ -1,9 +1,9 @@
 """trtnet.runtime and `python -m trtnet.run`.
 
-CPU tests check what Python decides before TensorRT is called (validation, buffer reuse, profiles, pool
-scheduling) through `FakeExecutor`, a test double that computes y = 2x with torch on the CPU: it stands in for
-the GPU only to observe scheduling and never counts as executing an engine. GPU tests run real engines where one
-can execute and skip elsewhere, saying why."""
+CPU tests check what Python decides around TensorRT's calls (validation, buffer reuse, profiles, pool
+scheduling) with TensorRT's runtime objects replaced by doubles made from its bindings (tests/gpu_standin.py),
+whose engine computes y = 2x with torch on the CPU: they never count as executing an engine. GPU tests run real
+engines where one can execute and skip elsewhere, saying why."""
 import os
 import subprocess
 import sys
@@ -14,74 +14,45 @@ import numpy as np
 import pytest
 import torch
 
+from gpu_standin import CpuCuda, StandInTrt
 from trtnet import backend
 from trtnet.run import latency_summary, make_inputs, output_summary, parse_inputs, parse_shapes
 from trtnet.runtime import (Engine, EnginePool, ExecutionError, RuntimeInputError, execution_unavailable, refit,
                             run_engine)
-from trtnet.tensors import TensorSpec, network_io
+from trtnet.tensors import TensorSpec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REASON = execution_unavailable(0)
 needs_engine = pytest.mark.skipif(REASON is not None, reason=f"no TensorRT engine can execute here: {REASON}")
 
 
-def doubling_network():
-    """x (float32, dynamic batch and width) -> y = 2x, built through TensorRT's network API."""
-    t = backend.trt()
-    builder = t.Builder(backend.logger())
-    network = builder.create_network(0)
-    x = network.add_input("x", t.float32, (-1, 3, -1))
-    two = np.full((1, 1, 1), 2, np.float32)
-    c = network.add_constant((1, 1, 1), t.Weights(two))
-    y = network.add_elementwise(x, c.get_output(0), t.ElementWiseOperation.PROD).get_output(0)
-    y.name = "y"
-    network.mark_output(y)
-    return builder, network, two
-
-
 PROFILES = [{"x": ((1, 3, 4), (4, 3, 8), (8, 3, 16))}, {"x": ((8, 3, 4), (16, 3, 8), (32, 3, 16))}]
 
 
-class FakeExecutor:
-    """Test double for trtnet.runtime._Executor (see the module docstring)."""
-    log = []   # (event, device, profile, thread) across all instances of one test
+def fake(profiles=2, delay=0.0, dynamic=True):
+    """A TensorRT stand-in (tests/gpu_standin.py) whose engine computes y = 2x, optionally after a random delay
+    (to observe pool scheduling), on the CPU."""
+    shape = (-1, 3, -1) if dynamic else (2, 3, 4)
+    profs = [{"x": p["x"]} for p in PROFILES[:profiles]] if dynamic else [{"x": ((2, 3, 4),) * 3}]
 
-    def __init__(self, plan, device, profiles=2, delay=0.0, dynamic=True):
-        builder, network, keep = doubling_network()
-        inputs, outputs = network_io(network, PROFILES[:profiles])
-        if not dynamic:
-            inputs = [TensorSpec("x", "float32", (2, 3, 4), [((2, 3, 4),) * 3])]
-            outputs = [TensorSpec("y", "float32", (2, 3, 4))]
-        self.spec, self.gpu, self.delay = (inputs, outputs, profiles), device, delay
-        self.device, self.busy = torch.device("cpu"), set()
+    def fn(x):
+        if delay and x.device.type != "meta":
+            time.sleep(delay * np.random.default_rng(int(x.flatten()[0])).random())
+        return {"y": 2 * x}
 
-    def io(self):
-        return self.spec
-
-    def new_state(self, stream, profile):
-        self.log.append(("context", self.gpu, profile, None))
-        return {"profile": profile, "stream": stream}
-
-    def set_shapes(self, state, shapes):
-        self.log.append(("shapes", self.gpu, state["profile"], shapes["x"]))
-        return {"y": shapes["x"]}
-
-    def execute(self, state, buffers):
-        assert id(state) not in self.busy, "two threads ran one context at once"
-        self.busy.add(id(state))
-        time.sleep(self.delay * np.random.default_rng(int(buffers["x"].flatten()[0])).random())
-        buffers["y"].copy_(buffers["x"] * 2)
-        self.log.append(("execute", self.gpu, state["profile"], threading.get_ident()))
-        self.busy.discard(id(state))
+    return StandInTrt({"x": ("FLOAT", shape)}, {"y": ("FLOAT", shape)}, profs, fn)
 
 
-def fake(**kw):
-    FakeExecutor.log = []
-    return lambda plan, device: FakeExecutor(plan, device, **kw)
+def new_engine(trt=None, device=0):
+    return Engine(b"", device, trt=trt or fake(), cuda=CpuCuda(device))
+
+
+def log_of(trt, event):
+    return [ev for ev in trt.log if ev[0] == event]
 
 
 def test_io_comes_from_the_network_and_profiles():
-    e = Engine(b"", executor=fake())
+    e = new_engine()
     (x,), (y,) = e.inputs, e.outputs
     assert (x.name, x.dtype, x.shape, y.name, y.dtype, y.shape) == ("x", "float32", (-1, 3, -1), "y", "float32",
                                                                     (-1, 3, -1))
@@ -100,15 +71,16 @@ def test_io_comes_from_the_network_and_profiles():
     ({"x": [[0.0]]}, "input 'x': got list, expected a numpy array or a torch tensor"),
 ])
 def test_invalid_inputs_fail_in_one_line_before_tensorrt(arrays, message):
-    e = Engine(b"", executor=fake())
+    e = new_engine()
     with pytest.raises(RuntimeInputError, match=message) as err:
         e(**arrays)
     assert isinstance(err.value, ValueError) and "\n" not in str(err.value)
-    assert [ev for ev in FakeExecutor.log if ev[0] != "context"] == []   # nothing reached the executor
+    trt = e.executor.t
+    assert log_of(trt, "shape") == log_of(trt, "execute") == []   # nothing reached the context
 
 
 def test_profile_chooses_the_allowed_range():
-    e = Engine(b"", executor=fake())
+    e = new_engine()
     x = np.ones((16, 3, 8), np.float32)
     with pytest.raises(RuntimeInputError, match="expected 1..8 \\(profile 0"):
         e.context(profile=0)(x=x)
@@ -118,7 +90,7 @@ def test_profile_chooses_the_allowed_range():
 
 
 def test_numpy_in_numpy_out_and_buffers_reused_per_shape():
-    e = Engine(b"", executor=fake())
+    e = new_engine()
     ctx = e.context()
     x = np.arange(2 * 3 * 8, dtype=np.float32).reshape(2, 3, 8)
     out = ctx(x=x)
@@ -128,11 +100,11 @@ def test_numpy_in_numpy_out_and_buffers_reused_per_shape():
     ctx(x=np.ones((4, 3, 8), np.float32))
     ctx(x=x)
     assert ctx.allocations == 2
-    assert [ev[3] for ev in FakeExecutor.log if ev[0] == "shapes"] == [(2, 3, 8), (4, 3, 8), (2, 3, 8)]
+    assert [ev[3] for ev in log_of(e.executor.t, "shape")] == [(2, 3, 8), (4, 3, 8), (2, 3, 8)]
 
 
 def test_torch_in_torch_out_without_copies():
-    e = Engine(b"", executor=fake())
+    e = new_engine()
     ctx = e.context()
     x = torch.ones((2, 3, 8))
     first = ctx(x=x)["y"]
@@ -142,29 +114,31 @@ def test_torch_in_torch_out_without_copies():
 
 
 def test_pool_spreads_batches_and_keeps_submission_order():
-    pool = EnginePool(b"", devices=[0, 1], contexts_per_device=2, executor=fake(delay=0.01))
+    trt = fake(delay=0.01)
+    pool = EnginePool(b"", devices=[0, 1], contexts_per_device=2, trt=trt, cuda=CpuCuda)
     assert pool.note == ""
-    contexts = [(ev[1], ev[2]) for ev in FakeExecutor.log if ev[0] == "context"]
+    contexts = [(c.engine.device, c.profile) for c in pool.contexts]
     assert sorted(contexts) == [(0, 0), (0, 1), (1, 0), (1, 1)]    # a distinct profile per context on each GPU
-    batches = [{"x": np.full((8, 3, 4), i, np.float32)} for i in range(40)]
+    batches = [{"x": np.full((8, 3, 4), i, np.float32)} for i in range(40)]   # batch 8 fits both profiles
     results = pool.run(batches)
     assert [float(r["y"][0, 0, 0]) for r in results] == [2.0 * i for i in range(40)]
-    runs = [ev for ev in FakeExecutor.log if ev[0] == "execute"]
+    runs = log_of(trt, "execute")
     assert len(runs) == 40 and {(ev[1], ev[2]) for ev in runs} == set(contexts)
-    assert len({ev[3] for ev in runs}) == 4
+    assert len({ev[4] for ev in runs}) == 4
     s = pool.stats
     assert (s.batches, s.samples) == (40, 320) and s.seconds > 0 and s.samples_per_s == pytest.approx(320 / s.seconds)
 
 
 def test_pool_uses_fewer_contexts_than_profiles_allow_and_says_so():
-    pool = EnginePool(b"", devices=[0], contexts_per_device=3, executor=fake(profiles=1))
+    pool = EnginePool(b"", devices=[0], contexts_per_device=3, trt=fake(profiles=1), cuda=CpuCuda)
     assert len(pool.contexts) == 1 and "1 context(s) per device instead of 3" in pool.note
-    static = EnginePool(b"", devices=[0], contexts_per_device=3, executor=fake(profiles=1, dynamic=False))
+    static = EnginePool(b"", devices=[0], contexts_per_device=3, trt=fake(profiles=1, dynamic=False),
+                        cuda=CpuCuda)
     assert [c.profile for c in static.contexts] == [0, 0, 0] and static.note == ""
 
 
 def test_pool_reports_the_first_failing_batch():
-    pool = EnginePool(b"", devices=[0], contexts_per_device=2, executor=fake())
+    pool = EnginePool(b"", devices=[0], contexts_per_device=2, trt=fake(), cuda=CpuCuda)
     batches = [{"x": np.ones((2, 3, 4), np.float32)}, {"x": np.ones((2, 3, 4), np.int32)}]
     with pytest.raises(RuntimeInputError, match="dtype int32"):
         pool.run(batches)
@@ -184,7 +158,7 @@ def test_run_command_helpers():
     for bad in (["images"], ["images:1xa"]):
         with pytest.raises(ValueError, match="--shapes takes"):
             parse_shapes(bad)
-    specs = Engine(b"", executor=fake()).inputs + [TensorSpec("ids", "int32", (-1, 5), [((1, 5), (3, 5), (4, 5))])]
+    specs = new_engine().inputs + [TensorSpec("ids", "int32", (-1, 5), [((1, 5), (3, 5), (4, 5))])]
     arrays = make_inputs(specs, {}, {"x": (2, 3, 5)})
     assert arrays["x"].shape == (2, 3, 5) and arrays["x"].dtype == np.float32
     assert arrays["ids"].shape == (3, 5) and arrays["ids"].dtype == np.int32    # profile's opt shape
@@ -255,12 +229,13 @@ def test_engine_matches_run_engine_with_numpy_and_torch():
 @needs_engine
 @pytest.mark.gpu
 def test_contexts_on_two_streams():
-    plan, _ = lenet_plan()
+    plan, _ = lenet_plan([{"N": (1, 4, 8)}] * 3)
     e = Engine(plan, 0)
     rng = np.random.default_rng(1)
     xs = [rng.standard_normal((b, 1, 32, 32), dtype=np.float32) for b in (3, 5)]
-    want = [e(data=x)["prob"] for x in xs]
-    contexts = [e.context(torch.cuda.Stream(0)) for _ in range(2)]   # fixed profile 0, one per thread below
+    want = [e(data=x)["prob"] for x in xs]      # the default context: profile 0
+    contexts = [e.context(torch.cuda.Stream(0)) for _ in range(2)]   # profiles 1 and 2, one per thread below
+    assert [c.profile for c in contexts] == [1, 2]
     out = [None, None]
     threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, contexts[i](data=xs[i])["prob"]))
                for i in range(2)]
@@ -309,3 +284,20 @@ def test_refit_changes_the_outputs():
     after = e(data=x)["prob"]
     assert not np.allclose(before, after)
     np.testing.assert_allclose(after[0], after[1], rtol=1e-5)   # the first conv now ignores its input
+
+
+def test_run_command_makes_and_summarises_narrow_types():
+    """bfloat16, fp8, int4 and fp4 inputs as ml_dtypes arrays (numpy has none of them), summarised as numbers."""
+    specs = [TensorSpec(n, n, (2, 3), [((2, 3),) * 3]) for n in ("bfloat16", "float8_e4m3fn", "int4", "fp4")]
+    arrays = make_inputs(specs, {}, {})
+    assert [a.dtype.name for a in arrays.values()] == ["bfloat16", "float8_e4m3fn", "int4", "float4_e2m1fn"]
+    lines = output_summary(arrays)
+    for line, a in zip(lines, arrays.values()):
+        v = a.astype(np.float64)
+        assert line.endswith(f"min {v.min():.6g} max {v.max():.6g} mean {v.mean():.6g}"), line
+
+
+def test_run_command_takes_a_runtime_cache_path():
+    from trtnet.run.__main__ import parser
+    assert parser().parse_args(["m.engine"]).runtime_cache is None          # default: ENGINE.runtime-cache
+    assert parser().parse_args(["m.engine", "--runtime-cache", "none"]).runtime_cache == "none"

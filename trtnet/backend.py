@@ -57,9 +57,9 @@ def is_rtx():
 _loggers = {}
 
 
-def logger():
-    """The ILogger (one per TensorRT module) that forwards TensorRT's messages to Python logging."""
-    t = trt()
+def logger(t=None):
+    """The ILogger of TensorRT module `t` (default: the chosen one) that forwards its messages to Python logging."""
+    t = t or trt()
     if t not in _loggers:
         S = t.ILogger.Severity
         levels = {S.INTERNAL_ERROR: logging.CRITICAL, S.ERROR: logging.ERROR, S.WARNING: logging.WARNING,

@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 
+from ..runtime import numpy_dtype
+
 
 def parse_shapes(items):
     """["images:1x3x224x224", ...] -> {"images": (1, 3, 224, 224)}."""
@@ -42,12 +44,13 @@ def make_inputs(specs, sources, shapes, profile=0, seed=0):
             arrays[spec.name] = np.load(source)
             continue
         shape = shapes.get(spec.name) or (spec.profiles[profile][1] if spec.profiles else spec.shape)
+        dtype = numpy_dtype(spec.dtype)   # ml_dtypes' for bfloat16, fp8, int4, fp4
         if spec.dtype == "bool":
             arrays[spec.name] = rng.random(shape) < 0.5
         elif spec.dtype.startswith(("int", "uint")):
-            arrays[spec.name] = rng.integers(0, 8, shape).astype(spec.dtype)
+            arrays[spec.name] = rng.integers(0, 8, shape).astype(dtype)
         else:
-            arrays[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+            arrays[spec.name] = rng.standard_normal(shape).astype(dtype)
     unknown = set(sources) - {s.name for s in specs}
     if unknown:
         raise ValueError(f"--input names unknown tensor(s) {', '.join(sorted(unknown))}; the engine's inputs are "
@@ -78,7 +81,46 @@ def output_summary(outputs):
     lines = []
     for name, y in outputs.items():
         y = np.asarray(y)
-        stats = (f"min {y.min():.6g} max {y.max():.6g} mean {y.astype(np.float64).mean():.6g}" if y.size
-                 else "empty")
+        v = y.astype(np.float64)   # also bfloat16, fp8, int4, fp4 (ml_dtypes), which format as text
+        stats = f"min {v.min():.6g} max {v.max():.6g} mean {v.mean():.6g}" if y.size else "empty"
         lines.append(f"output {name}: shape {'x'.join(map(str, y.shape))} {y.dtype.name} {stats}")
     return lines
+
+
+def dump_debug_tensors(context, directory):
+    """Make `context` (an IExecutionContext) write every debug tensor of its next runs as DIR/NAME.npy (see
+    trtnet.check.dumps), through TensorRT's IDebugListener; returns the listener, which must stay alive."""
+    import ctypes
+
+    import torch
+
+    from ..backend import trt
+    from ..check.dumps import save_tensor
+    from ..tensors import dtype_name
+
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    name_of = ctypes.pythonapi.PyCapsule_GetName
+    name_of.restype, name_of.argtypes = ctypes.c_char_p, [ctypes.py_object]
+
+    class Listener(trt().IDebugListener):
+        """Copies each debug tensor to the host once its producing stream is done with it."""
+
+        def process_debug_tensor(self, addr, location, dtype, shape, name, stream):
+            ptr, dims = get(addr, name_of(addr)), tuple(int(d) for d in shape)
+            typestr = np.dtype(dtype_name(dtype)).str
+            if location == trt().TensorLocation.HOST:
+                count = int(np.prod(dims)) * np.dtype(typestr).itemsize
+                value = np.frombuffer(ctypes.string_at(ptr, count), typestr).reshape(dims)
+            else:
+                torch.cuda.ExternalStream(stream).synchronize()
+                view = type("DeviceView", (), {"__cuda_array_interface__": {
+                    "shape": dims, "typestr": typestr, "data": (ptr, True), "version": 3, "strides": None}})()
+                value = torch.as_tensor(view, device="cuda").cpu().numpy()
+            save_tensor(directory, name, value)
+            return True
+
+    listener = Listener()
+    if not context.set_debug_listener(listener) or not context.set_all_tensors_debug_state(True):
+        raise RuntimeError("TensorRT refused the debug listener")
+    return listener

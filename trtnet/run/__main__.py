@@ -26,12 +26,16 @@ def parser():
     p.add_argument("--device", type=int, default=0, metavar="N", help="GPU (default 0)")
     p.add_argument("--backend", choices=FLAVOURS, help=f"TensorRT flavour; default ${ENV}, else the first that imports")
     p.add_argument("--profile", type=int, default=0, metavar="N", help="optimization profile (default 0)")
+    p.add_argument("--runtime-cache", metavar="PATH", help="TensorRT-RTX's runtime cache (kernels compiled for this "
+                   "GPU, reused by the next run; default ENGINE.runtime-cache; 'none': off)")
+    p.add_argument("--dump", metavar="DIR", help="write the engine's debug tensors (trtnet.build --debug-tensors) "
+                   "of the first run as DIR/NAME.npy; compare with trtnet.check --save-outputs by --compare-dumps")
     p.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
     return p
 
 
 def run(args):
-    from . import latency, latency_summary, make_inputs, output_summary, parse_inputs, parse_shapes
+    from . import dump_debug_tensors, latency, latency_summary, make_inputs, output_summary, parse_inputs, parse_shapes
     sources, shapes = parse_inputs(args.input), parse_shapes(args.shapes)
     if not os.path.isfile(args.engine):
         raise ValueError(f"no engine file {os.path.abspath(args.engine)}")
@@ -41,13 +45,17 @@ def run(args):
     reason = execution_unavailable(args.device)
     if reason is not None:
         raise ExecutionError(f"cannot run {args.engine} here: {reason}")
-    import torch
-    engine = Engine(args.engine, args.device)
+    cache = None if args.runtime_cache is None else False if args.runtime_cache == "none" else args.runtime_cache
+    engine = Engine(args.engine, args.device, cache)
     context = engine.context(profile=args.profile)
     arrays = make_inputs(engine.inputs, sources, shapes, args.profile)
+    listener = args.dump and dump_debug_tensors(context.state.context, args.dump)
     for line in output_summary(context(**arrays)):
         print(line)
-    device = {n: torch.from_numpy(a).to(engine.executor.device) for n, a in arrays.items()}
+    if listener:
+        context.state.context.set_all_tensors_debug_state(False)   # latency without the copies
+        print(f"debug tensors written to {args.dump}")
+    device = engine.to_device(arrays)
     print(latency_summary(latency(lambda: context(**device), args.iterations, args.warmup)))
     return 0
 
