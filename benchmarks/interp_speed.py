@@ -1,10 +1,11 @@
 """Time the CPU interpreter on a torchvision model (ONNX -> OnnxParser) against PyTorch CPU inference.
 
-    python benchmarks/interp_speed.py [--model resnet50] [--repeat 5] [--batch 1] [--size 224] [--smoke]
+    python benchmarks/interp_speed.py [--model resnet50] [--repeat 5] [--batch 1] [--size 224] [--threads N] [--smoke]
 
 Random weights (no download); prints the best of `--repeat` runs for each and their ratio. The two
 are timed alternately so that load from other processes affects both alike. `--smoke` runs resnet18 once at
-64x64: it shows the script works, its figures mean little.
+64x64: it shows the script works, its figures mean little. `--threads 1` gives steadier figures on a loaded
+machine (both sides use torch's CPU kernels with torch's thread count).
 """
 import argparse
 import math
@@ -36,11 +37,14 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--threads", type=int, help="torch CPU threads for both (default: torch's own)")
     ap.add_argument("--smoke", action="store_true", help="resnet18, one run at 64x64: quick, figures mean little")
     args = ap.parse_args()
     if args.smoke:
         args.model, args.repeat, args.size = "resnet18", 1, 64
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t = trt()
     torch.manual_seed(0)
     model = getattr(torchvision.models, args.model)(weights=None).eval()

@@ -1218,3 +1218,24 @@ def test_onnx_interpolate_modes(tmp_path):
     torch.manual_seed(0)
     net = check_onnx(Interpolations().eval(), torch.randn(2, 3, 8, 6), tmp_path, dynamic_batch=True)
     assert sum(net.get_layer(i).type == t.LayerType.RESIZE for i in range(net.num_layers)) == 5
+
+
+def test_marked_run_drops_and_overwrites_only_dead_values():
+    """With marked outputs, values go once their last reader ran and ReLU / residual sums write into inputs no
+    later layer reads: outputs equal PyTorch's, the caller's input and values still read elsewhere intact."""
+    n, x = Net(), rand(1, 4, 5, 5, seed=1)
+    w, b = rand(4, 4, 3, 3, seed=2), rand(4, seed=3)
+    inp = n.input(x.shape)
+    conv = n.net.add_convolution_nd(inp, 4, (3, 3), n.w(w), n.w(b))
+    conv.padding_nd = (1, 1)
+    relu = lambda v: n.net.add_activation(v, t.ActivationType.RELU).get_output(0)  # noqa: E731
+    add = lambda a, c: n.net.add_elementwise(a, c, t.ElementWiseOperation.SUM).get_output(0)  # noqa: E731
+    s = add(relu(conv.get_output(0)), inp)          # conv output, then the ReLU's, dead after use
+    view = n.net.add_identity(s).get_output(0)       # shares s's buffer while s is read again below
+    out, direct = add(relu(s), view), relu(inp)      # the network input is never written into
+    given = x.copy()
+    got = n.run({"x": given}, out, direct)
+    ref_s = torch.relu(F.conv2d(tt(x), tt(w), tt(b), padding=1)) + tt(x)
+    close(got[0], torch.relu(ref_s) + ref_s)
+    close(got[1], torch.relu(tt(x)))
+    np.testing.assert_array_equal(given, x)

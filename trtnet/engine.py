@@ -29,14 +29,18 @@ class EngineInfo:
     path: str = ""
     cached: bool = False     # served from the engine cache instead of built
     io: tuple = ()           # (inputs, outputs) TensorSpecs read from the TensorRT network, with the profiles
+    keep_fp32: tuple = ()    # patterns of the layers an fp16 network keeps in fp32
 
 
-def create_network(graph, fp16=False):
-    """A strongly typed TensorRT network filled from `graph`: (builder, network, emission)."""
+def create_network(graph, fp16=False, keep_fp32=(), debug=()):
+    """A strongly typed TensorRT network filled from `graph`: (builder, network, emission).
+
+    `keep_fp32`: fnmatch patterns of layers kept in fp32 in an fp16 network; `debug`: patterns of layers whose
+    outputs become debug tensors (see emit_trt.emit)."""
     t = backend.trt()
     builder = t.Builder(backend.logger())
     network = builder.create_network(1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    return builder, network, emit(graph, network, fp16)
+    return builder, network, emit(graph, network, fp16, keep_fp32, debug)
 
 
 def profiles_for(graph, profiles=None):
@@ -105,22 +109,24 @@ def builder_config(builder, graph, profiles=None, workspace_mb=None, tf32=False)
 
 
 def build_engine(graph, profiles=None, workspace_mb=None, progress=True, tf32=False, fp16=False, refittable=False,
-                 strip_weights=False, timing_cache_path=None, engine_cache=None, events=None):
+                 strip_weights=False, timing_cache_path=None, engine_cache=None, events=None, keep_fp32=(), debug=()):
     """Emit and build `graph`; returns (serialized plan bytes, EngineInfo).
 
     `engine_cache` (a cache.EngineCache) returns the plan of an identical network and settings without building.
     `events` (trtnet.events.Events) hears the phases "emit" and "TensorRT build" (not on a cache hit), the
-    latter with the steps of TensorRT's top-level build phases as progress."""
+    latter with the steps of TensorRT's top-level build phases as progress. `keep_fp32`, `debug`: as in
+    create_network."""
     events = events or Events()
     profiles = profiles_for(graph, profiles)
     start = time.perf_counter()
     with events.phase("emit"):
-        builder, network, emission = create_network(graph, fp16)
+        builder, network, emission = create_network(graph, fp16, keep_fp32, debug)
     config = cache.configure(builder_config(builder, graph, profiles, workspace_mb, tf32), refittable, strip_weights)
     key = plan = None
     if engine_cache is not None:
         key = cache.engine_key(network, {"profiles": profiles, "workspace_mb": workspace_mb, "tf32": tf32, "fp16": fp16,
-                                         "refittable": refittable, "strip_weights": strip_weights})
+                                         "refittable": refittable, "strip_weights": strip_weights,
+                                         "keep_fp32": sorted(keep_fp32), "debug": sorted(debug)})
         plan = engine_cache.get(key)
     cached = plan is not None
     if plan is None:
@@ -133,7 +139,7 @@ def build_engine(graph, profiles=None, workspace_mb=None, progress=True, tf32=Fa
     info = EngineInfo(backend.flavour(), network.num_layers,
                       {n.name: n.shape for n in graph.inputs}, {o.name: o.shape for o in graph.outputs},
                       profiles, time.perf_counter() - start, "fp16" if fp16 else "fp32", len(plan), cached=cached,
-                      io=io)
+                      io=io, keep_fp32=tuple(keep_fp32) if fp16 else ())
     return plan, info
 
 

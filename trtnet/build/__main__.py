@@ -30,6 +30,10 @@ def arguments(argv):
     p.add_argument("--workspace", metavar="MB", help="builder workspace limit in MiB")
     p.add_argument("--fp16", action="store_true",
                    help="half-precision weights and math (inputs and outputs stay float32); checked at 1e-2")
+    p.add_argument("--keep-fp32", metavar="PATTERN[,PATTERN...]", help="with --fp16: keep the layers whose names "
+                   "match (fnmatch) in fp32, with casts around them (trtnet.check --fp16 --advise suggests some)")
+    p.add_argument("--debug-tensors", metavar="PATTERN[,PATTERN...]", help="mark the matching layers' outputs as "
+                   "TensorRT debug tensors (trtnet.run --dump writes them without changing fusion)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 math in fp32 layers (faster on GPUs, ~1e-3 error)")
     p.add_argument("--no-verify", action="store_true", help="build only; skip the comparison with PyTorch")
     p.add_argument("--keep-failed", action="store_true",
@@ -62,6 +66,10 @@ def validate(args):
     if args.output:
         cli.check_output(args.output)
     args.quant = parse_quant_arguments(args)
+    args.keep_fp32, args.debug_tensors = (tuple(k for k in (v or "").split(",") if k)
+                                          for v in (args.keep_fp32, args.debug_tensors))
+    if args.keep_fp32 and not args.fp16:
+        raise cli.UsageError("--keep-fp32 applies to the fp16 network: add --fp16")
 
 
 class TorchPreload(Listener):
@@ -100,7 +108,8 @@ def options(args, profiles):
                         tf32=args.tf32, fp16=args.fp16, show_graph=args.print_graph,
                         engine_cache=None if args.no_engine_cache else args.engine_cache,
                         timing_cache=args.timing_cache, refittable=args.refittable,
-                        strip_weights=args.strip_weights, **args.quant)
+                        strip_weights=args.strip_weights, keep_fp32=args.keep_fp32,
+                        debug_tensors=args.debug_tensors, **args.quant)
 
 
 def run(args, timeline):
@@ -134,7 +143,8 @@ def run(args, timeline):
     print(timeline.summary())
     if not report.ok:
         kept = f"; kept as {report.engine.path}" if report.engine.path else "; no engine written"
-        print(f"error: {args.model}: the comparison with PyTorch is over tolerance (see the checks above){kept}",
+        what = "the quantization cost" if (report.quant or {}).get("over_bound") else "the comparison with PyTorch"
+        print(f"error: {args.model}: {what} is over tolerance (see the checks above){kept}",
               file=sys.stderr)
     return 0 if report.ok else 1
 

@@ -264,6 +264,23 @@ def _activation(layer, x):
     return _ACTIVATIONS[kind](x, layer.alpha, layer.beta)
 
 
+_IN_PLACE = {}   # LayerType name -> fn(layer, *inputs) writing into input 0 where it can, else None
+
+
+def _in_place(kind):
+    """Register a variant of a kernel that computes into its first input, used where no later layer reads
+    that input: the same values without a new buffer (as PyTorch's ReLU(inplace=True) and `out += x`)."""
+    def register(fn):
+        _IN_PLACE[kind] = fn
+        return fn
+    return register
+
+
+@_in_place("ACTIVATION")
+def _activation_into(layer, x):
+    return torch.relu_(x) if layer.type.name == "RELU" else None
+
+
 @_layer("PARAMETRIC_RELU", "IParametricReLULayer")
 def _parametric_relu(layer, x, slope):
     """x >= 0 ? x : slope * x, slope broadcast to the input."""
@@ -307,6 +324,14 @@ def _elementwise(layer, a, b):
     op = layer.op.name
     _need(op in _BINARY, f"operation {layer.op}")
     return _BINARY[op](a, b)
+
+
+@_in_place("ELEMENTWISE")
+def _elementwise_into(layer, a, b):
+    same = a.dtype == b.dtype and a.is_floating_point() and a.dim() == b.dim()
+    if same and layer.op.name == "SUM" and all(m in (1, n) for n, m in zip(a.shape, b.shape)):   # b broadcasts
+        return a.add_(b)
+    return None
 
 
 _UNARY = {
@@ -1067,8 +1092,13 @@ def _order(units, layers, wanted, extra=()):
 
 
 class _Layers(list):
-    """A network's layers, with each one's kernel, input names and output types once read back (`steps`)."""
-    steps = None
+    """A network's layers, with each one's kernel, input names and output types once read back (`steps`), and
+    the tensors made by kernels that return new buffers (`fresh`: a later layer may write into them)."""
+    steps = fresh = None
+
+
+_FRESH = {"CONVOLUTION", "DECONVOLUTION", "ACTIVATION", "ELEMENTWISE", "SCALE", "NORMALIZATION", "MATRIX_MULTIPLY",
+          "POOLING", "SOFTMAX", "UNARY"}
 
 
 _PLANS = {}   # (id(network), layer count, wanted) -> (network, units, layers, frees): the last few networks run
@@ -1083,7 +1113,7 @@ def _schedule(network, wanted):
     if hit is not None and hit[0] is network:
         return hit[1:]
     layers = _Layers(network.get_layer(i) for i in range(network.num_layers))
-    layers.steps = {}
+    layers.steps, layers.fresh = {}, set()
     loops = _find_loops(layers)
     units = _order(_units(set(range(len(layers))), loops), layers, wanted)
     for lp in loops:
@@ -1121,7 +1151,7 @@ def _naming(what):
 
 
 def _step(layer):
-    """(description, kernel, layer class, input names (None: absent), [(output name, torch type, dims)])."""
+    """(description, kernel, layer class, input names (None: absent), [(output name, torch type, dims)], kind)."""
     t = trt()
     kind = _kind(layer)
     what = f"layer {layer.name!r} ({kind})"
@@ -1133,20 +1163,26 @@ def _step(layer):
     inputs = [layer.get_input(j) for j in range(layer.num_inputs)]
     with _naming(what):
         outputs = [(x.name, _dtype(x.dtype), _ints(x.shape)) for x in map(layer.get_output, range(layer.num_outputs))]
-    return what, fn, cls, [None if x is None else x.name for x in inputs], outputs
+    return what, fn, cls, [None if x is None else x.name for x in inputs], outputs, kind.name
 
 
-def _run_layer(layers, i, env):
+def _run_layer(layers, i, env, dying=()):
+    """Run layer i; `dying`: the values no later layer reads, which an in-place kernel may overwrite."""
     step = layers.steps.get(i)
     if step is None:
         step = layers.steps[i] = _step(layers[i])
-    what, fn, cls, inputs, outputs = step
+        if step[5] in _FRESH:
+            layers.fresh.update(name for name, _, _ in step[4])
+    what, fn, cls, inputs, outputs, kind = step
     layer = layers[i]
     layer.__class__ = cls   # other readers of the network may have given the object another class
     args = [None if n is None else env[n] for n in inputs]
     args = [a.float() if a is not None and a.dtype in _LOW else a for a in args]
+    into = _IN_PLACE.get(kind) if inputs and inputs[0] in dying and _owned(env, inputs[0], layers.fresh) else None
     with _naming(what):
-        result = fn(layer, *args)
+        result = into and into(layer, *args)
+        if result is None:
+            result = fn(layer, *args)
         result = result if isinstance(result, tuple) else (result,)
         for value, (name, dtype, dims) in zip(result, outputs):
             env[name] = _conform_to(value, dtype, dims, name)
@@ -1160,13 +1196,25 @@ def _run(units, layers, env):
             _run_layer(layers, unit, env)
 
 
+def _owned(env, name, fresh):
+    """Whether value `name` is a buffer of its own: made by a kernel returning new memory, shared with no other
+    live value (views, identities) and so safe to overwrite once its last reader runs."""
+    if name not in fresh:
+        return False
+    ptr = env[name].untyped_storage().data_ptr()
+    return sum(v.untyped_storage().data_ptr() == ptr for v in env.values()) == 1
+
+
 def _run_top(units, layers, env, frees, progress):
     """The top-level units in order; after each, the values in its `frees` entry are dropped (their last
     reader has run), so a run's peak memory is its widest cut, not every layer's output."""
     sizes = [len(u.members) if isinstance(u, _Loop) else 1 for u in units]
     done, total = 0, sum(sizes)
     for u, (unit, size) in enumerate(zip(units, sizes)):
-        _run([unit], layers, env)
+        if isinstance(unit, _Loop):
+            _run_loop(unit, layers, env)
+        else:
+            _run_layer(layers, unit, env, frees[u])
         for name in frees[u]:
             env.pop(name, None)
         done += size
