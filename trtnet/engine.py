@@ -3,7 +3,6 @@ plan is trtnet.runtime's)."""
 import time
 from dataclasses import dataclass
 
-import numpy as np
 
 from . import backend, cache
 from .emit_trt import emit
@@ -157,14 +156,3 @@ def _build(name, builder, network, config, step, timing_cache_path):
     if save_timing:
         save_timing()
     return bytes(plan)
-
-
-def compare(actual, expected):
-    """Max abs error, relative error (to the reference's largest magnitude) and top-1 agreement."""
-    a, e = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    if a.shape != e.shape:
-        raise ValueError(f"shape {a.shape} does not match the reference's {e.shape}")
-    diff = np.abs(a - e).max() if a.size else 0.0
-    scale = np.abs(e).max() if e.size else 0.0
-    top1 = float((a.argmax(-1) == e.argmax(-1)).mean()) if a.ndim == 2 else None
-    return {"max_abs": float(diff), "rel": float(diff / scale) if scale else float(diff), "top1": top1}

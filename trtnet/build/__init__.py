@@ -10,7 +10,8 @@ import numpy as np
 
 from .. import zoo
 from ..check.report import DEFAULT_TOL, FP16_TOL, check_graph
-from ..engine import build_engine, compare, create_network, profiles_for
+from ..compare import compare
+from ..engine import build_engine, create_network, profiles_for
 from ..files import write_atomic
 from ..runtime import Engine, execution_unavailable, refit_from_network, run_engine
 from ..events import Events
