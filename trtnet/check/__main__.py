@@ -103,8 +103,7 @@ def check_model(args, events):
         graph = spec.graph(w, args.sample_shape)
     profiles = cli.to_profiles(graph, args.shape_specs, args.batch_range)
     if profiles is None and "N" in graph.dims:
-        lo, _, hi = graph.ranges["N"]
-        profiles = [{"N": (lo, min(hi, 4), min(hi, 4))}]  # a quick default: the interpreter runs on the CPU
+        profiles = [{"N": default_batch(graph)}]
     profiles = profiles_for(graph, profiles)
     cli.guard_memory(graph, profiles)
     with events.phase("PyTorch module"):
@@ -141,6 +140,23 @@ def check_model(args, events):
         save_tensors(args.save_outputs, reports[-1].values)
         print(f"saved {len(reports[-1].values)} tensors to {args.save_outputs}")
     return reports
+
+
+CHECK_COPIES = 4   # a check holds each tensor several times: the interpreter's and the module's values, comparisons
+
+
+def default_batch(graph, largest=4):
+    """The batch range checked by default: up to `largest` (the interpreter runs on the CPU), less where this
+    machine's memory would not hold every layer's tensors at that batch (fcn_resnet50 at 520x520 took 22 GB
+    at N=4)."""
+    lo, _, hi = graph.ranges["N"]
+    n, have = min(hi, largest), cli.available_memory()
+    while n > lo and have and cli.memory_needed(graph, [{"N": (lo, n, n)}])[0] * CHECK_COPIES > have:
+        n -= 1
+    if n < min(hi, largest):
+        print(f"note: checking at N={lo}..{n}, not {min(hi, largest)}: the layers' tensors at a larger batch "
+              f"would not fit in this machine's memory (give --batch to choose)", file=sys.stderr)
+    return lo, n, n
 
 
 def check_onnx(args, events):
