@@ -301,7 +301,8 @@ def sample_images(graph, env, rng):
     them, which leaves the top-k order to rounding)."""
     import torch
     gen = torch.Generator().manual_seed(int(rng.integers(2 ** 31)))
-    return {"images": smooth_images(env["N"], env["H"], env["W"], gen).numpy()}
+    n, _, h, w = graph.concrete(graph.inputs[0], env)   # named sizes, or those of a graph recorded at one shape
+    return {"images": smooth_images(n, h, w, gen).numpy()}
 
 
 def calibrate(module):
