@@ -31,12 +31,11 @@ QUICK = {"my_unet.py", "tiny_models.py:ids", "mtcnn_onet", "silero_vad", "text_e
 
 
 def readme_unet():
-    """The README's U-Net ("A model of your own") as a model file: its definitions, registered as the zoo's are.
+    """The README's U-Net ("A model of your own") as a model file: its definitions and its register line.
     The lines from `module = UNet()` on record and check it in Python, which the commands do themselves."""
     readme = open(os.path.join(ROOT, "README.md")).read()
     block = re.search(r"```python\n(.*?)```", readme.split("## A model of your own", 1)[1], re.S).group(1)
-    return (block.split("\nmodule = ", 1)[0] + "\n\nfrom trtnet.zoo import register\n"
-            "register(\"unet\", (3, \"H\", \"W\"), UNet)(lambda w, shape: unet(w))\n")
+    return block.split("\nmodule = ", 1)[0] + "\n"
 
 
 def place(model, directory):
