@@ -9,10 +9,12 @@ boxes mapped back to the original image. The zoo's weights are seeded random one
 meaningless but follow the same rules.
 """
 import argparse
-import sys
+import os
 
 import numpy as np
 
+from .. import cli
+from ..files import write_atomic
 from . import Runner
 
 PAD_VALUE = 114
@@ -75,7 +77,8 @@ def draw(image, dets, path):
     for x1, y1, x2, y2, score, c in dets:
         pen.rectangle((x1, y1, x2, y2), outline=(255, 64, 0), width=2)
         pen.text((x1 + 2, y1 + 1), f"{COCO[int(c)]} {score:.2f}", fill=(255, 64, 0))
-    canvas.save(path)
+    kind = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
+    write_atomic(path, lambda f: canvas.save(f, format=kind))   # never half a picture
 
 
 def main(argv=None):
@@ -86,14 +89,20 @@ def main(argv=None):
     p.add_argument("--conf", type=float, default=0.25, help="confidence threshold")
     p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold")
     p.add_argument("-o", "--output", metavar="PNG", help="draw the detections into this file")
+    p.add_argument("-v", "--verbose", action="store_true", help="a traceback with any error")
     a = p.parse_args(argv)
     if a.size % 32 or not 128 <= a.size <= 1280:
         p.error(f"--size must be a multiple of 32 in 128..1280, got {a.size}")
+    return cli.run_command(a, lambda: run(a), cli.Timeline(show=False))
+
+
+def run(a):
+    """Detect and print (a profile-range or engine error becomes the command's one error line)."""
     from PIL import Image
     try:
         image = np.asarray(Image.open(a.image).convert("RGB"))
     except OSError as e:
-        sys.exit(f"yolo: {e}")
+        raise cli.UsageError(f"{a.image}: cannot read the image: {e}") from None
     runner = Runner(a.model)
     print(f"network run by: {runner.backend}")
     dets = detect(runner, image, a.size, a.conf, a.iou)
@@ -104,7 +113,8 @@ def main(argv=None):
     if a.output:
         draw(image, dets, a.output)
         print(f"wrote {a.output}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli.exit_now(main())
