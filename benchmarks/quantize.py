@@ -22,6 +22,7 @@ from trtnet import GraphError, WeightMap, harness, zoo  # noqa: E402
 from trtnet.backend import trt  # noqa: E402
 from trtnet.engine import create_network  # noqa: E402
 from trtnet.quantize import METHODS, quantize  # noqa: E402
+from trtnet.quantize.advise import advise  # noqa: E402
 from trtnet.reference import run_reference  # noqa: E402
 
 CALIBRATED = ("int8", "fp8")   # the weight-only precisions need no activation ranges
@@ -64,6 +65,15 @@ def measure(g, calib, test, precisions, methods):
     return rows
 
 
+def advice(g, calib, test, how):
+    """`how` PRECISION:DB: the default calibration, then advise()'s --keep for an output SQNR of DB on `test`."""
+    precision, target = how.split(":")
+    q = quantize(g, calib, precision, samples=len(calib), progress=False)
+    a = advise(g, q, {g.inputs[0].name: test}, target_sqnr=float(target))
+    print(f"{g.name} {precision}, calibration {q.quant['calibration'].get('chosen')}, {len(test)} samples:\n"
+          + a.summary(), flush=True)
+
+
 def builds(name, shape, targets):
     """A table of TensorRT builds of each mode for each GPU target (TensorRT-RTX's compute capabilities): what
     the builder accepts, measured, not what runs fastest; INT4 tried in blocks of 128 and per output channel."""
@@ -101,6 +111,7 @@ def main():
     p.add_argument("--shape", help="sample shape, e.g. 3,64,64 (default: the model's)")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--precisions", default="int8,fp8,int8-weights,int4-weights")
+    p.add_argument("--advise", metavar="PRECISION:DB", help="instead: the layers to keep for an output SQNR of DB")
     p.add_argument("--builds", action="store_true", help="instead: which modes build for which GPU target")
     p.add_argument("--targets", default="SM75,SM80,SM86,SM89,SM120,SM121")
     p.add_argument("--smoke", action="store_true", help="squeezenet1_1 at 3x32x32, 16 samples, max calibration, "
@@ -116,14 +127,18 @@ def main():
             builds(name, tuple(int(v) for v in a.shape.split(",")) if a.shape else None, a.targets.split(","))
         if not a.smoke:
             return
-    print(f"| model | input | precision | method | calib s | SQNR dB | top-1 agree |\n|---|---|---|---|---|---|---|",
-          flush=True)
+    if not a.advise:
+        print("| model | input | precision | method | calib s | SQNR dB | top-1 agree |\n|---|---|---|---|---|---|---|",
+              flush=True)
     for name in a.models:
         spec = zoo.get(name)
         shape = spec.input_shape if spec.dataset is not None or not a.shape else \
             tuple(int(v) for v in a.shape.split(","))
         g = fit_state(harness.export_state(name), spec.graph, shape)
         calib, test = inputs(spec, shape, a.samples, 0), inputs(spec, shape, a.samples, 1)
+        if a.advise:
+            advice(g, calib, test, a.advise)
+            continue
         for precision, method, secs, db, agree in measure(g, calib, test, a.precisions.split(","),
                                                           a.methods.split(",")):
             print(f"| {name} | {'x'.join(map(str, shape))} | {precision} | {method} | {secs:.1f} | {db:.1f} | "

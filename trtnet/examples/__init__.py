@@ -11,13 +11,14 @@ import numpy as np
 class Runner:
     """A zoo model with its package's weights, run by its engine or by the interpreter on its TensorRT network."""
 
-    def __init__(self, name, shape=None, profiles=None):
+    def __init__(self, name, shape=None, profiles=None, transform=None):
         from .. import harness, zoo
         from ..engine import build_engine, create_network
         from ..runtime import Engine, execution_unavailable
         from ..weights import WeightMap
         spec = zoo.get(name)
         self.graph = spec.graph(WeightMap(harness.export_state(name)), shape)
+        self.graph = transform(self.graph) if transform else self.graph   # e.g. quantized
         self.batch = self.graph.ranges.get("N", (1, 8, 32))[2]
         reason = execution_unavailable()
         self.engine = self.network = None

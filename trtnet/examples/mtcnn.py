@@ -5,6 +5,10 @@ the steps between them follow facenet-pytorch's `MTCNN.detect` (keep_all, larges
 probabilities and landmarks agree with it: an image pyramid, P-Net proposals with NMS per scale and over all
 scales, box regression, squaring, R-Net on 24x24 crops, O-Net on 48x48 crops with landmarks, and a final NMS
 that measures overlap against the smaller box.
+
+`--int8` (or `--fp8`) quantizes the three networks, calibrated on scikit-image pictures other than the ones
+shown (and its LFW faces for R-Net and O-Net): on astronaut and coffee INT8 finds the faces fp32 finds, boxes
+within 0.8 px and landmarks within 0.6 px; FP8 finds the same face, with boxes off by up to 3.1 px.
 """
 import argparse
 import sys
@@ -18,10 +22,68 @@ THRESHOLDS = (0.6, 0.7, 0.7)
 FACTOR = 0.709
 
 
+# calibration images: scikit-image's own, none of them the ones detection is shown or tested on
+CALIBRATION = ("camera.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png", "horse.png", "ihc.png")
+NETS = ("pnet", "rnet", "onet")
+
+
 class Nets:
-    def __init__(self):
-        self.pnet, self.rnet, self.onet = (Runner(f"mtcnn_{k}") for k in ("pnet", "rnet", "onet"))
+    """The three networks; `precision` (int8, fp8, ...) quantizes each, calibrated on the inputs it receives
+    when the fp32 pipeline runs over `calibration` (RGB images)."""
+
+    def __init__(self, precision=None, calibration=None):
+        ranges = calibrated(precision, calibration or skimage_images(CALIBRATION)) if precision else {}
+        self.pnet, self.rnet, self.onet = (Runner(f"mtcnn_{k}", transform=ranges.get(k)) for k in NETS)
         self.backend = self.pnet.backend
+
+
+def skimage_images(names):
+    import os
+    import skimage
+    from PIL import Image
+    return [Image.open(os.path.join(os.path.dirname(skimage.__file__), "data", n)).convert("RGB") for n in names]
+
+
+class _Recorder:
+    """A network's fp32 reference executor that keeps its inputs: each net's calibration data."""
+
+    def __init__(self, name):
+        from .. import harness, zoo
+        from ..weights import WeightMap
+        self.graph, self.seen = zoo.get(name).graph(WeightMap(harness.export_state(name))), []
+
+    def __call__(self, **inputs):
+        from ..reference import run_reference
+        self.seen.append(inputs["images"])
+        return run_reference(self.graph, inputs)
+
+
+def lfw_faces(size):
+    """scikit-image's 200 LFW faces (25x25 grey) as the network's normalised (200, 3, size, size) input."""
+    import os
+    import skimage
+    import torch
+    import torch.nn.functional as F
+    x = np.load(os.path.join(os.path.dirname(skimage.__file__), "data", "lfw_subset.npy"))
+    x = torch.from_numpy(x).float()[:, None].repeat(1, 3, 1, 1) * 255
+    return normalized(F.interpolate(x, size=(size, size), mode="area"))
+
+
+def calibrated(precision, images):
+    """{net: graph -> quantized graph}: the fp32 pipeline run over `images`; P-Net calibrates on 48x48 tiles of
+    the pyramid levels it saw, R-Net and O-Net on the crops they were given and scikit-image's LFW faces (the
+    pictures hold few faces, and a face's crop is what their regression must get right)."""
+    import types
+    from ..quantize import quantize
+    rec = types.SimpleNamespace(**{k: _Recorder(f"mtcnn_{k}") for k in NETS})
+    for image in images:
+        detect(rec, image)
+    tiles = [x[:, :, i:i + 48, j:j + 48] for x in rec.pnet.seen for i in range(0, x.shape[2] - 47, 48)
+             for j in range(0, x.shape[3] - 47, 48)]
+    data = {"pnet": np.concatenate(tiles)[::max(1, len(tiles) // 512)],
+            "rnet": np.concatenate(rec.rnet.seen + [lfw_faces(24)])[::2],
+            "onet": np.concatenate(rec.onet.seen + [lfw_faces(48)])}
+    return {k: (lambda g, x=data[k]: quantize(g, x, precision, samples=len(x), progress=False)) for k in NETS}
 
 
 def pyramid(h, w, min_face=MIN_FACE, factor=FACTOR):
@@ -175,14 +237,18 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m trtnet.examples.mtcnn", description=__doc__.split("\n")[0])
     p.add_argument("image", help="an image file (converted to RGB)")
     p.add_argument("-o", "--output", help="write the image with boxes and landmarks drawn (PNG)")
+    modes = p.add_mutually_exclusive_group()
+    for mode in ("int8", "fp8"):
+        modes.add_argument(f"--{mode}", dest="precision", action="store_const", const=mode,
+                           help=f"{mode.upper()} networks, calibrated on other scikit-image pictures")
     a = p.parse_args(argv)
     from PIL import Image
     try:
         image = Image.open(a.image).convert("RGB")
     except OSError as e:
         sys.exit(f"mtcnn: cannot read {a.image}: {e}")
-    nets = Nets()
-    print(f"networks run by: {nets.backend}")
+    nets = Nets(a.precision)
+    print(f"networks run by: {nets.backend}" + (f", {a.precision}" if a.precision else ""))
     boxes, probs, points = detect(nets, image)
     print(f"{len(boxes)} face{'s' * (len(boxes) != 1)} in {a.image} ({image.width}x{image.height})")
     for i, (box, prob, pts) in enumerate(zip(boxes, probs, points)):

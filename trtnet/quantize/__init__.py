@@ -7,13 +7,16 @@ ModelOpt state dict's `*_quantizer._amax` entries may give them instead.
 
 Weight-only precisions (int8-weights, int4-weights) quantize weights only, for an fp16 network.
 
-rewrite: placement and the graph rewrite; calibration: ranges, methods, the cache file; report: layer counts,
-the accuracy cost, the checks of a quantized build or check; options: the command lines' quantization options."""
+rewrite: placement and the graph rewrite; calibration: ranges, methods (auto: chosen by output SQNR), the cache
+file; advise: per-layer sensitivity and the layers to keep; report: layer counts, the accuracy cost and its
+bound, the checks of a quantized build or check; options: the command lines' quantization options."""
 from .calibration import METHODS, Histogram, amax_of, load_calibration, read_modelopt
 from .options import add_arguments, parse_arguments
-from .report import QUANT_TOL, QuantInfo, check_quantized, cost, describe, for_model, report_info, verify_build
+from .report import (QUANT_TOL, QuantInfo, advise_quantized, check_quantized, cost, describe, for_model, report_info,
+                     verify_build)
 from .rewrite import PRECISIONS, plan, quantize
 
 __all__ = ["METHODS", "Histogram", "amax_of", "load_calibration", "read_modelopt", "add_arguments", "parse_arguments",
-           "QUANT_TOL", "QuantInfo", "check_quantized", "cost", "describe", "for_model", "report_info", "verify_build",
+           "QUANT_TOL", "QuantInfo", "advise_quantized", "check_quantized", "cost", "describe", "for_model",
+           "report_info", "verify_build",
            "PRECISIONS", "plan", "quantize"]

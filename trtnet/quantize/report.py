@@ -8,12 +8,14 @@ from ..check.report import FP16_TOL, check_graph
 from ..graph import GraphError
 from ..harness import run_module
 from ..zoo import random_inputs
-from .rewrite import quantize
+from .advise import MIN_AGREEMENT, MIN_SQNR, TARGET_SQNR, advise, pattern
+from .calibration import sqnr
+from .rewrite import quantize, requantize
 
 QUANT_TOL = 1e-5   # the quantized network against its fake-quantized reference: both fp32, the same roundings
 
 
-def for_model(graph, precision, spec=None, calib=None, method="entropy", samples=512, cache=None, keep=(),
+def for_model(graph, precision, spec=None, calib=None, method="auto", samples=512, cache=None, keep=(),
               progress=None):
     """`quantize` as build and check do it: calibration from `calib` (array, .npy/.npz, image folder, ModelOpt
     checkpoint) or else the model's registered `calibration`. INT4 weights go per output channel on TensorRT-RTX,
@@ -44,9 +46,8 @@ def layer_counts(graph, q):
 def cost(quant, fp32, labels=None):
     """What quantization costs on held-out samples: top-1 agreement with fp32, output SQNR (dB), accuracies."""
     q, f = np.asarray(quant, np.float64), np.asarray(fp32, np.float64)
-    noise = float(np.sum((q - f) ** 2))
     out = {"samples": len(f), "top1": float((q.reshape(len(q), -1).argmax(1) == f.reshape(len(f), -1).argmax(1)).mean()),
-           "sqnr": float(10 * np.log10(np.sum(f ** 2) / noise)) if noise else float("inf")}
+           "sqnr": sqnr(q, f)}
     if labels is not None:
         out["accuracy_fp32"] = float((f.argmax(1) == labels).mean())
         out["accuracy"] = float((q.argmax(1) == labels).mean())
@@ -67,7 +68,9 @@ def describe(info):
     elif c["method"] == "modelopt":
         lines.append(f"  calibration  ModelOpt ranges from {c['source']}")
     elif "samples" in c:
-        lines.append(f"  calibration  {c['method']} on {c['samples']} samples in {c['seconds']:.1f} s"
+        chose = "" if "chosen" not in c else f" (chose {c['chosen']} by output SQNR: " + ", ".join(
+            f"{m} {v:.1f} dB" for m, v in c["scores"].items()) + ")"
+        lines.append(f"  calibration  {c['method']}{chose} on {c['samples']} samples in {c['seconds']:.1f} s"
                      + (f", written to {info['cache']}" if info.get("cache") else ""))
     for what, m in info.get("cost", {}).items():
         lines.append(f"  cost     {what} vs fp32 on {m['samples']} held-out samples: top-1 agreement "
@@ -75,7 +78,9 @@ def describe(info):
         if "accuracy" in m:
             lines.append(f"  accuracy fp32 {m['accuracy_fp32'] * 100:.2f}%, {p} {m['accuracy'] * 100:.2f}% "
                          f"({(m['accuracy'] - m['accuracy_fp32']) * 100:+.2f} points) on the held-out set")
-    return lines
+    if info.get("over_bound"):
+        lines.append(f"  bound    the quantization cost is over its bound: {info['over_bound']}")
+    return lines + info.get("advice", [])
 
 
 class QuantInfo(dict):
@@ -111,9 +116,28 @@ def _fp32_outputs(spec, module, graph, inputs):
     return run_reference(graph, inputs)
 
 
-def verify_build(report, spec, module, fp32, q, samples=8, run_engine=None):
-    """The two checks of a quantized build: the TensorRT network (interpreter) against the quantized graph's
-    fake-quantized reference, and the cost against the fp32 model (`module`, else fp32's reference executor)."""
+def bound(info, fp32, q, inputs, expected, labels, min_sqnr=None, min_agreement=None):
+    """Mark `info` (a QuantInfo with its cost measured) over its bound where the last cost's output SQNR or
+    top-1 agreement falls below `min_sqnr` (default MIN_SQNR of the precision) or `min_agreement` (default
+    MIN_AGREEMENT), with the costliest layers and the --keep advise() finds. Returns whether it was within."""
+    min_sqnr = MIN_SQNR[q.quant["precision"]] if min_sqnr is None else min_sqnr
+    min_agreement = MIN_AGREEMENT if min_agreement is None else min_agreement
+    c = list(info["cost"].values())[-1]
+    over = [f"output SQNR {c['sqnr']:.1f} dB < {min_sqnr:g} dB (--min-sqnr)"] * (c["sqnr"] < min_sqnr) + \
+        [f"top-1 agreement {c['top1'] * 100:.1f}% < {min_agreement * 100:g}% (--min-agreement)"] * \
+        (c["top1"] < min_agreement)
+    if over:
+        info["over_bound"] = "; ".join(over)
+        target = max(TARGET_SQNR[q.quant["precision"]], min_sqnr)   # --advise's default, or the bound if higher
+        info["advice"] = advise(fp32, q, inputs, expected, labels, target,
+                                min_agreement if c["top1"] < min_agreement else None).lines()
+    return not over
+
+
+def verify_build(report, spec, module, fp32, q, samples=8, run_engine=None, min_sqnr=None, min_agreement=None):
+    """The checks of a quantized build: the TensorRT network (interpreter) against the quantized graph's
+    fake-quantized reference, and the cost against the fp32 model (`module`, else fp32's reference executor)
+    within its bound (`bound`: the report's quant says so where it is not)."""
     inputs, labels = held_out(spec, fp32, samples)
     check = check_graph(q, inputs, None, report.tol, q.quant["fp16"])
     for o in q.outputs:
@@ -124,23 +148,46 @@ def verify_build(report, spec, module, fp32, q, samples=8, run_engine=None):
     report.quant["cost"]["TensorRT network"] = cost(check.values[out], expected[out], labels)
     if run_engine is not None:
         report.quant["cost"]["engine"] = cost(run_engine(inputs)[out], expected[out], labels)
+    bound(report.quant, fp32, q, inputs, expected, labels, min_sqnr, min_agreement)
     return report
 
 
 def check_quantized(graph, precision, spec=None, module=None, inputs=None, tol=None, fp16=False, samples=8,
-                    calib=None, calib_method="entropy", calib_samples=512, calib_cache=None, keep=()):
+                    calib=None, calib_method="auto", calib_samples=512, calib_cache=None, keep=(), min_sqnr=None,
+                    min_agreement=None):
     """trtnet.check of the quantized graph: its TensorRT network (interpreter) against its fake-quantized
     reference on `inputs` (default: held-out samples), and the cost against the fp32 `module` (else the fp32
-    graph's reference executor)."""
+    graph's reference executor) within its bound."""
     q = for_model(graph, precision, spec, calib, calib_method, calib_samples, calib_cache, keep)
-    fp16 = fp16 or q.quant["fp16"]
     labels = None
     if inputs is None:
         inputs, labels = held_out(spec, graph, samples)
+    return _check(graph, q, spec, module, inputs, labels, tol, fp16, calib_cache, min_sqnr, min_agreement)
+
+
+def _check(graph, q, spec, module, inputs, labels, tol, fp16, cache, min_sqnr, min_agreement, expected=None):
+    fp16 = fp16 or q.quant["fp16"]
     report = check_graph(q, inputs, None, tol or (FP16_TOL if fp16 else QUANT_TOL), fp16)
-    report.title = report.title.replace(" vs PyTorch", f" ({precision}) vs its fake-quantized PyTorch reference")
-    expected = _fp32_outputs(spec, module, graph, inputs)
+    what = f" ({q.quant['precision']}) vs its fake-quantized PyTorch reference"
+    report.title = report.title.replace(" vs PyTorch", what)
+    expected = expected if expected is not None else _fp32_outputs(spec, module, graph, inputs)
     out = graph.outputs[0].name
-    report.quant = report_info(graph, q, calib_cache, keep)
+    report.quant = report_info(graph, q, cache, q.quant["keep"])
     report.quant["cost"]["TensorRT network"] = cost(report.values[out], expected[out], labels)
+    bound(report.quant, graph, q, inputs, expected, labels, min_sqnr, min_agreement)
     return report
+
+
+def advise_quantized(graph, precision, spec=None, module=None, target_sqnr=None, target_agreement=None, tol=None,
+                     fp16=False, samples=8, calib=None, calib_method="auto", calib_samples=512, calib_cache=None,
+                     keep=(), min_sqnr=None, min_agreement=None):
+    """trtnet.check --advise with a quantization mode: [the Advice (costliest layers, the --keep that meets the
+    target), the check of the quantized graph with that --keep added], both on the held-out samples."""
+    q = for_model(graph, precision, spec, calib, calib_method, calib_samples, calib_cache, keep)
+    inputs, labels = held_out(spec, graph, samples)
+    expected = _fp32_outputs(spec, module, graph, inputs)
+    a = advise(graph, q, inputs, expected, labels, target_sqnr, target_agreement)
+    kept = requantize(graph, precision, list(q.quant["keep"]) + [pattern(k) for k in a.keep], q.quant["ranges"])
+    kept.quant["calibration"] = q.quant["calibration"]
+    return [a, _check(graph, kept, spec, module, inputs, labels, tol, fp16, calib_cache, min_sqnr, min_agreement,
+                      expected)]

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..graph import Graph, GraphError
 from ..ops.quant import scales
-from .calibration import METHODS, calibrate, read_modelopt
+from .calibration import METHODS, calibrate, read_modelopt, sqnr
 
 PRECISIONS = ("int8", "fp8", "int8-weights", "int4-weights")
 
@@ -71,11 +71,12 @@ def activations(graph, precision="int8", keep=()):
     return sorted({names[k].inputs[i].name for k, idx in acts.items() for i in idx})
 
 
-def quantize(graph, calibration=None, precision="int8", method="entropy", percentile=99.99, keep=(),
+def quantize(graph, calibration=None, precision="int8", method="auto", percentile=99.99, keep=(),
              block_size=128, cache=None, samples=512, batch=32, progress=None, preprocess=None, amax=None):
     """A new graph with explicit quantization (see trtnet.quantize). `calibration`: data (array, dict,
     .npy/.npz, image folder) or a ModelOpt checkpoint (.pth/.pt, its `*_quantizer._amax` used as given);
-    `amax` ({tensor name: amax}) skips calibration. The result's `.quant` says what was done."""
+    `amax` ({tensor name: amax}) skips calibration. Method auto picks, among calibration.AUTO, the ranges with
+    the best output SQNR on the calibration data. The result's `.quant` says what was done."""
     if precision not in PRECISIONS:
         raise GraphError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if method not in METHODS:
@@ -88,11 +89,37 @@ def quantize(graph, calibration=None, precision="int8", method="entropy", percen
     elif amax is None and precision in ("int8", "fp8"):
         if calibration is None:
             raise GraphError(f"{precision} needs calibration data (or a ModelOpt checkpoint)")
-        amax, info = calibrate(graph, calibration, activations(graph, precision, keep), precision, method,
-                               percentile, cache, samples, batch, progress, preprocess)
-    q = _Rewrite(graph, precision, keep, amax or {}, quantizers, block_size).run()
+        # every layer's range, scored with nothing kept: the ranges do not depend on `keep`, so a --keep
+        # that advise() measured is what a build with it gets
+        amax, info = calibrate(graph, calibration, activations(graph, precision), precision, method,
+                               percentile, cache, samples, batch, progress, preprocess,
+                               _scorer(graph, precision, (), block_size))
+    q = requantize(graph, precision, keep, (amax or {}, quantizers, block_size))
     q.quant.update(calibration=info)
     return q
+
+
+def requantize(graph, precision, keep, ranges):
+    """The graph quantized with ranges already known (`q.quant["ranges"]` of an earlier `quantize`) and other
+    layers kept: what advice tries, with no calibration."""
+    q = _Rewrite(graph, precision, keep, *ranges).run()
+    q.quant.update(ranges=ranges, keep=list(keep))
+    return q
+
+
+def _scorer(graph, precision, keep, block_size):
+    """score(amax, data): the output SQNR (dB, all outputs together) of the graph quantized with `amax`
+    against fp32, both on the reference executor."""
+    fp32 = {}
+
+    def score(amax, data):
+        from ..reference import run_reference  # loads torch
+        key = id(next(iter(data.values())))
+        want = fp32[key] = fp32[key] if key in fp32 else run_reference(graph, data)
+        got = run_reference(requantize(graph, precision, keep, (amax, {}, block_size)), data)
+        return sqnr(np.concatenate([np.ravel(got[o.name]) for o in graph.outputs]),
+                    np.concatenate([np.ravel(want[o.name]) for o in graph.outputs]))
+    return score
 
 
 class _Rewrite:
