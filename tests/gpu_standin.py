@@ -191,6 +191,7 @@ class StandInTrt:
 
     def __init__(self, inputs, outputs, profiles, fn, current=CpuCuda.current_index):
         self.fn, self.current = fn, current
+        self.on_cuda = current != CpuCuda.current_index   # buffers on a GPU, else CpuCuda's on the CPU
         self.io, self.profiles, self.log, self.devices = {**inputs, **outputs}, profiles, [], {}
         self.input_names = list(inputs)
         self.cache_blob = None          # what the runtime cache holds; deserialize/serialize go through it
@@ -317,8 +318,7 @@ class StandInTrt:
             self._record("execute", state["profile"], dict(state["shapes"]), threading.get_ident(), stream)
             if self.fail:
                 return False
-            dev = torch.device("cuda", device) if torch.cuda.is_available() and device is not None else \
-                torch.device("cpu")
+            dev = torch.device("cuda", device) if self.on_cuda else torch.device("cpu")
             xs = {n: tensor_at(state["addresses"][n], s, self.io[n][0], dev) for n, s in state["shapes"].items()}
             stream_ctx = (torch.cuda.stream(torch.cuda.ExternalStream(stream, device=dev)) if dev.type == "cuda"
                           else nullcontext())
