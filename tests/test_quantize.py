@@ -263,13 +263,12 @@ def _accuracy(out, precision):
 
 @pytest.fixture(scope="module")
 def lenet_dir(tmp_path_factory):
-    """A directory with weights/lenet.wts: LeNet trained on the digits' training split."""
+    """A directory with weights/lenet.wts: LeNet trained on the digits' training split, seeded as the export
+    script seeds it (an unseeded start gave held-out accuracies from 98.3% to 99.2% between runs)."""
     from trtnet import save_wts
     d = tmp_path_factory.mktemp("lenet")
-    m = zoo.get("lenet").torch_module()
-    zoo.get("lenet").train(m)
     (d / "weights").mkdir()
-    save_wts({k: v.numpy() for k, v in m.state_dict().items()}, str(d / "weights" / "lenet.wts"))
+    save_wts(harness.export_state("lenet"), str(d / "weights" / "lenet.wts"))
     return d
 
 
