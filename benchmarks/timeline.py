@@ -80,17 +80,22 @@ def run(model, weights, tmp):
         print(f"exported {weights} in {time.perf_counter() - start:.1f} s")
     start_up, *_ = child(["-c", "import trtnet"], ROOT)
     _, base, _, _ = child(["-c", BASELINE, os.path.join(tmp, "one.engine")], ROOT)
+    _, base_torch, _, _ = child(["-c", "import torch, torchvision" + BASELINE, os.path.join(tmp, "one.engine")], ROOT)
     size = os.path.getsize(weights)
-    print(f"libraries' baseline {base / 2**20:.0f} MiB peak RSS; weights {size / 2**20:.0f} MiB")
+    print(f"libraries' baseline {base / 2**20:.0f} MiB peak RSS, {base_torch / 2**20:.0f} MiB with torch and "
+          f"torchvision (what verification loads); weights {size / 2**20:.0f} MiB")
+    cpus = {}
     for label, extra in (("with verification", []), ("without verification", ["--no-verify"])):
+        libraries = base if extra else base_torch
         out = os.path.join(tmp, f"{model}.engine")
         wall, peak, stdout, cpu = child(["-m", "trtnet.build", model, "--weights", weights, "--batch", "1,2,4",
                                          "-o", out, "-q", "--no-engine-cache", *extra], ROOT)
         os.unlink(out)
         steps = parts(stdout)
         counted = sum(v for _, v in steps)
+        cpus[label] = cpu
         print(f"trtnet.build {model} {label}: {wall:.2f} s wall ({cpu:.2f} s CPU), peak RSS "
-              f"{peak / 2**20:.0f} MiB = baseline + {(peak - base) / size:.1f} x the weights")
+              f"{peak / 2**20:.0f} MiB = libraries + {(peak - libraries) / size:.1f} x the weights")
         print(f"  {'python + import trtnet':24s} {start_up:6.2f} s")
         for k, v in steps:
             print(f"  {k:24s} {v:6.2f} s")
@@ -99,6 +104,7 @@ def run(model, weights, tmp):
         if trt_build:
             print(f"  trtnet's own share: {wall - trt_build:.2f} s beside TensorRT's {trt_build:.2f} s "
                   f"({(wall - trt_build) / trt_build:.1f}x)")
+    print(f"verified CPU seconds {cpus['with verification'] / cpus['without verification']:.1f}x the unverified")
 
 
 if __name__ == "__main__":
