@@ -16,19 +16,11 @@ from trtnet.engine import build_engine, create_network
 from trtnet.harness import load_model
 from trtnet.run import dump_debug_tensors
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "overflow_model.py")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    d = tmp_path_factory.mktemp("debug")
-    path = str(d / "overflow.py")
-    shutil.copy(DATA, path)
-    from trtnet import zoo
-    torch.manual_seed(0)
-    module = zoo.get(path).torch_module().eval()
-    torch.save(module.state_dict(), str(d / "overflow.pth"))
-    return path, module
+def model(overflow_model):
+    return overflow_model
 
 
 def test_debug_marking_read_back_and_built(model):

@@ -1,8 +1,6 @@
 """fp16 networks with layers kept in fp32 (--keep-fp32) and the advice that finds them (check --fp16 --advise), on a
 model file whose activations overflow float16: checked against PyTorch and read back from TensorRT."""
-import os
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -13,19 +11,12 @@ from trtnet.check.__main__ import main as check_main
 from trtnet.engine import builder_config, create_network
 from trtnet.harness import load_model
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "overflow_model.py")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """overflow.py with its weights beside it (seeded): `big` outputs exceed 65504, LayerNorm brings them back."""
-    d = tmp_path_factory.mktemp("overflow")
-    path = str(d / "overflow.py")
-    shutil.copy(DATA, path)
-    from trtnet import zoo
-    torch.manual_seed(0)
-    module = zoo.get(path).torch_module().eval()
-    torch.save(module.state_dict(), str(d / "overflow.pth"))
+def model(overflow_model):
+    """The overflow model's file: `big` outputs exceed 65504, LayerNorm brings them back."""
+    path, module = overflow_model
     with torch.no_grad():
         peak = float(module.big(torch.relu(module.fc0(torch.randn(4, 16)))).abs().max())
     assert peak > 65504, peak   # the premise: PyTorch's own values leave float16's range
