@@ -11,10 +11,12 @@ shown (and its LFW faces for R-Net and O-Net): on astronaut and coffee INT8 find
 within 0.8 px and landmarks within 0.6 px; FP8 finds the same face, with boxes off by up to 3.1 px.
 """
 import argparse
-import sys
+import os
 
 import numpy as np
 
+from .. import cli
+from ..files import write_atomic
 from . import Runner
 
 MIN_FACE = 20
@@ -38,7 +40,6 @@ class Nets:
 
 
 def skimage_images(names):
-    import os
     import skimage
     from PIL import Image
     return [Image.open(os.path.join(os.path.dirname(skimage.__file__), "data", n)).convert("RGB") for n in names]
@@ -60,7 +61,6 @@ class _Recorder:
 
 def lfw_faces(size):
     """scikit-image's 200 LFW faces (25x25 grey) as the network's normalised (200, 3, size, size) input."""
-    import os
     import skimage
     import torch
     import torch.nn.functional as F
@@ -221,7 +221,7 @@ def detect(nets, image):
 
 
 def draw(image, boxes, points, path):
-    from PIL import ImageDraw
+    from PIL import Image, ImageDraw
     out = image.copy()
     pen = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 160))
@@ -230,7 +230,8 @@ def draw(image, boxes, points, path):
         for x, y in pts:
             r = 1.5 * width
             pen.ellipse((x - r, y - r, x + r, y + r), fill=(40, 255, 40))
-    out.save(path)
+    kind = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
+    write_atomic(path, lambda f: out.save(f, format=kind))   # never half a picture
 
 
 def main(argv=None):
@@ -241,12 +242,18 @@ def main(argv=None):
     for mode in ("int8", "fp8"):
         modes.add_argument(f"--{mode}", dest="precision", action="store_const", const=mode,
                            help=f"{mode.upper()} networks, calibrated on other scikit-image pictures")
+    p.add_argument("-v", "--verbose", action="store_true", help="a traceback with any error")
     a = p.parse_args(argv)
+    return cli.run_command(a, lambda: run(a), cli.Timeline(show=False))
+
+
+def run(a):
+    """Detect and print (an engine's profile-range error becomes the command's one error line)."""
     from PIL import Image
     try:
         image = Image.open(a.image).convert("RGB")
     except OSError as e:
-        sys.exit(f"mtcnn: cannot read {a.image}: {e}")
+        raise cli.UsageError(f"{a.image}: cannot read the image: {e}") from None
     nets = Nets(a.precision)
     print(f"networks run by: {nets.backend}" + (f", {a.precision}" if a.precision else ""))
     boxes, probs, points = detect(nets, image)
@@ -257,7 +264,8 @@ def main(argv=None):
     if a.output:
         draw(image, boxes, points, a.output)
         print(f"wrote {a.output}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli.exit_now(main())

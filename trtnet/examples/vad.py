@@ -7,11 +7,11 @@ chunk at or over the threshold, ends after at least 100 ms under threshold - 0.1
 250 ms, and is padded by 30 ms on each side (half the gap where neighbours are closer than 60 ms).
 """
 import argparse
-import sys
 import wave
 
 import numpy as np
 
+from .. import cli
 from . import Runner
 
 RATE, CHUNK = 16000, 512
@@ -76,11 +76,17 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m trtnet.examples.vad", description=__doc__.split("\n")[0])
     p.add_argument("wav", help="16 kHz mono 16-bit PCM WAV file")
     p.add_argument("--threshold", type=float, default=0.5, help="speech probability that starts a segment")
+    p.add_argument("-v", "--verbose", action="store_true", help="a traceback with any error")
     a = p.parse_args(argv)
+    return cli.run_command(a, lambda: run(a), cli.Timeline(show=False))
+
+
+def run(a):
+    """Find and print the segments (an engine's profile-range error becomes the command's one error line)."""
     try:
         audio = read_wav(a.wav)
     except (OSError, EOFError, wave.Error, ValueError) as e:
-        sys.exit(f"vad: {e}")
+        raise cli.UsageError(f"{a.wav}: {e}") from None
     runner = Runner("silero_vad_seq")
     print(f"network run by: {runner.backend}")
     probs = speech_probs(runner, audio)
@@ -89,7 +95,8 @@ def main(argv=None):
           f"{len(probs)} chunks)")
     for start, end in found:
         print(f"  {start / RATE:7.3f} s - {end / RATE:7.3f} s  (samples {start}-{end})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli.exit_now(main())
