@@ -15,7 +15,7 @@ def test_op_list_matches_the_declared_ops():
     assert re.findall(r"`(\w+)`", listed) == trtnet.ops.__all__
 
 
-@pytest.mark.parametrize("i", [i for i, b in enumerate(BLOCKS) if "@register" not in b])
+@pytest.mark.parametrize("i", [i for i, b in enumerate(BLOCKS) if "\n    ...\n" not in b])   # all but elided excerpts
 def test_python_example_runs(i, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     if "weights/lenet.wts" in BLOCKS[i]:
