@@ -127,3 +127,19 @@ def test_a_port_writes_a_file_that_loads_or_one_error_line_and_nothing(tmp_path,
     assert not os.listdir(tmp_path)
     if "does not record" in err[0]:
         assert re.search(r"generated line \d+ `.+`: ", err[0]) and "tmp" not in err[0]
+
+
+def test_text_transformer_at_a_dynamic_length_checks_at_both_ends(tmp_path, capsys):
+    from trtnet.check.__main__ import main as check
+    out = str(tmp_path / "distilbert.py")
+    spec = ('transformers:DistilBertModel{"vocab_size": 100, "dim": 64, "n_layers": 2, "n_heads": 4, '
+            '"hidden_dim": 128, "max_position_embeddings": 256}')
+    assert main([spec, "-o", out, "--input", "input_ids:2x12:int64", "--dynamic", "input_ids:0,1"]) == 0
+    code = open(out).read()
+    body = [ln for ln in code[code.index("\ndef "):].splitlines() if "ranges=" not in ln]
+    assert not any(re.search(r"(?<![\w.-])(12|24)(?![\w.])", ln) for ln in body), code     # no example length frozen
+    assert re.search(r'reshape\(fc\(x, w\["q_lin"\]\), \(\w+, \w+, 4, 16\)\)', code)   # heads explicit
+    capsys.readouterr()
+    assert check([out, "--shapes", "input_ids:1x4,2x64,4x128"]) == 0
+    text = capsys.readouterr().out
+    assert "N=1, input_ids_1=4" in text and "N=4, input_ids_1=128" in text and text.count("PASS") == 2, text

@@ -50,14 +50,15 @@ def port(module, example_inputs, output=None, name=None, weights=None, dynamic=N
                                 type(module).__name__.lower()))
     gm, method = trace(module, example_inputs)
     values, eager = record_values(gm, example_inputs)
-    other = _other_values(gm, example_inputs, module)
+    other = _other_values(gm, example_inputs, module, dynamic or {})
     with torch.no_grad():
         reference = module(**example_inputs)
     inputs, shape0 = _input_specs(example_inputs, dynamic or {}, module)
     header = [f"{source or type(module).__module__ + '.' + type(module).__qualname__} ported by trtnet.port "
               f"(captured with {method}).",
               "Inputs: " + ", ".join(f"{k} {'x'.join(map(str, v.shape))} {str(v.dtype).replace('torch.', '')}"
-                                     for k, v in example_inputs.items()) + "; the batch dimension is dynamic.",
+                                     for k, v in example_inputs.items()) +
+              f"; dynamic: {', '.join(['the batch N', *(d for spec in inputs for d in spec[2])])}.",
               "Weights: the module's state_dict names, plus any constants folded from its parameters",
               "and buffers (`*_folded`: recompute them when swapping weights)."]
     factory = factory or f"{type(module).__module__}.{type(module).__qualname__}"
@@ -99,15 +100,18 @@ def port_spec(spec, output=None, inputs=None, dynamic=None, weights=None, check=
     return port(module, examples, output, name, weights, dynamic, factory, imports, check, source=spec)
 
 
-def _other_values(gm, examples, module):
-    """Node values at one more sample and other data, up to the first node fixed to the example's batch."""
+def _other_values(gm, examples, module, dynamic):
+    """Node values at one more sample, twice each dynamic axis and other data, up to the first node fixed to the
+    example's sizes: what differs is written from the inputs' sizes, what does not is a constant."""
     from .capture import _Recorder
     gen = torch.Generator().manual_seed(7)
     high = min(getattr(getattr(module, "config", None), "vocab_size", 10), 10)
-    other = {k: torch.randn((v.shape[0] + 1, *v.shape[1:]), generator=gen, dtype=v.dtype)
-             if v.dtype.is_floating_point else torch.randint(0, high, (v.shape[0] + 1, *v.shape[1:]),
-                                                             generator=gen, dtype=v.dtype)
-             for k, v in examples.items()}
+    other = {}
+    for k, v in examples.items():
+        shape = [d * 2 if i in dynamic.get(k, ()) else d for i, d in enumerate(v.shape)]
+        shape[0] = v.shape[0] + 1
+        other[k] = (torch.randn(shape, generator=gen, dtype=v.dtype) if v.dtype.is_floating_point else
+                    torch.randint(0, high, shape, generator=gen, dtype=v.dtype))
     rec = _Recorder(gm)
     try:
         with torch.no_grad():
@@ -165,6 +169,8 @@ def _input_specs(examples, dynamic, module):
             size = int(t.shape[axis])
             shape[axis - 1] = dim
             ranges[dim] = (max(1, size // 2), size, size * 2)
+        if ranges:      # a named dimension makes the whole shape explicit: the batch comes first
+            shape = ["N", *shape]
         vocab = getattr(getattr(module, "config", None), "vocab_size", 10)
         out.append((tuple(shape), str(t.dtype).replace("torch.", ""), ranges, min(vocab, 10), name))
     return out, out[0][0]

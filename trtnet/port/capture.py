@@ -158,6 +158,7 @@ class _Tracer(fx.Tracer):
     def __init__(self, examples):
         super().__init__()
         self.record_stack_traces = True
+        self.proxy_buffer_attributes = True     # buffers sliced by a size (position ids) follow the input
         self.examples, self.values = examples, {}
 
     def is_leaf_module(self, m, qualname):

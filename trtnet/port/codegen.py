@@ -219,7 +219,7 @@ class Port:
     """Everything known about the capture while its code is written."""
 
     def __init__(self, gm, values, module, other=None):
-        self.gm, self.values = gm, values
+        self.gm, self.values, self.other = gm, values, other or {}
         self.modules = dict(module.named_modules())   # the classes (fx's copy holds plain Modules)
         self.state = module.state_dict()
         self.used, self.problems, self.extra, self.keys = set(), [], {}, {}
@@ -360,7 +360,7 @@ META = {"getattr", "size", "sym_size", "dim", "ndimension", "new_zeros", "new_on
 
 
 def _shape_only(nodes, values, other):
-    """Nodes whose values depend on the inputs' sizes only, and are the same at another batch size (and other
+    """Nodes whose values depend on the inputs' sizes only, and are the same at other input sizes (and other
     data): masks, position indices and size arithmetic that are constants of the network."""
     data, out = set(), set()
     for n in nodes:
@@ -491,9 +491,22 @@ def write_call(p, c, n, name, args, kwargs):
     if name in T.VARARGS and len(args) > 2 or (name in T.VARARGS and len(args) == 2 and
                                                   not isinstance(args[1], (tuple, list))):
         args = [args[0], tuple(args[1:])] if name != "repeat" else args
+    if name == "reshape" and len(args) == 2 and isinstance(args[1], (tuple, list)):
+        args = [args[0], _explicit_sizes(p, n, args[1], value)]
     if not T.known(name):
         return c.unsupported(f"{'tensor.' if n.op == 'call_method' else ''}{name}")
     return bind(c, name, args, kwargs)
+
+
+def _explicit_sizes(p, n, sizes, value):
+    """A reshape's -1 written as its size where that size is the same at the other input sizes (a head count):
+    left to TensorRT, it would be a quotient of run-time sizes that recording cannot resolve."""
+    i = next((i for i, s in enumerate(sizes) if type(s) is int and s == -1), None)
+    other = p.other.get(n)
+    if i is None or not isinstance(other, torch.Tensor) or other.dim() != value.dim() or \
+            other.shape[i] != value.shape[i]:
+        return sizes
+    return type(sizes)(int(value.shape[i]) if k == i else s for k, s in enumerate(sizes))
 
 
 def _einsum(c, args):
@@ -831,7 +844,7 @@ def _chain(line):
 
 # the file ------------------------------------------------------------------------------------------
 def generate(gm, module, values, inputs, output_names, name, header, register_line, imports, other=None):
-    """(code, extra tensors to store beside the state_dict); `other`: the node values at another batch size."""
+    """(code, extra tensors to store beside the state_dict); `other`: the node values at other input sizes."""
     p = Port(gm, values, module, other)
     root = p.groups()
     groups = _all_groups(root)
