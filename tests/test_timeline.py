@@ -49,6 +49,52 @@ def test_marked_outputs_count_only_the_layers_they_need():
     assert calls and calls[-1][0] == calls[-1][1] <= network.num_layers
 
 
+def test_each_layer_value_is_handed_over_as_computed_and_released():
+    network, _emission, inputs = small_network()
+    every = run_network(network, inputs, "all")
+    seen = {}
+    got = run_network(network, inputs, each=lambda name, value: seen.setdefault(name, value.copy()))
+    layers = {network.get_layer(i).get_output(j).name for i in range(network.num_layers)
+              for j in range(network.get_layer(i).num_outputs)}
+    assert seen.keys() == layers and all(np.array_equal(seen[k], every[k]) for k in seen)
+    assert list(got) == ["y"] and np.array_equal(got["y"], every["y"])
+
+
+def test_streamed_check_gives_the_same_table_and_consumes_the_module_values():
+    """The build's check compares each layer as it is computed (stream=True); the table, the verdicts and the
+    module column are those of the check that keeps every value, the planted bias mistake named in both."""
+    import torch
+    from trtnet.check.module import run_captured
+    module = torch.nn.Sequential()
+    module.add_module("c", torch.nn.Conv2d(3, 4, 3, padding=1))
+    module.add_module("act", torch.nn.ReLU())
+    module.add_module("flat", torch.nn.Flatten())
+    module.add_module("f", torch.nn.Linear(64, 5))
+    module.add_module("out", torch.nn.ReLU())
+    rng = np.random.default_rng(0)
+    w = {"c.weight": rng.standard_normal((4, 3, 3, 3), dtype=np.float32),
+         "c.bias": rng.standard_normal(4, dtype=np.float32),
+         "f.weight": rng.standard_normal((5, 64), dtype=np.float32),
+         "f.bias": rng.standard_normal(5, dtype=np.float32)}
+    module.load_state_dict({k: torch.as_tensor(v) for k, v in w.items()})
+    with torch.no_grad():
+        module.f.bias[1] += 1.0   # the module differs from the graph at layer 'f'
+    wm = WeightMap(w)
+    g = Graph("small")
+    x = g.input("x", (3, 4, 4))
+    g.output(relu(fc(flatten(relu(conv(x, wm["c"], 4, 3, padding=1)), 1), wm["f"], 5)), "y")
+    inputs, reports = {"x": rng.standard_normal((2, 3, 4, 4), dtype=np.float32)}, []
+    for stream in (False, True):
+        expected, captured = run_captured(module, g, inputs)
+        assert "c" in captured and "f" in captured
+        reports.append(report.check_graph(g, inputs, expected, module_values=captured, stream=stream))
+        assert bool(captured) != stream   # consumed by the streamed check only
+    kept, streamed = reports
+    assert streamed.rows == kept.rows and streamed.final == kept.final
+    assert streamed.first_bad_module == kept.first_bad_module == "f" and not streamed.ok
+    assert set(streamed.values) == {"y"} and len(kept.values) > 1
+
+
 def test_layer_bar_only_on_a_terminal(monkeypatch):
     from trtnet import backend
     out = io.StringIO()

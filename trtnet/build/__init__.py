@@ -211,6 +211,10 @@ def _verify_at(report, graph, spec, module, env, run, o, events):
         with events.phase("reference executor"):   # where the mistake is: the graph or its emission
             recorded = _reference(graph, inputs, None)
         if run is None:
+            if captured is not None:   # the first comparison consumed them
+                with events.phase("PyTorch run"):
+                    expected, captured = run_captured(module, graph, inputs, spec.output if spec else None,
+                                                      events.step())
             got, checks = _interpret(report, graph, inputs, expected, recorded, at, against, events, captured)
         checks += [(f"recorded graph output {o.name}{at} (PyTorch reference executor) vs PyTorch",
                     compare(recorded[o.name], expected[o.name])) for o in graph.outputs]
@@ -228,11 +232,11 @@ def _reference(graph, inputs, run):
 
 def _interpret(report, graph, inputs, expected, recorded, at, against, events, captured=None):
     """The TensorRT network as TensorRT holds it, run layer by layer on the CPU; layers compared with the
-    reference executor's values where given."""
+    reference executor's values where given, and with `captured` (consumed) as they are computed."""
     with events.phase("TensorRT network (interpreter)"):
         check = check_graph(graph, inputs, expected, report.tol, report.engine.precision.endswith("fp16"),
                             references=recorded if recorded is not None else {}, progress=events.step(),
-                            module_values=captured, keep_fp32=report.engine.keep_fp32)
+                            module_values=captured, keep_fp32=report.engine.keep_fp32, stream=True)
     got = {o.name: check.values[o.name] for o in graph.outputs}
     return got, [(f"TensorRT network output {o.name}{at} (trtnet.check interpreter) vs {against}",
                   dict(check.final[o.name], first_bad=check.first_bad, first_bad_module=check.first_bad_module))

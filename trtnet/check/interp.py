@@ -1101,21 +1101,22 @@ _FRESH = {"CONVOLUTION", "DECONVOLUTION", "ACTIVATION", "ELEMENTWISE", "SCALE", 
           "POOLING", "SOFTMAX", "UNARY"}
 
 
-_PLANS = {}   # (id(network), layer count, wanted) -> (network, units, layers, frees): the last few networks run
+_PLANS = {}   # (id(network), layer count, wanted, every) -> (network, units, layers, frees): the last few run
 
 
-def _schedule(network, wanted):
-    """The layers (ints into `layers`) and loops to run in order, the network's layers, and per unit the values
-    to drop after it (see _frees). Kept for the next run of the same network: reading a network back through
-    the bindings costs more than many of its layers take to run. A layer's attributes are read at each run."""
-    key = (id(network), network.num_layers, None if wanted is None else tuple(wanted))
+def _schedule(network, wanted, every=False):
+    """The layers (ints into `layers`) and loops to run in order (`every`: all of them, else those `wanted`
+    needs), the network's layers, and per unit the values to drop after it (see _frees). Kept for the next run
+    of the same network: reading a network back through the bindings costs more than many of its layers take
+    to run. A layer's attributes are read at each run."""
+    key = (id(network), network.num_layers, None if wanted is None else tuple(wanted), every)
     hit = _PLANS.get(key)
     if hit is not None and hit[0] is network:
         return hit[1:]
     layers = _Layers(network.get_layer(i) for i in range(network.num_layers))
     layers.steps, layers.fresh = {}, set()
     loops = _find_loops(layers)
-    units = _order(_units(set(range(len(layers))), loops), layers, wanted)
+    units = _order(_units(set(range(len(layers))), loops), layers, None if every else wanted)
     for lp in loops:
         lp.units = _order(lp.units, layers, [], _loop_needs(lp, layers))
     frees = _frees(units, layers, wanted)
@@ -1205,9 +1206,9 @@ def _owned(env, name, fresh):
     return sum(v.untyped_storage().data_ptr() == ptr for v in env.values()) == 1
 
 
-def _run_top(units, layers, env, frees, progress):
-    """The top-level units in order; after each, the values in its `frees` entry are dropped (their last
-    reader has run), so a run's peak memory is its widest cut, not every layer's output."""
+def _run_top(units, layers, env, frees, progress, each=None):
+    """The top-level units in order; after each, its outputs go to `each` and the values in its `frees` entry
+    are dropped (their last reader has run), so a run's peak memory is its widest cut, not every layer's output."""
     sizes = [len(u.members) if isinstance(u, _Loop) else 1 for u in units]
     done, total = 0, sum(sizes)
     for u, (unit, size) in enumerate(zip(units, sizes)):
@@ -1215,11 +1216,21 @@ def _run_top(units, layers, env, frees, progress):
             _run_loop(unit, layers, env)
         else:
             _run_layer(layers, unit, env, frees[u])
+        if each is not None:
+            for name in _produced(unit, layers):
+                each(name, _numpy(env[name]))
         for name in frees[u]:
             env.pop(name, None)
         done += size
         if progress is not None:
             progress(done, total)
+
+
+def _produced(unit, layers):
+    """The names of the values a unit adds to the top-level values: a layer's outputs, a loop's outputs."""
+    if isinstance(unit, _Loop):
+        return [layers[i].get_output(0).name for i in unit.boundary if _kind(layers[i]).name == "LOOP_OUTPUT"]
+    return [name for name, _, _ in layers.steps[unit][4]]
 
 
 def _frees(units, layers, wanted):
@@ -1333,7 +1344,7 @@ def _loop_output(o, seen, state, env, n):
     return torch.stack(values, o.axis % (values[0].dim() + 1))
 
 
-def run_network(network, inputs, outputs="marked", progress=None):
+def run_network(network, inputs, outputs="marked", progress=None, each=None):
     """Run `network` (an INetworkDefinition) on the CPU and return numpy arrays by tensor name.
 
     inputs: {input tensor name: array}, with the actual sizes of dynamic (-1) dims.
@@ -1341,6 +1352,9 @@ def run_network(network, inputs, outputs="marked", progress=None):
     engine would), "all" for every layer output and input (for per-layer comparisons). bfloat16
     tensors come back as float32 arrays.
     progress: called as progress(done, total) after each layer run (a loop's layers at once), for a count.
+    each: called as each(name, array) with every layer output (a loop's outputs) as it is computed; then every
+    layer runs, and with "marked" each value is still dropped after its last reader, so that per-layer
+    comparisons need not hold every layer's output. The array is valid during the call only.
     Raises UnsupportedLayerError for layers or attribute values this interpreter does not cover.
     """
     if outputs not in ("marked", "all"):
@@ -1353,6 +1367,6 @@ def run_network(network, inputs, outputs="marked", progress=None):
         env[tensor.name] = _feed(tensor, inputs[tensor.name])
     wanted = None if outputs == "all" else [network.get_output(i).name for i in range(network.num_outputs)]
     with torch.inference_mode():
-        units, layers, frees = _schedule(network, wanted)
-        _run_top(units, layers, env, frees, progress)
+        units, layers, frees = _schedule(network, wanted, each is not None)
+        _run_top(units, layers, env, frees, progress, each)
     return {name: _numpy(env[name]) for name in (env if wanted is None else wanted)}

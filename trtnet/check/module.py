@@ -82,23 +82,21 @@ def counterparts(names, captured):
     return out
 
 
-def compare_rows(rows, values, captured, tol, first_bad=None):
-    """Fill each layer row's error against the module (row.mod, or row.mod_note saying why there is none);
-    returns the first row's name over `tol`. A row over `tol` against the graph's reference too is the
-    network's own error (precision, or a mistake in its emission), not the graph's: it is named only where the
-    graph's column names it (`first_bad`), so an fp16 error that a layer inherits is not blamed on it twice."""
-    found, parts = None, counterparts([r.name for r in rows], captured)
-    for row in rows:
-        got, want = values.get(row.name), parts[row.name]
-        if isinstance(want, str) or got is None:
-            row.mod_note = want if isinstance(want, str) else "not computed"
-            continue
-        if np.shape(got) != np.shape(want):
-            row.mod_note = f"shape {tuple(np.shape(got))}, module {tuple(np.shape(want))}"
-            continue
+def compare_row(row, got, want, tol):
+    """Fill a layer row's error against the module (row.mod), or row.mod_note saying why there is none; `want`:
+    the module's array, or a str saying why there is none (counterparts)."""
+    if isinstance(want, str):
+        row.mod_note = want
+    elif np.shape(got) != np.shape(want):
+        row.mod_note = f"shape {tuple(np.shape(got))}, module {tuple(np.shape(want))}"
+    else:
         m = compare(got, want, tol)
-        row.mod = m["rel"]
-        row.mod_note = m["note"]
-        if row.mod > tol and found is None and (row.rel is None or row.rel <= tol or row.name == first_bad):
-            found = row.name
-    return found
+        row.mod, row.mod_note = m["rel"], m["note"]
+
+
+def first_over(rows, tol, first_bad=None):
+    """The first row's name over `tol` against the module. A row over `tol` against the graph's reference too is
+    the network's own error (precision, or a mistake in its emission), not the graph's: it is named only where
+    the graph's column names it (`first_bad`), so an fp16 error that a layer inherits is not blamed on it twice."""
+    return next((r.name for r in rows if r.mod is not None and r.mod > tol
+                 and (r.rel is None or r.rel <= tol or r.name == first_bad)), None)

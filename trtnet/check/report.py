@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import backend
 from ..compare import DEFAULT_TOL, Gathered, Indices, Pick, compare
-from .module import NONE, compare_rows, run_captured
+from .module import NONE, compare_row, counterparts, first_over, run_captured
 
 FP16_TOL = 1e-2     # half precision keeps ~3 decimal digits per op; the zoo's deep networks reach a few 1e-3
 
@@ -21,6 +21,7 @@ class Row:
     note: str = ""
     mod: float = None     # error against the module's submodule of the same path (see check.module)
     mod_note: str = ""    # why there is none, or what else differs
+    fp32: float = None    # a quantized network's layer against the fp32 graph's same-named tensor (--plot)
 
 
 @dataclass
@@ -74,26 +75,64 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def layer_rows(network, values, references, tol, chosen=None, own=None):
-    """One row per TensorRT layer output, with its error against the same-named reference tensor (`chosen`:
-    choices(), for tensors a top-k's indices chose). The first mismatch is the first layer over `tol` whose own
-    error is too: `own(name)` is the reference on the network's values of its inputs (None: unknown), so that an
-    error a layer inherits and amplifies (a softmax of slightly-off logits) is not blamed on it."""
-    rows, first_bad, chosen = [], None, chosen or {}
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        for j in range(layer.num_outputs):
-            name = layer.get_output(j).name
-            got = values.get(name)
-            shape = None if got is None else tuple(got.shape)
-            row = Row(name, str(layer.type).split(".")[-1], shape)
-            if got is not None and name in references:
-                m = compare(got, references[name], tol, chosen.get(name))
-                row.rel, row.note = m["rel"], m["note"]
-                if row.rel > tol and first_bad is None:
-                    first_bad = _blame(row, got, own and own(name), tol, chosen.get(name))
-            rows.append(row)
-    return rows, first_bad
+class LayerRows:
+    """One row per TensorRT layer output, in network order, filled one tensor at a time (`add`, as the
+    interpreter computes it) with its error against the same-named reference tensor (`chosen`: choices(), for
+    tensors a top-k's indices chose) and against the module's submodule of the same path (`captured`:
+    run_captured's values; with `consume`, each array is dropped from it once compared)."""
+
+    def __init__(self, network, references, tol, chosen=None, captured=None, consume=False):
+        self.rows, self.at = [], {}
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            kind = _type(layer)
+            for j in range(layer.num_outputs):
+                self.at[layer.get_output(j).name] = len(self.rows)
+                self.rows.append(Row(layer.get_output(j).name, kind, None))
+        self.references, self.tol, self.chosen = references, tol, chosen or {}
+        self.captured, self.consume = captured, consume
+        self.module = None if captured is None else counterparts([r.name for r in self.rows], captured)
+
+    def add(self, name, got):
+        if name not in self.at:
+            return
+        row = self.rows[self.at[name]]
+        row.shape = tuple(got.shape)
+        if name in self.references:
+            m = compare(got, self.references[name], self.tol, self.chosen.get(name))
+            row.rel, row.note = m["rel"], m["note"]
+        if self.module is not None:
+            compare_row(row, got, self.module.pop(name, NONE), self.tol)
+            if self.consume:
+                self.captured.pop(name, None)
+
+    def finish(self, values=None, own=None, finals=()):
+        """(rows, first mismatch, first mismatch against the module or None). The first mismatch is the first
+        layer over `tol` whose own error is too: `own(name)` is the reference on the network's `values` of its
+        inputs (None: unknown), so that an error a layer inherits and amplifies (a softmax of slightly-off
+        logits) is not blamed on it; where none is and a final output (`finals`: metrics) is over `tol`, the
+        first layer over it (small errors that add up)."""
+        first_bad = None
+        for row in self.rows:
+            if row.rel is not None and row.rel > self.tol:
+                first_bad = _blame(row, values.get(row.name) if own else None, own and own(row.name), self.tol,
+                                   self.chosen.get(row.name))
+                if first_bad is not None:
+                    break
+        if first_bad is None and any(m["rel"] > self.tol for m in finals):
+            first_bad = next((r.name for r in self.rows if r.rel is not None and r.rel > self.tol), None)
+        if self.module is None:
+            return self.rows, first_bad, None
+        for name, want in self.module.items():   # the rows never computed
+            self.rows[self.at[name]].mod_note = want if isinstance(want, str) else "not computed"
+        return self.rows, first_bad, first_over(self.rows, self.tol, first_bad)
+
+
+def _type(layer):
+    """The layer's TensorRT type name, read through ILayer: the interpreter may have given the object a subclass
+    whose `type` means something else (IActivationLayer.type is its ActivationType)."""
+    layer.__class__ = backend.trt().ILayer
+    return layer.type.name
 
 
 def _blame(row, got, mine, tol, selected):
@@ -172,32 +211,41 @@ def _keeps_order(layer, t):
 
 
 def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="check", progress=None, graph=None,
-                  module_values=None):
+                  module_values=None, stream=False):
     """Run `network` on `inputs`; compare every layer with `references` and the outputs with `finals`.
     `progress` is run_network's per-layer callback (None: a bar on a terminal, see layer_bar); `graph`, the
-    recorded graph the network was emitted from, tells each layer's own error (see layer_rows);
-    `module_values`: run_captured's submodule outputs, for the column against the module."""
+    recorded graph the network was emitted from, tells each layer's own error (see LayerRows.finish);
+    `module_values`: run_captured's submodule outputs, for the column against the module. `stream`: each layer
+    is compared as the interpreter computes it and then dropped, as is each of `module_values`' arrays (the dict
+    is consumed), so that the check holds a few layers' values, not all; the report's values are the network's
+    outputs then. A network with a top-k, or a graph to blame a layer by its own error, keeps every value."""
     from .interp import run_network
+    own = graph is not None and bool(references)
+    keep = not stream or own or any(_type(network.get_layer(i)) == "TOPK" for i in range(network.num_layers))
+    rows = LayerRows(network, references, tol, None, module_values, consume=stream)
     with layer_bar("TensorRT network (interpreter)") if progress is None else _given(progress) as step:
-        values = run_network(network, inputs, outputs="all", progress=step)
-    chosen = choices(network, values, references, tol)
-    rows, first_bad = layer_rows(network, values, references, tol, chosen,
-                                 None if graph is None else own_inputs(graph, values))
-    final = {k: compare(values[k], v, tol, chosen.get(k)) for k, v in finals.items()}
-    if first_bad is None and any(m["rel"] > tol for m in final.values()):   # small errors that add up
-        first_bad = next((r.name for r in rows if r.rel is not None and r.rel > tol), None)
-    first_bad_module = None if module_values is None else compare_rows(rows, values, module_values, tol, first_bad)
+        values = run_network(network, inputs, outputs="all" if keep else "marked", progress=step,
+                             each=None if keep else rows.add)
+    if keep:
+        rows.chosen = choices(network, values, references, tol)
+        for name, got in values.items():
+            rows.add(name, got)
+    final = {k: compare(values[k], v, tol, rows.chosen.get(k)) for k, v in finals.items()}
+    rows, first_bad, first_bad_module = rows.finish(values, own_inputs(graph, values) if own else None,
+                                                    final.values())
+    if stream:
+        values = {o.name: values[o.name] for o in map(network.get_output, range(network.num_outputs))}
     return CheckReport(title, rows, final, tol, first_bad, values, first_bad_module=first_bad_module)
 
 
 def check_graph(graph, inputs, expected, tol=DEFAULT_TOL, fp16=False, references=None, progress=None, keep_fp32=(),
-                module_values=None):
+                module_values=None, stream=False):
     """Emit `graph` into a TensorRT network and check it: layers against the graph's PyTorch reference
     executor (fp32), outputs against `expected` (the original PyTorch module's outputs; None: the reference
     executor's, as for a quantized graph whose meaning is its fake-quantized reference). `references`: the
     reference executor's values of every node on these inputs where the caller has them already. `keep_fp32`:
     patterns of layers an fp16 network keeps in fp32. `module_values`: the module's submodule outputs
-    (run_captured), each compared with the layer of the same name."""
+    (run_captured), each compared with the layer of the same name. `stream`: see check_network."""
     from ..engine import create_network
     from ..reference import run_reference
     _, network, emission = create_network(graph, fp16, keep_fp32)
@@ -209,7 +257,7 @@ def check_graph(graph, inputs, expected, tol=DEFAULT_TOL, fp16=False, references
     report = check_network(network, inputs, references, finals, tol,
                            f"TensorRT {'fp16' if fp16 else 'fp32'} network of '{graph.name}' ({network.num_layers} layers, "
                            f"run by trtnet.check) vs PyTorch{' at ' + at if at else ''}", progress, graph,
-                           module_values)
+                           module_values, stream)
     del emission
     return report
 
@@ -272,7 +320,7 @@ PLOT_FORMATS = ("png", "svg", "pdf")
 
 def plot_errors(reports, path):
     """Draw each layer's relative error along the network's depth (log scale), against the graph's reference and
-    against the module, one panel per checked shape and precision, with the tolerance and the first failing
+    against the module (a quantized network's: also against the fp32 graph, the quantization error), one panel per checked shape and precision, with the tolerance and the first failing
     layers marked; written atomically to `path` (its extension the format). matplotlib loads here only."""
     import io
     import os
@@ -280,6 +328,7 @@ def plot_errors(reports, path):
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
     from ..files import write_atomic
+    reports = [r for r in reports if isinstance(r, CheckReport)]   # --advise's advice has no layer rows
     fig, axes = plt.subplots(len(reports), 1, figsize=(11, 3.2 * len(reports)), squeeze=False, sharex=True)
     for ax, r in zip(axes[:, 0], reports):
         _plot_report(ax, r)
@@ -293,7 +342,8 @@ def plot_errors(reports, path):
 
 def _plot_report(ax, r):
     floor = 1e-9   # an exact match still shows, at the bottom
-    for attr, label, style in (("rel", "vs graph reference", "o-"), ("mod", "vs module", "s-")):
+    for attr, label, style in (("rel", "vs graph reference", "o-"), ("mod", "vs module", "s-"),
+                               ("fp32", "quantized vs fp32", "^-")):
         pts = [(i, max(getattr(row, attr), floor)) for i, row in enumerate(r.rows) if getattr(row, attr) is not None]
         if pts:
             ax.plot(*zip(*pts), style, ms=3, lw=1, label=label)
