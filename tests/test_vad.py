@@ -78,15 +78,54 @@ def test_clip_probabilities_and_segments_match_silero(clip):
     assert len(found) >= 2
 
 
-def test_command_line(clip, tmp_path, capsys):
+def write_wav(path, audio):
     import wave
-    path = tmp_path / "clip.wav"
     with wave.open(str(path), "wb") as f:
         f.setnchannels(1), f.setsampwidth(2), f.setframerate(vad.RATE)
-        f.writeframes((np.clip(clip, -1, 1 - 2 ** -15) * 32768).astype("<i2").tobytes())
+        f.writeframes((np.clip(audio, -1, 1 - 2 ** -15) * 32768).astype("<i2").tobytes())
+
+
+def test_command_line(clip, tmp_path, capsys):
+    path = tmp_path / "clip.wav"
+    write_wav(path, clip)
     vad.main([str(path)])
     out = capsys.readouterr().out
     assert "speech segment" in out and " s - " in out
+
+
+@pytest.fixture(scope="module")
+def calibration_clips(clip):
+    assert all(TEXT not in text for _, _, text in vad.SENTENCES), "calibration held apart from the tested speech"
+    return [vad.synthesize(text, voice, speed) for voice, speed, text in vad.SENTENCES]
+
+
+@pytest.mark.parametrize("precision,shift,moved", [("int8", 0, 0.3), ("fp8", vad.CHUNK, 0.15)])
+def test_quantized_segments_match_silero(clip, calibration_clips, precision, shift, moved):
+    """The TensorRT network with quantized convolutions (1-D, run as 2-D) against silero-vad's own model:
+    INT8 finds the very segments, FP8 within one chunk; no chunk's probability moves by more than `moved`."""
+    runner = vad.Runner("silero_vad_seq", transform=vad.quantized(precision, calibration_clips))
+    quant = runner.graph.quant
+    assert quant["layers"] == [k for k in ("stft_conv", "conv1", "conv2", "conv3", "conv4", "final_conv")
+                               if k not in vad.KEEP[precision]]
+    probs = vad.speech_probs(runner, clip)
+    assert np.abs(probs - reference_probs(clip)).max() < moved
+    found = vad.segments(probs, len(clip))
+    expected = silero_vad.get_speech_timestamps(torch.from_numpy(clip), silero_vad.load_silero_vad())
+    assert len(found) == len(expected) >= 2
+    assert np.abs(np.array(found) - [(s["start"], s["end"]) for s in expected]).max() <= shift
+
+
+def test_command_line_int8(clip, tmp_path, capsys):
+    path = tmp_path / "clip.wav"
+    write_wav(path, clip)
+    vad.main([str(path)])
+    fp32 = capsys.readouterr().out
+    vad.main([str(path), "--int8"])
+    int8 = capsys.readouterr().out
+    assert "int8" in int8.splitlines()[0]
+    assert int8.splitlines()[1:] == fp32.splitlines()[1:] and " s - " in int8
+    assert vad.main([str(path), "--calib", str(path)]) == 1
+    assert capsys.readouterr().err == "error: --calib needs a quantization mode: --int8 or --fp8\n"
 
 
 @pytest.mark.slow

@@ -146,6 +146,10 @@ def check_shapes(graph, profiles, samples=None):
     return envs
 
 
+TRAIN_THREADS = 2   # training's float sums depend on the thread count: a fixed one gives the same weights whatever
+                    # else changed it (importing silero-vad sets one thread)
+
+
 def export_state(name, checkpoint=None, seed=0):
     """{state_dict name: float32 array} for a zoo model or model file (`path.py[:name]`): from `checkpoint`, by
     training on bundled data, or seeded."""
@@ -159,7 +163,12 @@ def export_state(name, checkpoint=None, seed=0):
         return {k: np.asarray(v, np.float32) if np.asarray(v).dtype.kind == "f" else np.asarray(v)
                 for k, v in spec.state().items()}
     elif spec.train is not None:
-        spec.train(module)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(TRAIN_THREADS)
+        try:
+            spec.train(module)
+        finally:
+            torch.set_num_threads(threads)
     else:
         zoo.randomize_trivial(module, seed)
     return {k: v.detach().float().numpy() for k, v in module.state_dict().items()}

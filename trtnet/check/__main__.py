@@ -37,7 +37,7 @@ def arguments(argv):
     p.add_argument("--fp16", action="store_true", help="check the half-precision network trtnet.build --fp16 emits")
     p.add_argument("--all", action="store_true", help="list every layer, also those without a reference tensor")
     p.add_argument("--plot", metavar="FILE", help="draw each layer's relative error along the network's depth "
-                   "(against the graph's reference and the module) to FILE: .png, .svg or .pdf (needs matplotlib)")
+                   "(against the graph's reference and the module; quantized: also against fp32) to FILE: .png, .svg or .pdf (needs matplotlib)")
     p.add_argument("--keep-fp32", metavar="PATTERN[,PATTERN...]", help="with --fp16: keep the layers whose names "
                    "match (fnmatch) in fp32, with casts around them")
     p.add_argument("--advise", action="store_true", help="with --fp16: find layers to keep in fp32 for the outputs "

@@ -2,6 +2,7 @@
 matrix multiply layers whose weights are tensors (a dequantized constant TensorRT folds and fuses)."""
 import numpy as np
 
+from .conv import _nd
 from .core import emitter
 
 _TO = {"int8": "int8", "fp8": "fp8", "int4": "int4"}
@@ -35,15 +36,18 @@ def _fake_quant(e, n, x):
 @emitter("qconv")
 def _qconv(e, n, x, w):
     a, p = n.attrs, n.params
-    if len(a["kernel"]) == 1:
-        raise NotImplementedError(f"layer '{n.name}': a 1-D convolution with a tensor kernel")
     bias = e.weights(p["bias"]) if "bias" in p else e.no_weights()
-    layer = e.network.add_convolution_nd(x, a["out"], tuple(a["kernel"]), e.no_weights(), bias)
-    layer.set_input(1, w)
-    layer.stride_nd, layer.dilation_nd = tuple(a["stride"]), tuple(a["dilation"])
-    layer.pre_padding, layer.post_padding = tuple(a["padding"]), tuple(a["post_padding"])
-    layer.num_groups = a["groups"]
-    return e.named(layer, n.name)
+    if len(a["kernel"]) == 1:   # run as 2-D on (N, C, L, 1), as conv does, the kernel (K, C, k, 1)
+        w = e.reshape(w, (*n.inputs[1].shape, 1), f"{n.name}/kernel_2d", final=False)
+
+    def add(x, widen):
+        layer = e.network.add_convolution_nd(x, a["out"], widen(a["kernel"], 1), e.no_weights(), bias)
+        layer.set_input(1, w)
+        layer.stride_nd, layer.dilation_nd = widen(a["stride"], 1), widen(a["dilation"], 1)
+        layer.pre_padding, layer.post_padding = widen(a["padding"], 0), widen(a["post_padding"], 0)
+        layer.num_groups = a["groups"]
+        return layer
+    return _nd(e, n, x, add)
 
 
 @emitter("qfc")

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..backend import is_rtx
 from ..check.report import FP16_TOL, check_graph
+from ..compare import compare
 from ..graph import GraphError
 from ..harness import run_module
 from ..zoo import random_inputs
@@ -174,8 +175,20 @@ def _check(graph, q, spec, module, inputs, labels, tol, fp16, cache, min_sqnr, m
     out = graph.outputs[0].name
     report.quant = report_info(graph, q, cache, q.quant["keep"])
     report.quant["cost"]["TensorRT network"] = cost(report.values[out], expected[out], labels)
+    _fp32_errors(report, graph, inputs)
     bound(report.quant, graph, q, inputs, expected, labels, min_sqnr, min_agreement)
     return report
+
+
+def _fp32_errors(report, graph, inputs):
+    """Each row's error against the fp32 graph's tensor of the same name and shape (a folded BatchNorm's
+    convolution is named after it): the quantization error along the depth."""
+    from ..reference import run_reference
+    ref = run_reference(graph, inputs, outputs="all")
+    for row in report.rows:
+        got, want = report.values.get(row.name), ref.get(row.name)
+        if got is not None and want is not None and np.shape(got) == np.shape(want):
+            row.fp32 = compare(got, want)["rel"]
 
 
 def advise_quantized(graph, precision, spec=None, module=None, target_sqnr=None, target_agreement=None, tol=None,

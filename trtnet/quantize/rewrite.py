@@ -51,7 +51,7 @@ def plan(graph, precision="int8", keep=()):
     for n in graph.nodes:
         if _kept(n.name, keep) or (n.op in ("bn",) and n.name in folds and _kept(folds[n.name].name, keep)):
             continue
-        if n.op == "conv" and len(n.attrs["kernel"]) in (2, 3) or n.op == "fc":
+        if n.op in ("conv", "fc"):   # a 1-D convolution runs as 2-D in TensorRT
             weights.append(n.name)
             acts[n.name] = [0]
         elif n.op == "matmul" and all(i.is_float for i in n.inputs):
