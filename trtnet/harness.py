@@ -48,14 +48,21 @@ def load_model_weights(spec, weights=None, events=None):
 
 
 def twin_shapes(spec):
-    """{state_dict name: shape} of the model's PyTorch module, made on the meta device: nothing computed."""
+    """{state_dict name: shape} of the model's PyTorch module, made on the meta device where it can be."""
+    module = _on_meta(spec)
+    module = spec.torch_module() if module is None else module
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def _on_meta(spec):
+    """The model's PyTorch module made on the meta device (nothing allocated or computed), or None where its
+    constructor computes with values (YOLO's)."""
     import torch
     try:
         with torch.device("meta"):
-            module = spec.torch_module()
-    except Exception:  # noqa: BLE001  (a constructor that computes with values: make it for real)
-        module = spec.torch_module()
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+            return spec.torch_module()
+    except Exception:  # noqa: BLE001  (any constructor that needs real values)
+        return None
 
 
 def load_state(module, w):
@@ -76,12 +83,7 @@ def torch_reference(spec, w):
     """The model's PyTorch module holding the weights of `w`. Made on the meta device and given memory
     afterwards, it skips a random initialisation that every weight then replaces (a second for ResNet-50);
     a module with buffers that its state_dict lacks (computed in its constructor) is made as usual."""
-    import torch
-    try:
-        with torch.device("meta"):
-            module = spec.torch_module()
-    except Exception:  # noqa: BLE001  (a constructor that computes with values)
-        module = None
+    module = _on_meta(spec)
     if module is None or set(dict(module.named_buffers())) - set(module.state_dict()):
         module = spec.torch_module()
     else:

@@ -119,6 +119,7 @@ class Built:
     plan: bytes
     info: object              # engine.EngineInfo: IO, profiles, layers, seconds
     quant: Optional[dict] = None
+    fp16: bool = False        # half precision: asked for, or what the quantization mode computes in
 
 
 def load(model, weights=None, events=None):
@@ -146,13 +147,12 @@ def compile_graph(graph, spec=None, options=None, events=None):
                               keep_fp32=o.keep_fp32 if fp16 else (), debug=o.debug_tensors)
     if quant:
         info.precision = o.quantize + (", fp16" if fp16 else "")
-    return Built(graph, fp32_graph, plan, info, quant)
+    return Built(graph, fp32_graph, plan, info, quant, fp16)
 
 
 def new_report(built, spec=None, w=None, options=None):
     o = options or BuildOptions()
-    fp16 = o.fp16 or bool(built.quant and built.graph.quant["fp16"])
-    tol = FP16_TOL if fp16 else quant_mod.QUANT_TOL if built.quant else DEFAULT_TOL
+    tol = FP16_TOL if built.fp16 else quant_mod.QUANT_TOL if built.quant else DEFAULT_TOL
     name = built.graph.name if spec is None else spec.name
     built.info.path = o.engine_path(name)
     return BuildReport(built.fp32_graph.name, w.source if w else "(in the graph)", built.info,
@@ -167,7 +167,7 @@ def verify(report, built, spec=None, w=None, reference=None, options=None, event
     report.executed, report.reason = reason is None, reason or ""
     engine = Engine(built.plan, o.device) if report.executed else None
     if engine is not None and o.strip_weights:   # no weights in the plan until refitted from its network
-        made = create_network(built.graph, o.fp16 or bool(built.quant and built.graph.quant["fp16"]))
+        made = create_network(built.graph, built.fp16)
         refit_from_network(engine, made[1])       # (builder, network, emission): the weights stay alive
     run = (lambda x: run_engine(engine, x)) if engine is not None else None
     with events.phase("PyTorch module"):
@@ -206,7 +206,7 @@ def _verify_at(report, graph, spec, module, env, run, o, events):
         checks = [(f"engine output {out.name}{at} on GPU {o.device} vs {against}",
                    compare(got[out.name], expected[out.name])) for out in graph.outputs]
     else:
-        got, checks = _interpret(report, graph, inputs, expected, recorded, at, against, events, captured)
+        got, checks = _interpret(report, graph, inputs, expected, recorded, at, against, events, captured, o.fp16)
     if recorded is None and not all(m["rel"] <= report.tol for _, m in checks):
         with events.phase("reference executor"):   # where the mistake is: the graph or its emission
             recorded = _reference(graph, inputs, None)
@@ -215,9 +215,9 @@ def _verify_at(report, graph, spec, module, env, run, o, events):
                 with events.phase("PyTorch run"):
                     expected, captured = run_captured(module, graph, inputs, spec.output if spec else None,
                                                       events.step())
-            got, checks = _interpret(report, graph, inputs, expected, recorded, at, against, events, captured)
-        checks += [(f"recorded graph output {o.name}{at} (PyTorch reference executor) vs PyTorch",
-                    compare(recorded[o.name], expected[o.name])) for o in graph.outputs]
+            got, checks = _interpret(report, graph, inputs, expected, recorded, at, against, events, captured, o.fp16)
+        checks += [(f"recorded graph output {out.name}{at} (PyTorch reference executor) vs PyTorch",
+                    compare(recorded[out.name], expected[out.name])) for out in graph.outputs]
     report.checks += checks
     if labels is not None:
         out = graph.outputs[0].name
@@ -230,11 +230,11 @@ def _reference(graph, inputs, run):
     return run_reference(graph, inputs, outputs="marked" if run is not None else "all")
 
 
-def _interpret(report, graph, inputs, expected, recorded, at, against, events, captured=None):
+def _interpret(report, graph, inputs, expected, recorded, at, against, events, captured, fp16):
     """The TensorRT network as TensorRT holds it, run layer by layer on the CPU; layers compared with the
     reference executor's values where given, and with `captured` (consumed) as they are computed."""
     with events.phase("TensorRT network (interpreter)"):
-        check = check_graph(graph, inputs, expected, report.tol, report.engine.precision.endswith("fp16"),
+        check = check_graph(graph, inputs, expected, report.tol, fp16,
                             references=recorded if recorded is not None else {}, progress=events.step(),
                             module_values=captured, keep_fp32=report.engine.keep_fp32, stream=True)
     got = {o.name: check.values[o.name] for o in graph.outputs}

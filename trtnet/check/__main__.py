@@ -109,33 +109,37 @@ def check_model(args, events):
     with events.phase("PyTorch module"):
         module = torch_reference(spec, w)
     if args.quant["quantize"]:   # on the held-out set (else seeded inputs at the profile's largest batch)
+        samples = profiles[0]["N"][2] if "N" in graph.dims else 1
         with events.phase("check"):
             if args.advise:
                 return advise_quantized(graph, args.quant.pop("quantize"), spec, module, args.target_sqnr,
-                                        args.target_agreement, tol=args.tolerance, fp16=args.fp16,
-                                        samples=profiles[0]["N"][2] if "N" in graph.dims else 1, **args.quant)
+                                        args.target_agreement, tol=args.tolerance, fp16=args.fp16, samples=samples,
+                                        **args.quant)
             return [check_quantized(graph, args.quant.pop("quantize"), spec, module, tol=args.tolerance,
-                                    fp16=args.fp16, samples=profiles[0]["N"][2] if "N" in graph.dims else 1,
-                                    **args.quant)]
+                                    fp16=args.fp16, samples=samples, **args.quant)]
     tol = args.tolerance or (FP16_TOL if args.fp16 else DEFAULT_TOL)
-    cases, captured = [], []   # captured: the module's submodule outputs (check.module), for the layer table
-    for env in check_shapes(graph, profiles):
+
+    def run_module_at(env, capture):
+        """(inputs, module outputs, captured submodule outputs) at one shape."""
         inputs = spec.make_inputs(graph, env)
         with events.phase("PyTorch run"):
-            expected, got = run_captured(module, graph, inputs, spec.output, progress=events.step())
-        cases.append((inputs, expected))
-        captured.append(got)
-    if args.advise:
+            return (inputs, *run_captured(module, graph, inputs, spec.output, events.step(), capture))
+
+    if args.advise:   # every shape's cases at once: each trial set of fp32 layers is checked at all of them
+        cases = [run_module_at(env, False)[:2] for env in check_shapes(graph, profiles)]
         with events.phase("advise fp32 layers"):
             advice = advise(graph, cases, tol, progress=events.step())
         print("\n".join(advice.lines()))
         reports = advice.reports
-    else:
+    else:             # one shape at a time, each layer compared as computed and released
         reports = []
-        for (inputs, expected), got in zip(cases, captured):
+        for env in check_shapes(graph, profiles):
+            inputs, expected, got = run_module_at(env, True)
             with events.phase("TensorRT network (interpreter)"):
                 reports.append(check_graph(graph, inputs, expected, tol, args.fp16, progress=events.step(),
-                                           keep_fp32=args.keep_fp32, module_values=got))
+                                           keep_fp32=args.keep_fp32, module_values=got,
+                                           stream=not args.save_outputs))
+            inputs = expected = got = None
     if args.save_outputs:
         save_tensors(args.save_outputs, reports[-1].values)
         print(f"saved {len(reports[-1].values)} tensors to {args.save_outputs}")
