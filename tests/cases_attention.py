@@ -102,3 +102,94 @@ case("scaled_dot_product_attention", "mha-float-head-mask-weights",
      {"x": ((2, "T", 8), "float32"), "am": ((4, "T", "T"), "float32")},
      lambda w, x, am: tn.multi_head_attention(x, x, x, w["attn"], 2, attn_mask=am, need_weights=True),
      lambda x, am: MHA(x, x, x, attn_mask=am), ({"T": 5}, {"T": 9}), MHA_W)
+
+
+def _decoder(q, k, v, mask=None, window=None, scale=None):
+    """Softmax attention, written out, over the keys transformers' causal (or sliding-window) mask functions
+    let a decoder query see; query i sits at position i + Skv - Sq."""
+    from transformers.masking_utils import causal_mask_function, sliding_window_causal_mask_function
+    sees = causal_mask_function if window is None else sliding_window_causal_mask_function(window)
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+    sq, skv = q.shape[2], k.shape[2]
+    allowed = sees(0, 0, torch.arange(sq).reshape(-1, 1) + skv - sq, torch.arange(skv).reshape(1, -1))
+    scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5 if scale is None else scale)
+    if mask is not None and mask.dtype == torch.bool:
+        allowed = allowed & mask
+    elif mask is not None:
+        scores = scores + mask
+    return torch.softmax(scores.masked_fill(~allowed, float("-inf")), -1) @ v
+
+
+PREFILL = ({"N": 2, "L": 3, "S": 6}, {"N": 1, "L": 4, "S": 9})   # queries continue a cache: L <= S
+case("causal_attention", "gqa-self", qkv(4, "T", "T", hk=2),
+     lambda w, q, k, v: tn.causal_attention(q, k, v), _decoder, SELF)
+case("causal_attention", "gqa-decode", qkv(4, 1, "S", hk=2),
+     lambda w, q, k, v: tn.causal_attention(q, k, v), _decoder, ({"N": 2, "S": 5}, {"N": 1, "S": 9}))
+case("causal_attention", "mqa-prefill-cache", qkv(4, "L", "S", hk=1),
+     lambda w, q, k, v: tn.causal_attention(q, k, v, scale=0.3), lambda q, k, v: _decoder(q, k, v, scale=0.3),
+     PREFILL)
+case("causal_attention", "sliding-window", qkv(4, "L", "S", hk=2),
+     lambda w, q, k, v: tn.causal_attention(q, k, v, window=3), lambda q, k, v: _decoder(q, k, v, window=3), PREFILL)
+case("causal_attention", "padding-bool-mask", {**qkv(2, "L", "S"), "m": (("N", 1, 1, "S"), "bool")},
+     lambda w, q, k, v, m: tn.causal_attention(q, k, v, attn_mask=m), _decoder, PREFILL, make=_keep_first)
+case("causal_attention", "window-float-mask", {**qkv(4, "L", "S", hk=2), "m": (("L", "S"), "float32")},
+     lambda w, q, k, v, m: tn.causal_attention(q, k, v, window=2, attn_mask=m),
+     lambda q, k, v, m: _decoder(q, k, v, m, window=2), PREFILL)
+
+
+def _llama_rope(x, c, s, pos=None):
+    """transformers' Llama rotary embedding; GPT-NeoX's for a partial one (cos/sin narrower than x)."""
+    from transformers.models.gpt_neox.modeling_gpt_neox import apply_rotary_pos_emb as neox
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb as llama
+    if pos is not None:
+        c, s = c[pos.long()], s[pos.long()]
+    c, s = torch.cat((c, c), -1), torch.cat((s, s), -1)
+    return (llama if c.shape[-1] == x.shape[-1] else neox)(x, x, c, s)[0]
+
+
+def _gptj_rope(x, c, s, pos=None):
+    """transformers' GPT-J rotary embedding (adjacent pairs) on its (B, S, H, D) layout, first 2 * c features."""
+    from transformers.models.gptj.modeling_gptj import apply_rotary_pos_emb
+    if pos is not None:
+        c, s = c[pos.long()], s[pos.long()]
+    r, x = 2 * c.shape[-1], x.transpose(1, 2)
+    return torch.cat((apply_rotary_pos_emb(x[..., :r], s, c), x[..., r:]), -1).transpose(1, 2)
+
+
+ROPE = ({"N": 2, "S": 5}, {"N": 1, "S": 9})
+POS = {"values": {"p": (0, 16)}}
+
+
+def _rope_inputs(d=8, r=8, pos=False):
+    cache = ((16, r // 2), "float32") if pos else (("N", "S", r // 2), "float32")
+    return {"x": (("N", 2, "S", d), "float32"), "c": cache, "s": cache, **({"p": (("N", "S"), "int32")} if pos else {})}
+
+
+case("rotary_embedding", "llama-halves", _rope_inputs(), lambda w, x, c, s: tn.rotary_embedding(x, c, s),
+     _llama_rope, ROPE)
+case("rotary_embedding", "neox-partial", _rope_inputs(r=4),
+     lambda w, x, c, s: tn.rotary_embedding(x, c, s, rotary_dim=4), _llama_rope, ROPE)
+case("rotary_embedding", "llama-position-ids", _rope_inputs(pos=True),
+     lambda w, x, c, s, p: tn.rotary_embedding(x, c, s, position_ids=p), _llama_rope, ROPE, **POS)
+case("rotary_embedding", "gptj-interleaved", _rope_inputs(),
+     lambda w, x, c, s: tn.rotary_embedding(x, c, s, interleaved=True), _gptj_rope, ROPE)
+case("rotary_embedding", "gptj-partial-position-ids", _rope_inputs(r=4, pos=True),
+     lambda w, x, c, s, p: tn.rotary_embedding(x, c, s, interleaved=True, rotary_dim=4, position_ids=p),
+     _gptj_rope, ROPE, **POS)
+
+
+def _scatter_rows(cache, update, starts):
+    """The cache with update's rows scattered to starts[b] + 0 .. S - 1 along the sequence axis."""
+    rows = starts.long().reshape(-1, 1, 1, 1) + torch.arange(update.shape[2]).reshape(1, 1, -1, 1)
+    return cache.scatter(2, rows.expand(update.shape), update)
+
+
+KV = {"values": {"w": (0, 12)}}   # start + S <= 16 for S <= 5
+case("kv_cache_update", "prefill", {"cache": (("N", 2, 16, 4), "float32"), "u": (("N", 2, "S", 4), "float32"),
+                                    "w": (("N",), "int32")},
+     lambda w, cache, u, i: tn.kv_cache_update(cache, u, i), _scatter_rows, ({"N": 2, "S": 3}, {"N": 3, "S": 5}), **KV)
+case("kv_cache_update", "decode-step", {"cache": (("N", 2, 16, 4), "float16"), "u": (("N", 2, 1, 4), "float16"),
+                                        "w": (("N",), "int32")},
+     lambda w, cache, u, i: tn.kv_cache_update(cache, u, i), _scatter_rows, ({"N": 2}, {"N": 4}),
+     values={"w": (0, 16)})

@@ -1,10 +1,11 @@
-"""Attention: torch's scaled_dot_product_attention and nn.MultiheadAttention recorded from its state_dict."""
+"""Attention: torch's scaled_dot_product_attention and nn.MultiheadAttention recorded from its state_dict; the
+decoder layers TensorRT has for LLMs: causal attention with a cache, rotary embedding, KV-cache update."""
 import math
 
 import numpy as np
 
 from ..graph import Node
-from ..shape import same
+from ..shape import is_static, same
 from ..weights import WeightMap
 from .core import Layer, broadcast, const, fmt, op, public, static_int
 from .elementwise import cast, logical_and, logical_not, tensor, where
@@ -153,3 +154,86 @@ def _apply_mask(scores, mask, prefix):
     if mask.dtype == "bool":
         return where(mask, scores, float("-inf"), name=f"{prefix}.masked")
     return scores + mask
+
+
+@op("causal_attention", scale=float, window=(int, None))
+def causal_attention(query, key, value, scale=None, window=None, attn_mask=None, name=None):
+    """Decoder attention: query (B, Hq, Sq, D) at absolute positions Skv - Sq .. Skv - 1 over key/value
+    (B, Hkv, Skv, D), Hkv dividing Hq (grouped or multi-query heads). Query i sees key j when
+    j <= i + Skv - Sq (causality aligned bottom-right, as when decoding with a cache) and, with `window` W,
+    i + Skv - Sq - j < W (Mistral's sliding window). attn_mask (bool keep / float added, broadcast to
+    (B, Hq, Sq, Skv)) applies on top of causality, e.g. for padding."""
+    L = Layer("causal_attention", query, name)
+    q, k, v = query, key, value
+    for x in (q, k, v):
+        L.rank(x, 4)
+        L.float_input(x)
+    if not q.dtype == k.dtype == v.dtype:
+        L.fail(f"query, key and value differ in dtype: {q.dtype}, {k.dtype}, {v.dtype}")
+    d = static_int(L, q.shape[-1], "the head size")
+    if not all(same(x.shape[-1], d) is True for x in (k, v)) or same(k.shape[-2], v.shape[-2]) is False \
+            or any(same(q.shape[0], x.shape[0]) is False for x in (k, v)):
+        L.fail(f"key {fmt(k.shape)} and value {fmt(v.shape)} do not match the query {fmt(q.shape)}")
+    _check_heads(L, q, k, v, True)
+    if window is not None and (not isinstance(window, (int, np.integer)) or window < 1):
+        L.fail(f"window must be a positive int, got {window!r}")
+    inputs = [q, k, v] if attn_mask is None else [q, k, v, _mask(L, attn_mask, q, k)]
+    attrs = dict(scale=float(1 / math.sqrt(d) if scale is None else scale),
+                 window=None if window is None else int(window))
+    return L.emit(inputs, q.shape, attrs)
+
+
+@op("rotary_embedding", interleaved=bool, rotary_dim=int)
+def rotary_embedding(x, cos, sin, interleaved=False, rotary_dim=None, position_ids=None, name=None):
+    """Rotary position embedding of x (B, H, S, D) on its first `rotary_dim` features (default all; the rest
+    pass through), as transformers' apply_rotary_pos_emb: halves rotated (rotate_half; GPT-NeoX, Llama) or,
+    `interleaved`, adjacent pairs (GPT-J). cos/sin hold one value per rotated pair: (B, S, rotary_dim/2), or
+    (Smax, rotary_dim/2) rows picked by int32/int64 position_ids (B, S)."""
+    L = Layer("rotary_embedding", x, name)
+    L.rank(x, 4)
+    L.float_input(x)
+    d = static_int(L, x.shape[-1], "the head size")
+    r = d if rotary_dim is None else rotary_dim
+    if not isinstance(r, (int, np.integer)) or not 0 < r <= d or r % 2:
+        L.fail(f"rotary_dim must be even and in 1..{d}, got {rotary_dim!r}")
+    b, s = x.shape[0], x.shape[2]
+    want = (b, s, r // 2) if position_ids is None else ("Smax", r // 2)
+    for c in (cos, sin):
+        _expect(L, c, lambda c: c.dtype == x.dtype and c.rank == len(want) and same(c.shape[-1], r // 2) is True and
+                (position_ids is not None or same(c.shape[0], b) is not False and same(c.shape[1], s) is not False),
+                f"cos and sin must be {x.dtype} tensors of shape {fmt(want)}")
+    inputs = [x, cos, sin]
+    if position_ids is not None:
+        p = position_ids
+        _expect(L, p, lambda p: p.dtype in ("int32", "int64") and p.rank == 2 and same(p.shape[0], b) is not False
+                and same(p.shape[1], s) is not False, f"position_ids must be an int32 or int64 tensor of shape "
+                f"{fmt((b, s))}")
+        inputs.append(p)
+    return L.emit(inputs, x.shape, dict(interleaved=bool(interleaved), rotary_dim=int(r)))
+
+
+@op("kv_cache_update")
+def kv_cache_update(cache, update, write_indices, name=None):
+    """The cache (B, H, Smax, D) with update (B, H, S, D) written at rows write_indices[b] .. + S - 1 of batch b
+    (int32 (B,)). TensorRT updates the cache in place: it must be a network input with a fixed Smax, and the
+    result a network output."""
+    L = Layer("kv_cache_update", cache, name)
+    for x in (cache, update):
+        L.rank(x, 4)
+        L.float_input(x)
+    if cache.op != "input":
+        L.fail(f"the cache must be a network input (TensorRT updates it in place), got '{cache.name}' ({cache.op})")
+    smax = static_int(L, cache.shape[2], "the cache's length (dimension 2)")
+    if update.dtype != cache.dtype or any(same(update.shape[i], cache.shape[i]) is False for i in (0, 1, 3)) \
+            or is_static(update.shape[2]) and update.shape[2] > smax:
+        L.fail(f"update {fmt(update.shape)} {update.dtype} does not match the cache {fmt(cache.shape)} {cache.dtype}")
+    w = write_indices
+    _expect(L, w, lambda w: w.dtype == "int32" and w.rank == 1 and same(w.shape[0], cache.shape[0]) is not False,
+            f"write_indices must be an int32 tensor of shape {fmt(cache.shape[:1])} (TensorRT builds no other type)")
+    return L.emit([cache, update, write_indices], cache.shape)
+
+
+def _expect(L, x, ok, what):
+    """Fail with `what` and what `x` is unless it is a Node for which `ok(x)` holds."""
+    if not isinstance(x, Node) or not ok(x):
+        L.fail(f"{what}, got {fmt(x.shape) + ' ' + x.dtype if isinstance(x, Node) else repr(x)}")
