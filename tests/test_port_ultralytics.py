@@ -1,0 +1,124 @@
+"""Ultralytics models through trtnet.port: the prepared model's named outputs equal Ultralytics' own eval forward,
+each task's port checks against the model, and the port of yolov8n computes what the hand-written zoo network
+computes with the same weights."""
+import numpy as np
+import pytest
+
+pytest.importorskip("ultralytics")
+torch = pytest.importorskip("torch")
+
+from trtnet.port.ultralytics import corpus, model  # noqa: E402
+
+TOL = 1e-4
+
+
+def own_forward(m, x):
+    """Ultralytics' eval forward (not export form): its first output, as the package's predictor reads it."""
+    head = m.model[-1]
+    head.export = False
+    try:
+        with torch.no_grad():
+            return m.task_model[0].predict(x)[0]
+    finally:
+        head.export = True
+
+
+def joined(m, y):
+    """The wrapper's named outputs laid out as Ultralytics' own first output."""
+    if "probabilities" in y:
+        return y["probabilities"]
+    if "classes" in y:       # top-k: (N, k, 6 + extra)
+        parts = [y["boxes"], y["scores"][..., None], y["classes"][..., None].float()]
+    else:                    # every anchor: (N, 4 + classes + extra, anchors)
+        parts = [y["boxes"], y["scores"]]
+    parts += [y[k] for k in ("mask_coefficients", "keypoints", "angles") if k in y]
+    out = torch.cat(parts, -1)
+    return out if "classes" in y else out.transpose(1, 2)
+
+
+@pytest.mark.parametrize("cfg", ["yolov8n.yaml", "yolo26n.yaml",
+                                 *(pytest.param(c, marks=pytest.mark.slow) for c in
+                                   ("yolov8n-seg.yaml", "yolov8n-pose.yaml", "yolov8n-obb.yaml", "yolov8n-cls.yaml",
+                                    "yolo26n-pose.yaml"))])
+def test_named_outputs_equal_ultralytics_own_forward(cfg):
+    m = model(cfg)
+    x = torch.rand(2, 3, 128, 160, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = m(x)
+    want = own_forward(m, x)
+    proto = None
+    if isinstance(want, tuple):
+        want, proto = want
+    got = joined(m, y)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5 * float(want.abs().max()))
+    if proto is not None:
+        assert torch.equal(y["prototypes"], proto)
+    if "classes" in y:
+        assert y["boxes"].shape == (2, 300, 4) and y["classes"].dtype == torch.int32
+        assert len(set(y["scores"][0].tolist())) > 250, "seeded weights give distinct scores, not ties"
+
+
+def test_corpus_lists_every_family_and_task_from_the_package():
+    rows = dict(corpus())
+    assert rows["yolov8-seg"] == "yolov8n-seg.yaml" and rows["yolo26-pose"] == "yolo26n-pose.yaml"
+    assert rows["yolov10-det"] == "yolov10n.yaml" and rows["yolov9-det"] == "yolov9t.yaml"
+    assert rows["rtdetr-det"] == "rtdetr-l.yaml"
+    assert {"yolov8-p2", "yolov8-ghost-det", "yoloe-11-seg"}.isdisjoint(rows)
+
+
+def interpret(graph, inputs):
+    from trtnet.check.interp import run_network
+    from trtnet.engine import create_network
+    return run_network(create_network(graph)[1], inputs)
+
+
+def port(tmp_path, cfg, size=128):
+    from trtnet.port import port_spec
+    path = tmp_path / (cfg[:-5].replace("-", "_") + ".py")
+    r = port_spec(f'trtnet.port.ultralytics:model{{"cfg": "{cfg}"}}', str(path),
+                  {"images": ((1, 3, size, size), "float32")}, {"images": (0, 2, 3)}, check=True)
+    assert r.ok, r.report.summary()
+    return r
+
+
+def test_port_of_yolov8n_equals_the_hand_written_network(tmp_path):
+    """The same weights in the ported file and in zoo/yolo.py: every anchor's box (xywh there, xyxy here) and
+    class scores agree at 1e-4 of their largest magnitude, at a size other than the one ported at."""
+    from trtnet import zoo
+    from trtnet.weights import load_weights
+    from zoo.yolo import sample_images, yolo
+    r = port(tmp_path, "yolov8n.yaml")
+    w = load_weights(r.weights)
+    ported = zoo.get(r.path).graph(w)
+    hand = yolo(w, (3, "H", "W"), "yolov8n", raw=True)
+    x = sample_images(hand, {"N": 2, "H": 160, "W": 192}, np.random.default_rng(0))["images"]
+    got, want = interpret(ported, {"images": x}), interpret(hand, {"images": x})
+    xy, wh = got["boxes"][..., :2], got["boxes"][..., 2:]
+    boxes = np.concatenate([xy - wh / 2, xy + wh / 2], -1)
+    assert boxes.shape == want["all_boxes"].shape == (2, 630, 4)
+    np.testing.assert_allclose(boxes, want["all_boxes"], rtol=0, atol=TOL * np.abs(want["all_boxes"]).max())
+    np.testing.assert_allclose(got["scores"], want["all_scores"], rtol=0, atol=TOL * want["all_scores"].max())
+    assert want["all_scores"].std() > 1e-4, "the scores depend on the image"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cfg", ["yolov8n-seg.yaml", "yolov8n-pose.yaml", "yolov8n-obb.yaml", "yolov8n-cls.yaml",
+                                 "yolo26n.yaml"])
+def test_port_checks_against_the_model(cfg, tmp_path):
+    r = port(tmp_path, cfg)
+    outputs = set(r.report.final)
+    assert {"boxes", "scores"} <= outputs or outputs == {"probabilities"}
+
+
+def test_checkpoint_loads_only_when_trusted(tmp_path):
+    """An Ultralytics checkpoint is a pickle: refused unless trusted; trusted, it gives the saved model's outputs."""
+    saved = model("yolov8n-cls.yaml")
+    path = tmp_path / "cls.pt"
+    torch.save({"model": saved.task_model[0]}, path)
+    with pytest.raises(PermissionError, match="trust_checkpoint"):
+        model(checkpoint=str(path))
+    loaded = model(checkpoint=str(path), trust_checkpoint=True)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(loaded(x)["probabilities"], saved(x)["probabilities"])
