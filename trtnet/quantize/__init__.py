@@ -1,9 +1,9 @@
 """`trtnet.quantize`: a recorded graph -> a new graph with explicit Q/DQ (fake_quant) nodes, as TensorRT's
 explicit quantization wants them: on the inputs of conv, fc and matmul (activation per tensor, weight per
-output channel), on both inputs of a residual add that follows a convolution (so it fuses), BatchNorm folded
-into the convolution before its weights are quantized. Activation ranges come from calibration on the graph's
-PyTorch reference executor (max, percentile, entropy or mse over histograms), kept in a JSON cache; a
-ModelOpt state dict's `*_quantizer._amax` entries may give them instead.
+output channel; an FP8 network input by a power-of-two scale), on both inputs of a residual add that follows a
+convolution (so it fuses), BatchNorm folded into the convolution before its weights are quantized. Activation
+ranges come from calibration on the graph's PyTorch reference executor (max, percentile, entropy or mse over
+histograms), kept in a JSON cache; a ModelOpt state dict's `*_quantizer._amax` entries may give them instead.
 
 Weight-only precisions (int8-weights, int4-weights) quantize weights only, for an fp16 network.
 

@@ -5,7 +5,7 @@ import fnmatch
 import numpy as np
 
 from ..graph import Graph, GraphError
-from ..ops.quant import scales
+from ..ops.quant import QMAX, scales
 from .calibration import METHODS, calibrate, read_modelopt, sqnr
 
 PRECISIONS = ("int8", "fp8", "int8-weights", "int4-weights")
@@ -172,6 +172,8 @@ class _Rewrite:
             amax = float(np.max(self.quantizers[key]))
         elif i.name in self.amax:
             amax = float(self.amax[i.name])
+            fp8_input = self.kind == "fp8" and i.name in {t.name for t in self.g.inputs}
+            amax = _binary(amax) if fp8_input else amax
         else:
             raise GraphError(f"layer '{n.name}': no calibrated range for its input '{i.name}'")
         return self._fq(x, amax, None, None, key)
@@ -226,6 +228,14 @@ class _Rewrite:
                              conv.dtype, conv.where)
         wq = self._weight(conv.name, w, 0, given=bn is None)
         return self._add("qconv", [ins[0], wq], conv.shape, dict(conv.attrs), params, name, conv.dtype, conv.where)
+
+
+def _binary(amax):
+    """A network input's FP8 range widened to a power-of-two scale: input data of few significant bits stay exact
+    (digits of 17 grey levels, k/16, scaled by 1/448 need 5 bits, scaled by 2^-8 they fit E4M3). Only inputs:
+    inside the network the binade it gives away at the bottom of the range costs more (silero-vad)."""
+    top = float(QMAX["fp8"])
+    return top * 2.0 ** np.ceil(np.log2(max(amax, 1e-30) / top))
 
 
 def _bias(params):
