@@ -1,13 +1,19 @@
 """Port and check a corpus of PyTorch models: capture method, port seconds, generated lines, check result.
 
 python benchmarks/port_corpus.py [SPEC ...] [--out DIR] [--jobs 2] [--timeout 600] [--smoke]
+python benchmarks/port_corpus.py --transformers [--only NAME]
+python benchmarks/port_corpus.py --detection [--only NAME]
 
 Each model runs in its own process (random init, seed 0), at a small input where the model allows one; the
 check is trtnet.check at batch 2, fp32 tolerance 1e-4. `--smoke` ports torchvision's squeezenet1_0 alone.
+`--transformers` runs the command lines a user types: `python -m trtnet.port SPEC -o FILE.py` at a dynamic
+batch and sequence, then `python -m trtnet.check FILE.py` at both ends of each range (decoders: `--generate 32`).
+`--detection` does the same for every Ultralytics family x task the installed package ships (trtnet.port.ultralytics).
 """
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -100,6 +106,121 @@ def run_child(spec, out_dir, size, timeout):
                 reason=f"crashed (exit {p.returncode}): {tail}")
 
 
+ENC = '"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128'
+TOKENS = ("input_ids:1x4:int64", "input_ids:0,1", None)   # ranges N 1..4 (check), 1..128 tokens (port)
+ENCODERS = {  # name: (spec, --input, --dynamic, --shapes where not the ranges): random weights, nothing downloaded
+    "BERT": (f'transformers:BertModel{{{ENC}, "vocab_size": 100}}', *TOKENS),
+    "DistilBERT": ('transformers:DistilBertModel{"vocab_size": 100, "dim": 64, "n_layers": 2, "n_heads": 4, '
+                   '"hidden_dim": 128}', *TOKENS),
+    "RoBERTa": (f'transformers:RobertaModel{{{ENC}, "vocab_size": 100}}', *TOKENS),
+    "ALBERT": (f'transformers:AlbertModel{{{ENC}, "embedding_size": 32, "vocab_size": 100}}', *TOKENS),
+    "ELECTRA": (f'transformers:ElectraModel{{{ENC}, "embedding_size": 32, "vocab_size": 100}}', *TOKENS),
+    "T5 encoder": ('transformers:T5EncoderModel{"d_model": 64, "d_kv": 16, "d_ff": 128, "num_layers": 2, '
+                   '"num_heads": 4, "vocab_size": 100}', *TOKENS),
+    "BART encoder": ('transformers:BartEncoder{"d_model": 64, "encoder_layers": 2, "encoder_attention_heads": 4, '
+                     '"encoder_ffn_dim": 128, "vocab_size": 100}', *TOKENS),
+    "CLIP text": (f'transformers:CLIPTextModel{{{ENC}, "vocab_size": 100, "max_position_embeddings": 128}}',
+                  *TOKENS),
+    "Wav2Vec2": (f'transformers:Wav2Vec2Model{{{ENC}, "conv_dim": [32, 32], "conv_kernel": [10, 3], '
+                 '"conv_stride": [5, 2], "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4}',
+                 "input_values:1x800", "input_values:0,1", "input_values:1x400,2x800,4x1600"),
+    "Whisper encoder": ('transformers:WhisperEncoder{"d_model": 64, "encoder_layers": 2, '
+                        '"encoder_attention_heads": 4, "encoder_ffn_dim": 128, "num_mel_bins": 16, '
+                        '"max_source_positions": 20}', "input_features:1x16x40", "input_features:0", None),
+    "ViT": (f'transformers:ViTModel{{{ENC}, "image_size": 32, "patch_size": 8}}', "pixel_values:1x3x32x32",
+            "pixel_values:0", None),   # Whisper's length and ViT's image size are fixed by the model
+}
+DEC = ('"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128, '
+       '"vocab_size": 256')
+DECODERS = {  # name: spec, checked with --generate 32 against transformers' greedy generate
+    "GPT-2": 'transformers:GPT2LMHeadModel{"n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 256}',
+    "Llama": f'transformers:LlamaForCausalLM{{{DEC}, "num_key_value_heads": 2}}',
+    "Qwen2": f'transformers:Qwen2ForCausalLM{{{DEC}, "num_key_value_heads": 2}}',
+    "Mistral (sliding window)": f'transformers:MistralForCausalLM{{{DEC}, "num_key_value_heads": 2, '
+                                '"sliding_window": 16}',
+    "Phi-3": f'transformers:Phi3ForCausalLM{{{DEC}, "num_key_value_heads": 2, "pad_token_id": 0}}',
+    "Gemma": f'transformers:GemmaForCausalLM{{{DEC}, "num_key_value_heads": 1, "head_dim": 16}}',
+    "GPT-NeoX": f'transformers:GPTNeoXForCausalLM{{{DEC}}}',
+    "OPT": ('transformers:OPTForCausalLM{"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, '
+            '"ffn_dim": 128, "vocab_size": 256, "word_embed_proj_dim": 64}'),
+    "Mixtral": f'transformers:MixtralForCausalLM{{{DEC}, "num_key_value_heads": 2, "num_local_experts": 4, '
+               '"num_experts_per_tok": 2}',
+}
+
+
+def run_cli(name, spec, out_dir, port_args, check_args, timeout):
+    """A row from the command lines a user types: trtnet.port SPEC -o FILE.py, then trtnet.check FILE.py."""
+    path = os.path.join(out_dir, re.sub(r"\W+", "_", name).strip("_").lower() + ".py")
+    row = dict(name=name, method="-", seconds=0.0, lines=0, result="FAIL", rel=None, reason="")
+    t0 = time.perf_counter()
+    port = _command(["-m", "trtnet.port", spec, "-o", path, "--no-check", *port_args], timeout)
+    row["seconds"] = time.perf_counter() - t0
+    if port.returncode != 0:
+        row["reason"] = "port: " + _last_error(port)
+        return row
+    found = re.search(r"captured with ([\w.]+), ([\d.]+) s", port.stdout)
+    row["method"] = found.group(1) if found else "-"
+    if found:     # the port's own time, without starting Python and importing the libraries
+        row["seconds"] = float(found.group(2))
+    with open(path) as f:
+        row["lines"] = sum(1 for _ in f)
+    check = _command(["-m", "trtnet.check", path, *check_args], timeout)
+    errors = [float(v) for v in re.findall(r"(?:relative|logits' max abs) error (\S+?)[,;)]?\s", check.stdout)
+              if _number(v)]
+    row["rel"] = max(errors) if errors else None
+    row["result"] = "PASS" if check.returncode == 0 else "FAIL"
+    row["reason"] = "" if check.returncode == 0 else "check: " + _last_error(check)
+    return row
+
+
+def _command(args, timeout):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    try:
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                              env=env)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(args, 124, "", f"error: timeout after {timeout} s")
+
+
+def _number(v):
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+def _last_error(p):
+    lines = [ln for ln in (p.stderr + p.stdout).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:") or "FAIL" in ln]
+    return ((errors or lines or [f"exit {p.returncode}"])[-1]).strip()[:300]
+
+
+def transformers_rows(out_dir, timeout):
+    """[(row name, job)]: encoders at dynamic batch and sequence, checked at both ends; decoders generating 32
+    tokens."""
+    rows = []
+    for name, (spec, example, dynamic, shapes) in ENCODERS.items():
+        check = ["--shapes", shapes] if shapes else []
+        rows.append((name, spec, ["--input", example, "--dynamic", dynamic], check))
+    rows += [(name, spec, [], ["--generate", "32"]) for name, spec in DECODERS.items()]
+    return [(r[0], lambda r=r: run_cli(*r[:2], out_dir, *r[2:], timeout)) for r in rows]
+
+
+def detection_rows(out_dir, timeout):
+    """[(row name, job)]: every Ultralytics family x task the package ships at its smallest size, ported at a
+    dynamic batch and image size and checked at 2x3x160x160."""
+    from trtnet.port.ultralytics import corpus
+    port = ["--input", "images:1x3x160x160", "--dynamic", "images:0,2,3"]
+    check = ["--shapes", "images:2x3x160x160"]
+    return [(name, lambda n=name, c=cfg: run_cli(n, f'trtnet.port.ultralytics:model{{"cfg": "{c}"}}', out_dir, port,
+                                                  check, timeout)) for name, cfg in corpus()]
+
+
+CORPORA = {"transformers": transformers_rows,   # --NAME: [(row name, job)] of (out_dir, timeout)
+           "detection": detection_rows}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("specs", nargs="*")
@@ -108,18 +229,27 @@ def main():
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--timeout", type=int, default=600)
     p.add_argument("--smoke", action="store_true", help="torchvision's squeezenet1_0 alone: quick")
+    for name in CORPORA:
+        p.add_argument(f"--{name}", action="store_true", help=f"the {name} corpus instead of timm/torchvision")
+    p.add_argument("--only", help="with a named corpus: the rows whose names contain this text")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.smoke:
         args.specs, args.jobs = ["torchvision:squeezenet1_0"], 1
     out_dir = args.out or tempfile.mkdtemp(prefix="port_corpus_")
+    os.makedirs(out_dir, exist_ok=True)
     if args.child:
         print(json.dumps(run_one(args.specs[0], out_dir, args.size)), flush=True)
         return 0
-    specs = args.specs or CORPUS
-    print(f"{'model':34s} {'capture':8s} {'port s':>7s} {'lines':>6s} {'check':6s} {'max rel':>9s}", flush=True)
+    named = [n for n in CORPORA if getattr(args, n)]
+    if named:
+        jobs = [job for n in named for row, job in CORPORA[n](out_dir, args.timeout)
+                if (args.only or "").lower() in row.lower()]
+    else:
+        jobs = [lambda s=s: run_child(s, out_dir, args.size, args.timeout) for s in args.specs or CORPUS]
+    print(f"{'model':34s} {'capture':10s} {'port s':>7s} {'lines':>6s} {'check':6s} {'max rel':>9s}", flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(lambda s: _print(run_child(s, out_dir, args.size, args.timeout)), specs))
+        rows = list(pool.map(lambda job: _print(job()), jobs))
     passed = sum(r["result"] == "PASS" for r in rows)
     print(f"\npass rate: {passed}/{len(rows)} ({100 * passed / max(len(rows), 1):.0f}%); files in {out_dir}")
     for r in rows:
@@ -130,7 +260,7 @@ def main():
 
 def _print(row):
     rel = "-" if row["rel"] is None else f"{row['rel']:.2e}"
-    print(f"{row['name']:34s} {row['method']:8s} {row['seconds']:7.1f} {row['lines']:6d} {row['result']:6s} "
+    print(f"{row['name']:34s} {row['method']:10s} {row['seconds']:7.1f} {row['lines']:6d} {row['result']:6s} "
           f"{rel:>9s}" + (f"  {row['reason'][:150]}" if row["reason"] else ""), flush=True)
     return row
 

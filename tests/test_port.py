@@ -63,8 +63,7 @@ def test_unsupported_ops_are_listed_at_once_and_nothing_is_written(tmp_path):
 
 
 def test_command_line_exit_status(tmp_path, capsys):
-    assert main(["torchvision:squeezenet1_0", "-o", str(tmp_path / "sq.py"), "--input", "x:1x3x64x64",
-                 "--check"]) == 0
+    assert main(["torchvision:squeezenet1_0", "-o", str(tmp_path / "sq.py"), "--input", "x:1x3x64x64"]) == 0
     assert "PASS" in capsys.readouterr().out
 
 
@@ -89,6 +88,9 @@ def test_text_transformer_with_token_ids_checks():
     assert r.ok, r.report.summary()
     assert 'g.input("input_ids", shape, "int64"' in r.code
     assert "scaled_dot_product_attention(" in r.code and not re.search(r"sym_size\w* \* ", r.code)
+    assert "ranges={'input_ids_1': (1, 16, 128)}" in r.code      # token ids: any batch and length by default
+    assert r.code.count("def bert_layer") == 1 and r.code.count("def bert_attention") == 1   # one per class
+    assert not re.search(r"\bdims_\d|^\s+return \w+, ", r.code, re.M)     # no unused sizes or k/v outputs
 
 
 @pytest.mark.slow
@@ -108,10 +110,35 @@ def broken():
     raise RuntimeError("this constructor fails")
 
 
+class FrozenSize(nn.Module):
+    def forward(self, x):
+        return x.reshape(x.shape[0], int(x.shape[1]) // 2, 2, x.shape[2])   # int(): a size frozen to the example's
+
+
+class RaisesInForward(nn.Module):
+    def forward(self, x):
+        raise ValueError("inputs of 4 features are not accepted")
+
+
+def frozen_size():
+    return FrozenSize()
+
+
+def raises_in_forward():
+    return RaisesInForward()
+
+
+def no_module():
+    return 42
+
+
+def downloads():
+    torch.hub.load_state_dict_from_url("https://example.invalid/weights.pth", progress=False)
+
+
 @pytest.mark.parametrize("spec,args", [
     ('transformers:GPT2Model{"n_embd": 32, "n_layer": 1, "n_head": 2, "vocab_size": 64, "n_positions": 32, '
      '"use_cache": false}', []),
-    ("test_port:unsupported", ["--input", "x:1x3x8x8"]),
     ("test_port:broken", ["--input", "x:1x4"]),
 ])
 def test_a_port_writes_a_file_that_loads_or_one_error_line_and_nothing(tmp_path, capsys, spec, args):
@@ -143,3 +170,55 @@ def test_text_transformer_at_a_dynamic_length_checks_at_both_ends(tmp_path, caps
     assert check([out, "--shapes", "input_ids:1x4,2x64,4x128"]) == 0
     text = capsys.readouterr().out
     assert "N=1, input_ids_1=4" in text and "N=4, input_ids_1=128" in text and text.count("PASS") == 2, text
+
+
+@pytest.mark.parametrize("spec,args,expected", [
+    ("test_port:unsupported", ["--input", "x:1x3x8x8"],
+     [r"test_port\.py:\d+: .*unsupported fft_fft2", r"test_port\.py:\d+: .*unsupported tensor\.real",
+      r"test_port\.py:\d+: .*unsupported special_i0"]),
+    ("test_port:frozen_size", ["--input", "x:1x4x4", "--dynamic", "x:0,1"],
+     [r"test_port\.py:\d+: return x\.reshape\(.*frozen.*at x 2x8x4 it fails"]),
+    ("timm:nosuchmodel", [], [r"cannot port timm:nosuchmodel: .*[Uu]nknown model"]),
+    ("torchvision:squeezenet1_0", ["--dynamic", "x:9"], [r"dynamic axis 9 of input 'x': it has 4 axes"]),
+    ("test_port:no_module", ["--input", "x:1x4"], [r"returned int, expected a torch\.nn\.Module"]),
+    ("test_port:raises_in_forward", ["--input", "x:1x4"],
+     [r"test_port\.py:\d+: `raise ValueError\(.*`: inputs of 4 features are not accepted"]),
+    ('torchvision:retinanet_resnet50_fpn{"weights_backbone": "DEFAULT"}', [],
+     [r"weights_backbone='DEFAULT' would download weights, and a port never downloads"]),
+    ("test_port:downloads", [], [r"would download \(https://example\.invalid/weights\.pth\)"]),
+])
+def test_a_failing_port_says_why_on_error_lines_and_writes_nothing(tmp_path, capsys, spec, args, expected):
+    code = main([spec, "-o", str(tmp_path / "model.py"), *args])
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert code == 1 and "Traceback" not in err, err
+    assert len(errors) == len(expected), err
+    for pattern in expected:
+        assert any(re.search(pattern, ln) for ln in errors), (pattern, errors)
+    assert not os.listdir(tmp_path)
+
+
+class Twice(nn.Module):
+    """One block applied twice: its weights are shared (as ALBERT's layers)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = Head()
+
+    def forward(self, x):
+        return self.head(self.head(x))
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return torch.tanh(self.fc(x)) + x
+
+
+def test_a_module_called_twice_is_one_function_called_twice():
+    r = port(Twice(), torch.randn(1, 8), check=True)
+    assert r.ok, r.report.summary()
+    assert r.code.count("def head(x, w):") == 1 and len(re.findall(r'head\(\w+, w\["head"\]\)', r.code)) == 2, r.code

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .capture import PortError, default_inputs, example_tensors, load_spec, record_values, trace
+from .capture import PortError, default_inputs, example_tensors, load_spec, offline, record_values, trace
 from .codegen import generate
+from .. import llm
 from ..files import write_atomic
 
 __all__ = ["port", "port_spec", "PortError", "PortResult"]
@@ -41,11 +42,14 @@ def port(module, example_inputs, output=None, name=None, weights=None, dynamic=N
 
     example_inputs: {input name: tensor} (or one tensor, named "x"); dynamic: {input name: axes} made symbolic
     besides the batch; factory: code of a no-argument callable rebuilding the module (the register call's
-    PyTorch reference), with `imports` lines it needs. Returns a PortResult; nothing is written on error."""
+    PyTorch reference), with `imports` lines it needs. Returns a PortResult. Nothing is written on error: the
+    code must record with the module's weights, reproduce the module at other sizes (the batch plus one, each
+    dynamic axis doubled) and, with `check`, check against it."""
     t0 = time.perf_counter()
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = {"x": example_inputs}
     module = module.eval()
+    _check_dynamic(example_inputs, dynamic or {})
     name = _identifier(name or (os.path.splitext(os.path.basename(output))[0] if output else
                                 type(module).__name__.lower()))
     gm, method = trace(module, example_inputs)
@@ -65,24 +69,36 @@ def port(module, example_inputs, output=None, name=None, weights=None, dynamic=N
     reg = [f"@register({name!r}, {shape0!r}, {factory})"]
     imps = list(imports) or [f"import {type(module).__module__.split('.')[0]}"]
     code, extra = generate(gm, module, values, inputs, _output_names(reference), name, header, reg, imps, other)
-    result = PortResult(output, None, code, method, 0.0, code.count("\n"), extra=sorted(extra))
+    result = PortResult(None, None, code, method, 0.0, code.count("\n"), extra=sorted(extra))
     _records(code, name, module, extra)
-    if output:
-        write_atomic(output, code.encode())
-        result.weights = _write_weights(module, extra, weights or os.path.splitext(output)[0] + ".safetensors")
     result.seconds = time.perf_counter() - t0
     if check:
         result.report = check_port(result, module, example_inputs, name, extra)
+    if output and result.ok:     # a file that does not check is not written either
+        write_atomic(output, code.encode())
+        result.path = output
+        result.weights = _write_weights(module, extra, weights or os.path.splitext(output)[0] + ".safetensors")
     return result
 
 
 def port_spec(spec, output=None, inputs=None, dynamic=None, weights=None, check=False):
-    """port() for a spec string: `torchvision:NAME`, `timm:NAME`, `transformers:CLASS{json}`, `pkg.mod:factory`."""
+    """port() for a spec string: `torchvision:NAME`, `timm:NAME`, `transformers:CLASS{json}`, `pkg.mod:factory`;
+    nothing downloads (pretrained weights off, hubs offline)."""
+    with offline():
+        return _port_spec(spec, output, inputs, dynamic, weights, check)
+
+
+def _port_spec(spec, output, inputs, dynamic, weights, check):
     torch.manual_seed(0)
     module, (src, fname, kwargs) = load_spec(spec)
+    if src == "transformers" and llm.is_causal_lm(module):   # a generation-ready decoder network (trtnet.llm)
+        return llm.port_causal_lm(module, fname, kwargs, output, weights, check)
     specs = inputs or default_inputs(module, src)
     examples = example_tensors(specs, module)
-    _randomize(module, examples)
+    if dynamic is None:     # token ids: any batch and length
+        dynamic = {k: (0, 1) for k, v in examples.items() if v.dim() == 2 and not v.dtype.is_floating_point}
+    if not getattr(module, "seeded", False):       # modules that seed their own weights keep them
+        _randomize(module, examples)
     args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     if src == "timm":
         imports, factory = ["import timm"], f"lambda: timm.create_model({fname!r}, {args})"
@@ -100,25 +116,68 @@ def port_spec(spec, output=None, inputs=None, dynamic=None, weights=None, check=
     return port(module, examples, output, name, weights, dynamic, factory, imports, check, source=spec)
 
 
+def _check_dynamic(examples, dynamic):
+    for k, axes in dynamic.items():
+        if k not in examples:
+            raise PortError(f"dynamic axes for '{k}', which is not an input (inputs: {', '.join(examples)})")
+        rank = examples[k].dim()
+        bad = [a for a in axes if not 0 <= a < rank]
+        if bad:
+            raise PortError(f"dynamic axis {bad[0]} of input '{k}': it has {rank} axes (0 to {rank - 1})")
+
+
 def _other_values(gm, examples, module, dynamic):
     """Node values at one more sample, twice each dynamic axis and other data, up to the first node fixed to the
     example's sizes: what differs is written from the inputs' sizes, what does not is a constant."""
     from .capture import _Recorder
+    from .codegen import source_line
     gen = torch.Generator().manual_seed(7)
     high = min(getattr(getattr(module, "config", None), "vocab_size", 10), 10)
     other = {}
     for k, v in examples.items():
-        shape = [d * 2 if i in dynamic.get(k, ()) else d for i, d in enumerate(v.shape)]
+        shape = [_other_size(d, v.dtype.is_floating_point, module) if i in dynamic.get(k, ()) else d
+                 for i, d in enumerate(v.shape)]
         shape[0] = v.shape[0] + 1
         other[k] = (torch.randn(shape, generator=gen, dtype=v.dtype) if v.dtype.is_floating_point else
                     torch.randint(0, high, shape, generator=gen, dtype=v.dtype))
-    rec = _Recorder(gm)
+    sizes = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in other.items())
     try:
         with torch.no_grad():
-            rec.run(*other.values())
-    except Exception:  # noqa: BLE001 (the values computed before the failure still tell)
-        pass
+            expected = module(**other)
+    except Exception as e:  # noqa: BLE001 (the module's own code)
+        raise PortError(f"the module itself fails at other sizes ({sizes}), so they cannot be dynamic: "
+                        f"{_line(e)}") from e
+    rec = _Recorder(gm)
+    frozen = "a size or value computed in Python at the example (int(), math, .item()) is frozen in the capture"
+    try:
+        with torch.no_grad():
+            got = rec.run(*other.values())
+    except Exception as e:  # noqa: BLE001 (the capture holds a size of the example's: no port at other sizes)
+        raise PortError(f"{source_line(rec.current)}: {frozen}: at {sizes} it fails: {_line(e)}") from e
+    for k, (a, b) in enumerate(zip(_flat(got), _flat(expected))):
+        if a.shape != b.shape or not torch.allclose(a.double(), b.double(), 1e-4, 1e-4 * float(b.abs().max())):
+            raise PortError(f"{frozen}: at {sizes} output {k} differs from the module's "
+                            f"({'x'.join(map(str, a.shape))} against {'x'.join(map(str, b.shape))})")
     return rec.values
+
+
+def _other_size(size, floating, module):
+    """Twice the example's size, or the end of its range nearest to that."""
+    lo, _, hi = _range(size, floating, getattr(module, "config", None))
+    return min(2 * size, hi) if hi > size else lo
+
+
+def _line(e):
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+def _flat(y):
+    """The tensors of a module's output, in order (dicts and tuples flattened, None left out)."""
+    if isinstance(y, torch.Tensor):
+        return [y]
+    if isinstance(y, dict) or hasattr(y, "keys"):
+        y = [y[k] for k in y.keys()]
+    return [t for v in (y if isinstance(y, (tuple, list)) else []) for t in _flat(v)]
 
 
 def _randomize(module, examples):
@@ -168,12 +227,24 @@ def _input_specs(examples, dynamic, module):
             dim = "HW"[axis - 2] if t.dim() == 4 and axis in (2, 3) else f"{name}_{axis}"
             size = int(t.shape[axis])
             shape[axis - 1] = dim
-            ranges[dim] = (max(1, size // 2), size, size * 2)
+            ranges[dim] = _range(size, t.dtype.is_floating_point, getattr(module, "config", None))
         if ranges:      # a named dimension makes the whole shape explicit: the batch comes first
             shape = ["N", *shape]
         vocab = getattr(getattr(module, "config", None), "vocab_size", 10)
         out.append((tuple(shape), str(t.dtype).replace("torch.", ""), ranges, min(vocab, 10), name))
     return out, out[0][0]
+
+
+def _range(size, floating, config):
+    """A dynamic axis' (min, opt, max): token ids from one token to the model's positions (at most 128 unless the
+    example is longer), other data from half to twice the example."""
+    if floating:
+        return max(1, size // 2), size, size * 2
+    most = max(128, 2 * size)
+    for key in ("max_position_embeddings", "n_positions", "max_source_positions"):
+        if isinstance(getattr(config, key, None), int):
+            most = min(most, max(getattr(config, key), size))
+    return 1, size, most
 
 
 def _output_names(y):

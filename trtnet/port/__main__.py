@@ -23,7 +23,7 @@ def _dynamic(values):
         if not sep or not name:
             raise cli.UsageError(f"--dynamic {v!r}: expected NAME:AXES such as images:0 or ids:0,1")
         out[name] = tuple(cli.count(a, f"--dynamic {v!r}", 0, 64) for a in axes.split(","))
-    return out
+    return out or None
 
 
 def arguments(argv):
@@ -32,9 +32,11 @@ def arguments(argv):
                                 "{json kwargs}")
     p.add_argument("-o", "--output", required=True, help="the model file to write (FILE.py)")
     p.add_argument("--input", action="append", metavar="NAME:1x3x224x224[:DTYPE]", help="an input and its example shape")
-    p.add_argument("--dynamic", action="append", metavar="NAME:AXES", help="axes of an input made dynamic (0 = batch)")
+    p.add_argument("--dynamic", action="append", metavar="NAME:AXES",
+                   help="axes of an input made dynamic (0 = batch; default: the batch, and the length of token ids)")
     p.add_argument("--weights", help="weights file to write (default FILE.safetensors; .wts on request)")
-    p.add_argument("--check", action="store_true", help="check the written model against the module (fp32, 1e-4)")
+    p.add_argument("--no-check", action="store_true", help="write without checking the model against the module "
+                   "(by default it is checked at batch 2, fp32, tolerance 1e-4, before anything is written)")
     p.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
     return p.parse_args(argv)
 
@@ -46,16 +48,24 @@ def port(args):
         cli.check_output(args.weights, "--weights")
     from . import PortError, port_spec
     try:
-        r = port_spec(args.spec, args.output, inputs, dynamic, args.weights, args.check)
-    except PortError as e:  # one line for all the unsupported operations it lists, one a line
+        r = port_spec(args.spec, args.output, inputs, dynamic, args.weights, not args.no_check)
+    except PortError as e:  # one error line for each unsupported operation it lists, with its source line
         first, *rest = str(e).splitlines() or [""]
-        raise PortError(" ".join([first, "; ".join(line.strip() for line in rest)]).strip()) from e
+        if not rest:
+            raise
+        for line in rest[:-1]:
+            print(f"error: {line.strip()} (nothing written)", file=sys.stderr)
+        raise PortError(f"{rest[-1].strip()} (nothing written)") from e
     except Exception as e:  # noqa: BLE001  (the module's own code, timm, transformers, torch.export, fx)
         raise PortError(f"cannot port {args.spec}: {cli.message(e, where=False)}") from e
-    print(f"wrote {r.path} ({r.lines} lines, captured with {r.method}, {r.seconds:.1f} s) and {r.weights}")
     if r.report is not None:
         print(r.report.summary())
-    return 0 if r.ok else 1
+    if not r.ok:
+        verdict = r.report.summary().splitlines()[-1].strip()
+        raise PortError(f"the ported model of {args.spec} does not check against the module, so nothing was "
+                        f"written: {verdict}")
+    print(f"wrote {r.path} ({r.lines} lines, captured with {r.method}, {r.seconds:.1f} s) and {r.weights}")
+    return 0
 
 
 def main(argv=None):

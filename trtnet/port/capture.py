@@ -1,18 +1,68 @@
 """Load a PyTorch module from a spec and capture its forward pass as an fx graph with every node's value."""
+import contextlib
 import importlib
+import inspect
 import json
+import linecache
 import operator
 import os
 import re
+import sys
 
 import torch
 import torch.fx as fx
 
 from .modules import MODULES
+from ..cli import message
 
 
 class PortError(ValueError):
     """The module cannot be ported; the message lists every reason at once."""
+
+
+# no downloads ------------------------------------------------------------------------------------
+_STATE = {"offline": 0, "hooked": False}
+LOCAL = (None, "localhost", "127.0.0.1", "::1")
+
+
+def _refuse_network(event, args):
+    """An audit hook: while a port runs, a network request raises (torch.hub, Hugging Face's hub, any URL)."""
+    if not _STATE["offline"] or event not in ("urllib.Request", "socket.getaddrinfo", "socket.connect"):
+        return
+    where = args[1] if event == "socket.connect" else args[0]
+    if event == "socket.connect" and (not isinstance(where, tuple) or where[0] in LOCAL) or where in LOCAL:
+        return
+    raise PortError(f"the module would download ({where if isinstance(where, str) else where[0]}), and a port "
+                    "never downloads: pass weights=None, pretrained=False or weights_backbone=None")
+
+
+class offline:
+    """No download while the module is built and captured: weights are random, hubs offline."""
+
+    def __enter__(self):
+        if not _STATE["hooked"]:
+            sys.addaudithook(_refuse_network)
+            _STATE["hooked"] = True
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        _STATE["offline"] += 1
+
+    def __exit__(self, *exc):
+        _STATE["offline"] -= 1
+
+
+def _random_weights(builder, spec, kwargs):
+    """A torchvision builder's keyword arguments with every pretrained-weights argument off (None); one given
+    on is refused, as it would download."""
+    for k, q in inspect.signature(builder).parameters.items():
+        if not k.startswith(("weights", "pretrained")):
+            continue
+        if kwargs.get(k):
+            raise PortError(f"{spec}: {k}={kwargs[k]!r} would download weights, and a port never downloads "
+                            f"(it writes the module's random weights): leave {k} out or pass null")
+        if q.default not in (None, False, q.empty):
+            kwargs[k] = None
+    return kwargs
 
 
 # spec loading ------------------------------------------------------------------------------------
@@ -29,13 +79,16 @@ def load_spec(spec):
         for where in ("", "video", "segmentation", "detection", "optical_flow", "quantization"):
             mod = getattr(tvm, where) if where else tvm
             if hasattr(mod, name):
-                model = getattr(mod, name)(**kwargs)
+                model = getattr(mod, name)(**_random_weights(getattr(mod, name), spec, kwargs))
                 if where == "detection":
                     return DetectionHeads(model), (mod.__name__, name, kwargs)
                 return model, (mod.__name__, name, kwargs)
         raise PortError(f"torchvision has no model {name!r}")
     if kind == "timm":
         import timm
+        if kwargs.get("pretrained"):
+            raise PortError(f"{spec}: pretrained=true would download weights, and a port never downloads (it "
+                            "writes the module's random weights): leave pretrained out")
         kwargs.setdefault("pretrained", False)
         return timm.create_model(name, **kwargs), ("timm", name, kwargs)
     if kind == "transformers":
@@ -52,7 +105,9 @@ def transformers_class(name):
     import transformers
     if hasattr(transformers, name):
         return getattr(transformers, name)
-    for family in dir(transformers.models):
+    key = name.lower()    # the families whose names start the class's first, longest first: WhisperEncoder, whisper
+    families = sorted(dir(transformers.models), key=lambda f: (not key.startswith(f.replace("_", "")), -len(f)))
+    for family in families:
         try:
             mod = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
         except Exception:  # noqa: BLE001 (families without a torch modeling module)
@@ -68,6 +123,9 @@ class DetectionHeads(torch.nn.Module):
 
     def __init__(self, detector):
         super().__init__()
+        if not hasattr(detector, "head"):
+            raise PortError(f"{type(detector).__name__} has no single head over its features (a two-stage "
+                            "detector): one-stage detectors (RetinaNet, FCOS, SSD) port")
         self.backbone, self.head = detector.backbone, detector.head
 
     def forward(self, x):
@@ -170,8 +228,8 @@ class _Tracer(fx.Tracer):
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
         from torch.fx._symbolic_trace import _maybe_revert_all_patches
         node = super().create_node(kind, target, args, kwargs, name, type_expr)
-        try:
-            with _maybe_revert_all_patches():
+        try:   # modules run unpatched (fx patches their calls and attributes); functions need not (it is slow)
+            with _maybe_revert_all_patches() if kind in ("call_module", "get_attr") else contextlib.nullcontext():
                 self.values[node] = self._run(kind, target, args, kwargs)
         except Exception:  # noqa: BLE001 (a value that cannot be computed is left unknown)
             self.values[node] = _UNKNOWN
@@ -237,7 +295,9 @@ def trace(module, examples):
         try:
             ep = _export(module, examples)
         except Exception as e:  # noqa: BLE001
-            raise PortError(f"cannot capture the module: fx: {_first(fx_error)}; torch.export: {_first(e)}") from e
+            fx_line, export_line = _first(fx_error), _first(e)
+            raise PortError(f"cannot capture the module: {fx_line}" if fx_line == export_line else
+                            f"cannot capture the module: fx: {fx_line}; torch.export: {export_line}") from e
         return ep.module(), "export"
 
 
@@ -310,7 +370,11 @@ def _concrete(module, names):
 
 
 def _first(e):
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    """One line for a capture's failure, after the source line of the user's code that raised it."""
+    text = message(e)
+    place = re.match(r"(\S+?\.py):(\d+): ", text)
+    code = place and linecache.getline(place.group(1), int(place.group(2))).strip()
+    return (f"{place.group(0)}`{code}`: {text[place.end():]}" if code else text)[:300]
 
 
 class _Recorder(fx.Interpreter):
@@ -321,6 +385,7 @@ class _Recorder(fx.Interpreter):
         self.values = {}
 
     def run_node(self, n):
+        self.current = n
         v = super().run_node(n)
         self.values[n] = v
         return v

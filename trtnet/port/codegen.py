@@ -74,8 +74,9 @@ def _tuple(items, as_list):
 class Group:
     """One call of a module instance whose class repeats: its nodes and the calls of inner groups."""
 
-    def __init__(self, path, cls, parent):
+    def __init__(self, path, cls, parent, call=None):
         self.path, self.cls, self.parent, self.items, self.nodes = path, cls, parent, [], set()
+        self.call = call
 
     def all_nodes(self):
         out = set(self.nodes)
@@ -235,6 +236,10 @@ class Port:
         self.skip = {n for n in nodes if n.op == "call_module" and n.target.startswith("_guards")}
         self.skip |= set(nodes) - _live(nodes, self.static)
 
+    def users(self, n):
+        """The users that are written: not those only dead or folded code reads (a cache's copy of k and v)."""
+        return [u for u in n.users if u not in self.skip and u not in self.static]
+
     def fail(self, node, what):
         self.problems.append((source_line(node) if node is not None else "(graph)", what))
 
@@ -262,11 +267,12 @@ class Port:
 
     # groups ----------------------------------------------------------------------------------------
     def stack(self, node):
-        """Module paths around `node`, outermost first (the leaf module itself left out)."""
+        """(call, module path) around `node`, outermost first (the leaf module itself left out); a module called
+        twice (weights shared, as in ALBERT) is two calls."""
         out = []
-        for path, _ in (node.meta.get("nn_module_stack") or {}).values():
+        for call, (path, _) in (node.meta.get("nn_module_stack") or {}).items():
             if path and path != node.target and path in self.modules:
-                out.append(path)
+                out.append((call, path))
         return out
 
     def groups(self):
@@ -274,24 +280,24 @@ class Port:
                  and n not in self.static and n not in self.skip]
         counts = collections.defaultdict(set)
         for n in nodes:
-            for p in self.stack(n):
-                counts[type(self.modules[p])].add(p)
+            for call, p in self.stack(n):
+                counts[type(self.modules[p])].add(call)
         nested = set()
         for n in nodes:
-            classes = [type(self.modules[p]) for p in self.stack(n)]
+            classes = [type(self.modules[p]) for _, p in self.stack(n)]
             nested |= {c for c in classes if classes.count(c) > 1}
         fn_cls = {c for c, paths in counts.items() if len(paths) > 1 and not issubclass(c, CONTAINERS)
                   and c not in MODULES and c not in nested}   # a class nested in itself is written inline
         root = Group("", type(self.modules[""]), None)
         open_ = [root]
         for n in nodes:
-            chain = [p for p in self.stack(n) if type(self.modules[p]) in fn_cls]
+            chain = [(call, p) for call, p in self.stack(n) if type(self.modules[p]) in fn_cls]
             depth = 0
-            while depth < len(chain) and depth + 1 < len(open_) and open_[depth + 1].path == chain[depth]:
+            while depth < len(chain) and depth + 1 < len(open_) and open_[depth + 1].call == chain[depth][0]:
                 depth += 1
             del open_[depth + 1:]
-            for p in chain[depth:]:
-                grp = Group(p, type(self.modules[p]), open_[-1])
+            for call, p in chain[depth:]:
+                grp = Group(p, type(self.modules[p]), open_[-1], call)
                 open_[-1].items.append(grp)
                 open_.append(grp)
             open_[-1].items.append(n)
@@ -337,7 +343,7 @@ class Port:
             for a in n.all_input_nodes:
                 if a not in members and a not in self.static and a not in ins:
                     ins.append(a)
-            if any(u not in members and u not in self.static for u in n.users):
+            if any(u not in members for u in self.users(n)):
                 outs.append(n)
         return ins, outs
 
@@ -432,6 +438,8 @@ def write_call(p, c, n, name, args, kwargs):
         obj, attr = args
         if attr == "shape":
             return E(f"{op(obj)}.shape")
+        if attr in ("values", "indices"):      # of max/min/sort/topk's named tuple
+            return E(f"{op(obj)}.{attr}")
         if isinstance(value, torch.device):
             return py(str(value))
         return py(value) if isinstance(value, (torch.dtype, int, float, bool)) else c.unsupported(f"tensor.{attr}")
@@ -443,6 +451,8 @@ def write_call(p, c, n, name, args, kwargs):
         return E(f"{op(args[0])}.ndim")
     if name in ("neg",):
         return infix(f"-{op(args[0])}")
+    if name in ("invert", "bitwise_not") and len(args) == 1:
+        return infix(f"~{op(args[0])}")
     if name.startswith("upsample_") and isinstance(n.target, torch._ops.OpOverload):
         mode = name.split("_")[1][:-2]
         mode = "nearest" if mode.startswith("nearest") else {"linear": "linear", "bilinear": "bilinear",
@@ -482,6 +492,9 @@ def write_call(p, c, n, name, args, kwargs):
         return E(f"{op(args[0])}[{lead + ', ' if lead else ''}{index_code(slice(start or None, end, None if step == 1 else step))}]")
     if name == "t":
         return c.call("transpose", args[0], 0, 1)
+    if name in ("new_full", "new_zeros", "new_ones") and isinstance(value, torch.Tensor):   # sizes may be run-time
+        fill = args[2] if name == "new_full" else int(name == "new_ones")
+        return c.call("full", args[1], fill, like=args[0], dtype=value.dtype)
     name = T.RENAME.get(name, name)
     if name in ("repeat", "tile") and isinstance(value, torch.Tensor):
         sizes = tuple(args[1]) if len(args) == 2 and isinstance(args[1], (tuple, list)) else tuple(args[1:])
@@ -667,17 +680,19 @@ def write_body(p, g, inputs, outputs, calls, fixed=None):
     def chain_end(u):
         if u not in pos or u in out_set:
             return end + 1
-        while (u in g.nodes and u not in out_set and _uses(u) == 1 and next(iter(u.users)) in pos
-               and next(iter(u.users)) in g.nodes):
-            u = next(iter(u.users))
+        while (u in g.nodes and u not in out_set and _uses(p, u) == 1 and p.users(u)[0] in pos
+               and p.users(u)[0] in g.nodes):
+            u = p.users(u)[0]
         return end + 1 if u in out_set else pos[u]     # outputs are read in the return line
 
     def last_use(writer, holder, name):
-        """Where the value a name holds is last read: through the holder and the pass-throughs aliasing it."""
-        same = [holder] + [n for n, e in writer.env.items() if n is not holder and e == name]
+        """Where the value a name holds is last read: through the holder and the expressions written with it
+        and not yet read (pass-throughs, `x.shape[1]`)."""
+        word = re.compile(rf"(?<![\w\"]){re.escape(name)}\b")
+        same = [holder] + [n for n, e in writer.env.items() if n is not holder and word.search(strip(e))]
         if any(n in out_set for n in same):
             return end + 1
-        return max([chain_end(u) for n in same for u in n.users] or [-1])
+        return max([chain_end(u) for n in same for u in p.users(n)] or [-1])
 
     p.last_use = last_use
     done = set()
@@ -695,27 +710,30 @@ def write_body(p, g, inputs, outputs, calls, fixed=None):
         code, kind = write_node(p, c, it)
         if kind == "skip":
             continue
-        if kind == "pass" and (re.fullmatch(r"\w+", strip(code)) or _uses(it) <= 1):
+        value = p.values.get(it)
+        if kind == "pass" and (re.fullmatch(r"\w+", strip(code)) or _uses(p, it) <= 1) or \
+                isinstance(value, torch.Size) and strip(code).endswith(".shape"):    # sizes read where used
             c.env[it] = code
             continue
-        value = p.values.get(it)
-        getters = [u for u in it.users if T.torch_name(u) == "getitem" and u.op == "call_function"]
-        if isinstance(value, (tuple, list)) and it.users and len(getters) == len(it.users) and len(value) <= 4 \
+            c.env[it] = code
+            continue
+        users = p.users(it)
+        getters = [u for u in users if T.torch_name(u) == "getitem" and u.op == "call_function"]
+        if isinstance(value, (tuple, list)) and users and len(getters) == len(users) and len(value) <= 4 \
                 and all(u in g.nodes and isinstance(u.args[1], int) for u in getters):
-            for k, node in enumerate(value):
-                pass
-            names = [c.fresh(_base(p, it, g) + f"_{k}", i) for k in range(len(value))]
             by_index = {u.args[1] % len(value): u for u in getters}
+            names = [c.fresh(_base(p, it, g) + f"_{k}", i) if k in by_index else "_" for k in range(len(value))]
             for k, nm in enumerate(names):
-                c.names[nm] = by_index.get(k, it)
+                if k in by_index:
+                    c.names[nm] = by_index[k]
             for u in getters:
                 c.env[u] = E(names[u.args[1] % len(value)])
                 done.add(u)
             c.lines.append(f"{', '.join(names)} = {code}")
             continue
         inline = len(strip(code)) <= INLINE_MAX and (
-            _uses(it) == 1 and all(u in pos for u in it.users) if it not in out_set else outputs.count(it) == 1
-            and not any(u in pos for u in it.users))
+            _uses(p, it) == 1 and all(u in pos for u in users) if it not in out_set else outputs.count(it) == 1
+            and not any(u in pos for u in users))
         if inline:
             c.env[it] = code
         else:
@@ -723,8 +741,8 @@ def write_body(p, g, inputs, outputs, calls, fixed=None):
     return c, [c.arg(o) if o in c.env else E("None") for o in outputs]
 
 
-def _uses(n):
-    return sum(_count(a, n) for u in n.users for a in (*u.args, *u.kwargs.values()))
+def _uses(p, n):
+    return sum(_count(a, n) for u in p.users(n) for a in (*u.args, *u.kwargs.values()))
 
 
 def _count(a, n):
@@ -746,6 +764,8 @@ def _base(p, n, g):
     name = T.torch_name(n)
     if name == "getattr":
         return "dims" if n.args[1] == "shape" else n.args[1]
+    if name == "getitem" and isinstance(p.values.get(n.args[0]), torch.Size):
+        return f"size{n.args[1]}" if isinstance(n.args[1], int) and n.args[1] >= 0 else "size"
     return "y" if name in T.INFIX or name in ("getitem", "neg") else T.RENAME.get(name, name)
 
 
@@ -888,7 +908,7 @@ def generate(gm, module, values, inputs, output_names, name, header, register_li
 
 def _problems(problems):
     seen = list(dict.fromkeys(problems))
-    body = "\n".join(f"  {where}: {what}" for where, what in seen)
+    body = "\n".join(f"  {where}: unsupported {what}" for where, what in seen)
     return f"{len(seen)} unsupported operation{'s' if len(seen) > 1 else ''} (nothing written):\n{body}"
 
 

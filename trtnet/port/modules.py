@@ -3,6 +3,8 @@
 Each writer takes (emitter, module, weight view expression, input expressions) and returns the call's code;
 attributes are written only where they differ from torch's defaults.
 """
+import operator
+
 import torch.nn as nn
 
 
@@ -90,8 +92,9 @@ def _upsample(c, m, w, x):
 
 
 def _mha(c, m, w, q, k=None, v=None, key_padding_mask=None, need_weights=True, attn_mask=None, **kw):
-    if need_weights or kw.get("is_causal"):
-        c.unsupported("nn.MultiheadAttention with need_weights=True or is_causal")
+    used = any(u.target is not operator.getitem or u.args[1] != 0 for u in c.current.users)
+    if need_weights and used or kw.get("is_causal"):
+        c.unsupported("nn.MultiheadAttention whose attention weights are used, or is_causal")
     k, v = k if k is not None else q, v if v is not None else q
     extra = c.nondefault(key_padding_mask=(key_padding_mask, None), attn_mask=(attn_mask, None),
                          batch_first=(m.batch_first, True))
