@@ -35,6 +35,17 @@ def test_import_and_help_load_neither_torch_nor_tensorrt():
     assert out.strip() == "[]"
 
 
+@pytest.mark.parametrize("command", sorted(os.path.basename(os.path.dirname(p)) for p in
+                                           glob.glob(os.path.join(ROOT, "trtnet", "*", "__main__.py"))))
+def test_every_commands_help_loads_neither_torch_nor_tensorrt(command):
+    code = (f"import runpy, sys; sys.argv = ['trtnet.{command}', '--help']\n"
+            f"try: runpy.run_module('trtnet.{command}', run_name='__main__')\n"
+            "except SystemExit: pass\n"
+            "print('LOADED', sorted(m for m in ('torch', 'tensorrt', 'tensorrt_rtx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout
+    assert "usage:" in out and out.strip().endswith("LOADED []"), out[-300:]
+
+
 def _run(*argv, cwd, env):
     r = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
     assert r.returncode == 0, f"{' '.join(argv)}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"

@@ -46,7 +46,7 @@ def port(args):
     cli.check_output(args.output)
     if args.weights:
         cli.check_output(args.weights, "--weights")
-    from . import PortError, port_spec
+    from .api import PortError, port_spec
     try:
         r = port_spec(args.spec, args.output, inputs, dynamic, args.weights, not args.no_check)
     except PortError as e:  # one error line for each unsupported operation it lists, with its source line
