@@ -179,3 +179,78 @@ def test_a_submodule_that_continues_past_the_layer_has_no_counterpart():
     parts = counterparts(["block", "block.act", "out"], {"block": np.zeros(1), "block.act": np.zeros(1)})
     assert parts["block"] == "the submodule 'block' ends at a later layer"
     assert isinstance(parts["block.act"], np.ndarray) and parts["out"] == "no counterpart"
+
+
+class FunctionalBlock(torch.nn.Module):
+    """A residual block whose add and ReLU are functional: no submodule returns them."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(c, c, 3, padding=1, bias=False), torch.nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return torch.nn.functional.relu(self.bn(self.conv(x)) + x)
+
+
+class FunctionalNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.block = torch.nn.Conv2d(3, 4, 3, padding=1), FunctionalBlock(4)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.block(self.stem(x)).mean((2, 3)))
+
+
+def functional_graph(w, bug=False):
+    """FunctionalNet's graph, its add and ReLU named after the fx nodes of `block`'s forward; `bug`: the residual
+    adds the block's own value twice instead of its input."""
+    g = tn.Graph("functional")
+    x = tn.conv(g.input("x", (3, 6, 6)), w["stem"], 4, 3, padding=1)
+    y = tn.bn(tn.conv(x, w["block.conv"], 4, 3, padding=1), w["block.bn"])
+    x = tn.relu(tn.add(y, y if bug else x, name="block.add"), name="block.relu")
+    g.output(tn.fc(tn.mean(x, dim=(2, 3)), w["head"], 2), "y")
+    return g
+
+
+@pytest.fixture(scope="module")
+def functional_net():
+    torch.manual_seed(0)
+    module = FunctionalNet().eval()
+    with torch.no_grad():   # statistics that make the block's BatchNorm matter
+        module.block.bn.running_mean.uniform_(-0.5, 0.5)
+        module.block.bn.running_var.uniform_(0.5, 2.0)
+    return module, tn.WeightMap({k: v.numpy() for k, v in module.state_dict().items()})
+
+
+def test_functional_values_are_compared_through_fx(functional_net):
+    module, w = functional_net
+    for report in tn.check(functional_graph(w), reference=module):
+        compared = {r.name: r.mod for r in report.rows if r.mod is not None}
+        assert {"block.add", "block.relu", "block.bn", "stem"} <= set(compared), report.table()
+        assert report.ok and max(compared.values()) < 1e-5, report.table()
+
+
+def test_a_mistake_in_a_functional_value_is_named_at_its_layer(functional_net):
+    module, w = functional_net
+    for report in tn.check(functional_graph(w, bug=True), reference=module):
+        assert not report.ok and report.first_bad is None, report.table()
+        assert report.first_bad_module == "block.add", report.table()
+        assert next(r for r in report.rows if r.name == "block.bn").mod < 1e-5, report.table()
+
+
+def test_functional_names_never_guess():
+    """Only names `path.node` of an fx node of that submodule's own forward count; a forward fx cannot trace
+    (data-dependent control flow) gives none, silently."""
+    from trtnet.check.module import functional_names
+
+    class Branchy(torch.nn.Module):
+        def forward(self, x):
+            return x + 1 if x.sum() > 0 else x - 1
+
+    g = tn.Graph("g")
+    x = g.input("x", (4,))
+    g.output(tn.relu(tn.add(tn.relu(x, name="block.add_7"), x, name="block.add")), "y")
+    module = torch.nn.ModuleDict({"block": FunctionalBlock(4)})
+    assert {p: hit for p, (_, hit) in functional_names(module, g).items()} == {"block": {"add": "block.add"}}
+    assert functional_names(torch.nn.ModuleDict({"block": Branchy()}), g) == {}

@@ -31,7 +31,9 @@ def _metrics(max_abs, scale, top1, notes):
 
 
 def _kind(a):
-    return "f" if a.dtype.kind in "fc" else "b" if a.dtype.kind == "b" else "i"
+    """ml_dtypes' bfloat16 and float8 types are floats too (numpy calls them kind "V")."""
+    return "f" if a.dtype.kind in "fc" or a.dtype.name.startswith(("bfloat", "float")) else \
+        "b" if a.dtype.kind == "b" else "i"
 
 
 def _work(a, e):

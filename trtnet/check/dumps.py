@@ -19,9 +19,13 @@ def tensor_file(directory, name):
 
 
 def save_tensor(directory, name, value):
-    """Write one tensor and append its name to the index."""
+    """Write one tensor and append its name to the index. An .npy file cannot name ml_dtypes' types: bfloat16 and
+    FP8 values are written as float32, INT4 ones as int8 (both exact)."""
     os.makedirs(directory, exist_ok=True)
-    np.save(tensor_file(directory, name), np.asarray(value))
+    a = np.asarray(value)
+    if a.dtype.type.__module__ == "ml_dtypes":
+        a = a.astype(np.int8 if a.dtype.name == "int4" else np.float32)
+    np.save(tensor_file(directory, name), a)
     with open(os.path.join(directory, INDEX), "a") as f:
         f.write(name + "\n")
 

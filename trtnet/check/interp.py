@@ -10,7 +10,8 @@ emitted networks without a GPU, so anything that cannot be reproduced exactly ra
 
 Precision: float16/bfloat16/FP8 tensors are computed in float32 and rounded to the tensor's type
 at each layer output; every output takes the type TensorRT inferred for it (FP8 E4M3 values are
-held as torch.float8_e4m3fn, INT4 ones as int8, and come back as float32 and int8 arrays). The output shapes
+held as torch.float8_e4m3fn, INT4 ones as int8). Inputs and results of bfloat16, FP8 and INT4 are
+ml_dtypes arrays (bfloat16, float8_e4m3fn, int4), converted by their bits or integer values. The output shapes
 TensorRT inferred (where known at definition time) are checked against the computed ones.
 """
 import heapq
@@ -75,7 +76,7 @@ _LOW = (torch.float16, torch.bfloat16, torch.float8_e4m3fn)
 
 
 def _ints(dims):
-    return tuple(int(d) for d in dims)
+    return tuple(map(int, dims))
 
 
 def _bits(mask, rank):
@@ -424,11 +425,12 @@ def _select(layer, cond, a, b):
 
 @_layer("CONSTANT", "IConstantLayer")
 def _constant(layer):
-    """The weights laid out in `shape`; the output type is the weights' type."""
+    """The weights laid out in `shape`; the output type is the weights' type. A view of the network's weights,
+    not a copy: no kernel writes into a constant (see _FRESH), and run_network hands out copies of them."""
     w = np.asarray(layer.weights)
     _need(w.dtype in (np.float32, np.float16, np.int8, np.int32, np.int64, np.uint8, np.bool_),
           f"weights of numpy type {w.dtype}")
-    return torch.from_numpy(w.copy()).reshape(_ints(layer.shape))
+    return torch.from_numpy(w).reshape(_ints(layer.shape))
 
 
 @_layer("SHAPE", "IShapeLayer")
@@ -731,6 +733,8 @@ def _attention(att, q, k, v, mask):
     _need(att.key_value_lengths is None and att.query_lengths is None, "attention key/value lengths")
     _need(att.normalization_quantize_scale is None, "quantized attention normalization")
     _need(att.num_ranks == 1, f"attention over {att.num_ranks} ranks")
+    _need(mask is None or att.causal_kind == t.CausalMaskKind.NONE,
+          "a mask together with a causal kind (TensorRT documents them as exclusive; setMask refuses it)")
     hq, hkv = q.shape[1], k.shape[1]
     if hq % hkv:
         raise ValueError(f"{hq} query heads for {hkv} key/value heads")
@@ -765,6 +769,49 @@ def _attention_input(layer, q, k, v, mask=None, *_):
 @_layer("ATTENTION_OUTPUT", "IAttentionOutputLayer")
 def _attention_output(layer, x):
     return x
+
+
+@_layer("ROTARY_EMBEDDING", "IRotaryEmbeddingLayer")
+def _rotary_embedding(layer, x, cos, sin, position_ids=None):
+    """RoPE of x [b, d, s, h] on its first rotary_embedding_dim features r (0: all h), the rest copied. cos and
+    sin are [b, s, r/2], or [maxPositionId + 1, r/2] rows picked by position_ids [b, s]. Each rotated 2-vector
+    (x1, x2) becomes (x1 cos - x2 sin, x2 cos + x1 sin); it is two adjacent elements when interleaved, else
+    elements k and k + r/2."""
+    if not hasattr(layer, "rotary_embedding_dim"):
+        raise _Unsupported("rotary embedding in this TensorRT")
+    h = x.shape[-1]
+    r = layer.rotary_embedding_dim or h
+    if r % 2 or r > h:
+        raise ValueError(f"rotary_embedding_dim {r} for a hidden size {h}")
+    if position_ids is not None:
+        if position_ids.numel() and not 0 <= int(position_ids.min()) <= int(position_ids.max()) < cos.shape[0]:
+            raise ValueError(f"position ids outside the {cos.shape[0]} rows of the cos/sin caches")
+        cos, sin = cos[position_ids.long()], sin[position_ids.long()]
+    if tuple(cos.shape) != (x.shape[0], x.shape[2], r // 2) or sin.shape != cos.shape:
+        raise ValueError(f"cos/sin {tuple(cos.shape)}/{tuple(sin.shape)} for input {tuple(x.shape)} and r={r}")
+    c, s = cos.unsqueeze(1), sin.unsqueeze(1)
+    rot = x[..., :r]
+    x1, x2 = (rot[..., 0::2], rot[..., 1::2]) if layer.interleaved else (rot[..., :r // 2], rot[..., r // 2:])
+    y1, y2 = x1 * c - x2 * s, x2 * c + x1 * s
+    out = torch.stack((y1, y2), -1).flatten(-2) if layer.interleaved else torch.cat((y1, y2), -1)
+    return torch.cat((out, x[..., r:]), -1)
+
+
+@_layer("KV_CACHE_UPDATE", "IKVCacheUpdateLayer")
+def _kv_cache_update(layer, cache, update, write_indices, *_):
+    """LINEAR: output[i, :, writeIndices[i] + s, :] = update[i, :, s, :] for s < S (the update's length);
+    every other element is the cache's. Indices must keep writeIndices[i] + S <= s_max."""
+    t = trt()
+    if not hasattr(t, "KVCacheMode"):
+        raise _Unsupported("KV-cache layers in this TensorRT")
+    _need(layer.cache_mode == t.KVCacheMode.LINEAR, f"KV cache mode {layer.cache_mode}")
+    _need(layer.update_form == t.AttentionIOForm.PADDED_BHND, f"KV cache update form {layer.update_form}")
+    out, n = cache.clone(), update.shape[2]
+    for i, w in enumerate(write_indices.tolist()):
+        if not 0 <= w <= cache.shape[2] - n:
+            raise ValueError(f"write index {w} of batch {i}: {n} rows do not fit a cache of {cache.shape[2]}")
+        out[i, :, w:w + n] = update[i]
+    return out
 
 
 def _prod(x, axes, keep):
@@ -925,14 +972,15 @@ def _resize(layer, x, dims=None):
 
 @_layer("GRID_SAMPLE", "IGridSampleLayer")
 def _grid_sample(layer, x, grid):
-    """ONNX GridSample with linear interpolation: grid [N, H, W, 2] (or [N, D, H, W, 3]) of
-    normalized (x, y[, z]) coordinates, -1 and 1 being the edge pixels' centres (align_corners)
-    or outer edges; outside points per sample_mode FILL (zeros), CLAMP (edge) or REFLECT."""
-    SM = trt().SampleMode
-    _need(layer.interpolation_mode == trt().InterpolationMode.LINEAR, f"grid sample {layer.interpolation_mode}")
+    """ONNX GridSample: grid [N, H, W, 2] (or [N, D, H, W, 3]) of normalized (x, y[, z]) coordinates,
+    -1 and 1 being the edge pixels' centres (align_corners) or outer edges; outside points per sample_mode
+    FILL (zeros), CLAMP (edge) or REFLECT. NEAREST rounds half to even; CUBIC (4-D) has coefficient -0.75."""
+    SM, IM = trt().SampleMode, trt().InterpolationMode
+    mode = {IM.LINEAR: "bilinear", IM.NEAREST: "nearest", IM.CUBIC: "bicubic"}[layer.interpolation_mode]
+    _need(mode != "bicubic" or x.dim() == 4, f"grid sample {layer.interpolation_mode} of a {x.dim()}-D input")
     pad = {SM.FILL: "zeros", SM.CLAMP: "border", SM.REFLECT: "reflection"}.get(layer.sample_mode)
     _need(pad is not None, f"grid sample mode {layer.sample_mode}")
-    return F.grid_sample(x, grid.to(x.dtype), "bilinear", pad, layer.align_corners)
+    return F.grid_sample(x, grid.to(x.dtype), mode, pad, layer.align_corners)
 
 
 @_layer("ASSERTION", "IAssertionLayer")
@@ -953,13 +1001,36 @@ def _conform(x, tensor):
 def _conform_to(x, dtype, dims, name):
     if x.dtype != dtype:
         x = x.to(dtype)
-    if len(dims) != x.dim() or any(d >= 0 and d != n for d, n in zip(dims, x.shape)):
+    if x.shape != dims and (len(dims) != x.dim() or any(d >= 0 and d != n for d, n in zip(dims, x.shape))):
         raise ValueError(f"tensor {name!r} has shape {tuple(x.shape)}, TensorRT says {dims}")
     return x
 
 
-def _numpy(x):
-    return (x.float() if x.dtype in (torch.bfloat16, torch.float8_e4m3fn) else x).numpy()
+_ML = {torch.bfloat16: ("bfloat16", torch.int16), torch.float8_e4m3fn: ("float8_e4m3fn", torch.uint8)}
+
+
+def _ml_dtype(name):
+    """ml_dtypes' numpy type `name`; None without the package (values then widen to float32, INT4 stays int8)."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return np.dtype(getattr(ml_dtypes, name))
+
+
+def _numpy(x, int4=False):
+    """bfloat16 and FP8 values as ml_dtypes arrays of the same bits; INT4 ones (held in int8) as ml_dtypes.int4."""
+    kind = ("int4", None) if int4 else _ML.get(x.dtype)
+    t = kind and _ml_dtype(kind[0])
+    if t is None:
+        return (x.float() if x.dtype in _ML else x).numpy()
+    return x.numpy().astype(t) if int4 else x.view(kind[1]).numpy().view(t)
+
+
+def _handed(x, held, int4=False):
+    """A value as run_network returns it: a copy where it views the network's weights (`held`)."""
+    a = _numpy(x, int4)
+    return a.copy() if x.untyped_storage().data_ptr() in held else a
 
 
 def _feed(tensor, value):
@@ -967,8 +1038,39 @@ def _feed(tensor, value):
         dtype = _dtype(tensor.dtype)
     except _Unsupported as e:
         raise UnsupportedLayerError(f"network input {tensor.name!r}: {e} not supported") from None
-    x = torch.as_tensor(np.asarray(value))
+    a = np.asarray(value)
+    x = _torch_value(a, tensor.name)
+    int4 = tensor.dtype == trt().DataType.INT4
+    if int4 and (x.is_floating_point() or x.numel() and not -8 <= x.min() <= x.max() <= 7):
+        got = f"{a.dtype} from {a.min()} to {a.max()}" if a.size else str(a.dtype)
+        raise ValueError(f"network input {tensor.name!r} is INT4: expected integers in [-8, 7] (ml_dtypes.int4 or "
+                         f"an integer array), got {got}")
     return _conform(x.to(dtype) if x.dtype != dtype else x, tensor)
+
+
+def _torch_value(a, name):
+    """An input array as torch: ml_dtypes bfloat16 and float8_e4m3fn by their bits, int4 as its integer values."""
+    if a.dtype.name == "int4":
+        return torch.from_numpy(a.astype(np.int8))
+    held = {"bfloat16": (np.int16, torch.bfloat16), "float8_e4m3fn": (np.uint8, torch.float8_e4m3fn)}.get(a.dtype.name)
+    if held:
+        return torch.from_numpy(np.ascontiguousarray(a).view(held[0])).view(held[1])
+    try:
+        return torch.as_tensor(a)
+    except TypeError:   # ml_dtypes' other types, objects
+        raise ValueError(f"network input {name!r}: numpy arrays of type {a.dtype} are not supported "
+                         "(ml_dtypes' bfloat16, float8_e4m3fn and int4 are)") from None
+
+
+def _int4_names(network, every):
+    """Names of the INT4 tensors among the outputs (`every`: among all inputs and layer outputs too)."""
+    four = trt().DataType.INT4
+    tensors = [network.get_output(i) for i in range(network.num_outputs)]
+    if every:
+        tensors += [network.get_input(i) for i in range(network.num_inputs)]
+        tensors += [l.get_output(j) for l in map(network.get_layer, range(network.num_layers))
+                    for j in range(l.num_outputs)]
+    return {t.name for t in tensors if t.dtype == four}
 
 
 _BOUNDARY = ("TRIP_LIMIT", "ITERATOR", "RECURRENCE", "LOOP_OUTPUT")
@@ -1092,9 +1194,28 @@ def _order(units, layers, wanted, extra=()):
 
 
 class _Layers(list):
-    """A network's layers, with each one's kernel, input names and output types once read back (`steps`), and
-    the tensors made by kernels that return new buffers (`fresh`: a later layer may write into them)."""
-    steps = fresh = None
+    """A network's layers, with each one's kernel, attributes, input names and output types once read back
+    (`steps`), the tensors made by kernels that return new buffers (`fresh`: a later layer may write into them),
+    and the storage of constants' values (`held`: the network's own weights, copied before they leave)."""
+    steps = fresh = held = None
+
+
+class _Read:
+    """A layer as its kernel sees it: each attribute read from TensorRT once, at the first run, and kept, with
+    dimensions as tuples. Reading through the bindings (a Dims costs microseconds to iterate) took longer than
+    many layers take to compute, at every run."""
+
+    def __init__(self, layer, cls):
+        self._layer, self._cls = layer, cls
+
+    def __getattr__(self, name):
+        layer = self._layer
+        layer.__class__ = self._cls   # other readers of the network may have given the object another class
+        value = getattr(layer, name)
+        if isinstance(value, (trt().Dims, trt().Permutation)):
+            value = tuple(value)
+        self.__dict__[name] = value
+        return value
 
 
 _FRESH = {"CONVOLUTION", "DECONVOLUTION", "ACTIVATION", "ELEMENTWISE", "SCALE", "NORMALIZATION", "MATRIX_MULTIPLY",
@@ -1107,14 +1228,15 @@ _PLANS = {}   # (id(network), layer count, wanted, every) -> (network, units, la
 def _schedule(network, wanted, every=False):
     """The layers (ints into `layers`) and loops to run in order (`every`: all of them, else those `wanted`
     needs), the network's layers, and per unit the values to drop after it (see _frees). Kept for the next run
-    of the same network: reading a network back through the bindings costs more than many of its layers take
-    to run. A layer's attributes are read at each run."""
+    of the same network, with the layers' attributes once read (_Read): reading a network back through the
+    bindings costs more than many of its layers take to run. So a layer changed after the network has run is
+    not seen; adding a layer makes a new schedule."""
     key = (id(network), network.num_layers, None if wanted is None else tuple(wanted), every)
     hit = _PLANS.get(key)
     if hit is not None and hit[0] is network:
         return hit[1:]
     layers = _Layers(network.get_layer(i) for i in range(network.num_layers))
-    layers.steps, layers.fresh = {}, set()
+    layers.steps, layers.fresh, layers.held = {}, set(), set()
     loops = _find_loops(layers)
     units = _order(_units(set(range(len(layers))), loops), layers, None if every else wanted)
     for lp in loops:
@@ -1143,16 +1265,22 @@ def _naming(what):
     """Errors raised inside name the layer or loop (`what`)."""
     try:
         yield
-    except UnsupportedLayerError:
-        raise
-    except _Unsupported as e:
+    except (_Unsupported, ValueError, RuntimeError, IndexError) as e:
+        _rename(e, what)
+
+
+def _rename(e, what):
+    """Raise `e` again naming `what`; UnsupportedLayerError already names its layer."""
+    if isinstance(e, UnsupportedLayerError):
+        raise e
+    if isinstance(e, _Unsupported):
         raise UnsupportedLayerError(f"{what}: {e} not supported") from None
-    except (ValueError, RuntimeError, IndexError) as e:
-        raise type(e)(f"{what}: {e}") from e
+    raise type(e)(f"{what}: {e}") from e
 
 
 def _step(layer):
-    """(description, kernel, layer class, input names (None: absent), [(output name, torch type, dims)], kind)."""
+    """(description, kernel, the layer as _Read, input names (None: absent), [(output name, torch type, dims)],
+    kind)."""
     t = trt()
     kind = _kind(layer)
     what = f"layer {layer.name!r} ({kind})"
@@ -1164,7 +1292,7 @@ def _step(layer):
     inputs = [layer.get_input(j) for j in range(layer.num_inputs)]
     with _naming(what):
         outputs = [(x.name, _dtype(x.dtype), _ints(x.shape)) for x in map(layer.get_output, range(layer.num_outputs))]
-    return what, fn, cls, [None if x is None else x.name for x in inputs], outputs, kind.name
+    return what, fn, _Read(layer, cls), [None if x is None else x.name for x in inputs], outputs, kind.name
 
 
 def _run_layer(layers, i, env, dying=()):
@@ -1174,19 +1302,21 @@ def _run_layer(layers, i, env, dying=()):
         step = layers.steps[i] = _step(layers[i])
         if step[5] in _FRESH:
             layers.fresh.update(name for name, _, _ in step[4])
-    what, fn, cls, inputs, outputs, kind = step
-    layer = layers[i]
-    layer.__class__ = cls   # other readers of the network may have given the object another class
+    what, fn, layer, inputs, outputs, kind = step
     args = [None if n is None else env[n] for n in inputs]
     args = [a.float() if a is not None and a.dtype in _LOW else a for a in args]
     into = _IN_PLACE.get(kind) if inputs and inputs[0] in dying and _owned(env, inputs[0], layers.fresh) else None
-    with _naming(what):
+    try:   # not _naming: a context manager per layer costs as much as a small layer's kernel
         result = into and into(layer, *args)
         if result is None:
             result = fn(layer, *args)
         result = result if isinstance(result, tuple) else (result,)
         for value, (name, dtype, dims) in zip(result, outputs):
             env[name] = _conform_to(value, dtype, dims, name)
+    except (_Unsupported, ValueError, RuntimeError, IndexError) as e:
+        _rename(e, what)
+    if kind == "CONSTANT":
+        layers.held.add(env[outputs[0][0]].untyped_storage().data_ptr())
 
 
 def _run(units, layers, env):
@@ -1218,7 +1348,7 @@ def _run_top(units, layers, env, frees, progress, each=None):
             _run_layer(layers, unit, env, frees[u])
         if each is not None:
             for name in _produced(unit, layers):
-                each(name, _numpy(env[name]))
+                each(name, env[name])
         for name in frees[u]:
             env.pop(name, None)
         done += size
@@ -1347,10 +1477,11 @@ def _loop_output(o, seen, state, env, n):
 def run_network(network, inputs, outputs="marked", progress=None, each=None):
     """Run `network` (an INetworkDefinition) on the CPU and return numpy arrays by tensor name.
 
-    inputs: {input tensor name: array}, with the actual sizes of dynamic (-1) dims.
+    inputs: {input tensor name: array}, with the actual sizes of dynamic (-1) dims; bfloat16, FP8 and INT4
+    inputs take ml_dtypes arrays of those types exactly (other arrays are cast to the input's type).
     outputs: "marked" for the network's marked outputs (computing only the layers they need, as an
-    engine would), "all" for every layer output and input (for per-layer comparisons). bfloat16
-    tensors come back as float32 arrays.
+    engine would), "all" for every layer output and input (for per-layer comparisons). bfloat16, FP8 and
+    INT4 tensors come back as ml_dtypes arrays (float32 and int8 where ml_dtypes is not installed).
     progress: called as progress(done, total) after each layer run (a loop's layers at once), for a count.
     each: called as each(name, array) with every layer output (a loop's outputs) as it is computed; then every
     layer runs, and with "marked" each value is still dropped after its last reader, so that per-layer
@@ -1366,7 +1497,8 @@ def run_network(network, inputs, outputs="marked", progress=None, each=None):
             raise KeyError(f"no value for network input {tensor.name!r}")
         env[tensor.name] = _feed(tensor, inputs[tensor.name])
     wanted = None if outputs == "all" else [network.get_output(i).name for i in range(network.num_outputs)]
+    int4 = _int4_names(network, wanted is None or each is not None)
     with torch.inference_mode():
         units, layers, frees = _schedule(network, wanted, each is not None)
-        _run_top(units, layers, env, frees, progress, each)
-    return {name: _numpy(env[name]) for name in (env if wanted is None else wanted)}
+        _run_top(units, layers, env, frees, progress, each and (lambda name, x: each(name, _numpy(x, name in int4))))
+    return {name: _handed(env[name], layers.held, name in int4) for name in (env if wanted is None else wanted)}

@@ -11,7 +11,11 @@ TensorRT tensor named X is compared with the output of the module's submodule X 
 - no later TensorRT tensor is named under X (`X.act` after `X`: the submodule X ends after that layer),
 - the submodule ran exactly once (one called twice has no single output), and
 - its output, a tensor or a tuple's first tensor, has the tensor's shape.
-Anything else is marked with the reason, never guessed. Functional values (`relu_3`) have no counterpart."""
+A value a module's forward computes functionally (`out + identity`, `F.relu(out)`) is a counterpart where the
+tensor is named after it: the submodule's path and the name torch.fx gives that node when it traces the
+submodule's own forward with its children as leaves (`block.add`, `block.relu`; at the top, `add`), under the
+same rules. Its value is taken by running that trace again on a copy of the submodule's inputs, after the
+submodule ran. A forward fx cannot trace has no such counterparts. Automatic names (`relu_3`) have none."""
 import re
 from contextlib import contextmanager
 
@@ -23,22 +27,59 @@ from ..harness import run_module
 NONE = "no counterpart"
 
 
+def _named(graph):
+    """The graph's node names that are not the op's automatic name."""
+    return {n.name for n in graph.nodes if n.params or not re.fullmatch(re.escape(n.op) + r"(_\d+)?", n.name)}
+
+
 def submodule_names(module, graph):
     """Paths that name both a submodule of `module` and a node of `graph` (not by the op's automatic name):
     the outputs worth capturing."""
-    nodes = {n.name for n in graph.nodes if n.params or not re.fullmatch(re.escape(n.op) + r"(_\d+)?", n.name)}
+    nodes = _named(graph)
     return [p for p, _ in module.named_modules() if p and p in nodes]
 
 
+def functional_names(module, graph):
+    """{submodule path: (its shallow fx trace, {fx node name: graph node name})} for the graph's nodes named
+    `path.node` (or `node` at the top) after a value the submodule's forward computes functionally (see the
+    module docstring)."""
+    nodes, subs, out = _named(graph), dict(module.named_modules()), {}
+    for path in sorted({n.rpartition(".")[0] for n in nodes if n not in subs}):
+        gm = _shallow(subs[path]) if path in subs else None
+        calls = [n.name for n in gm.graph.nodes if n.op in ("call_function", "call_method")] if gm else []
+        hit = {v: (path + "." if path else "") + v for v in calls}
+        hit = {v: q for v, q in hit.items() if q in nodes}
+        if hit:
+            out[path] = gm, hit
+    return out
+
+
+def _shallow(module):
+    """`module`'s forward traced by torch.fx with its children as leaves, or None where fx cannot trace it."""
+    import torch.fx as fx
+
+    class Shallow(fx.Tracer):
+        def is_leaf_module(self, m, qualname):
+            return True
+
+    try:
+        return fx.GraphModule(module, Shallow().trace(module))
+    except Exception:  # noqa: BLE001 (fx refuses data-dependent control flow and more: then no counterparts)
+        return None
+
+
 @contextmanager
-def capture(module, names):
-    """Forward hooks on the submodules at `names`; yields {path: array, or a str saying why there is none}.
-    Outputs are copied when produced: a later in-place op (ReLU(inplace=True)) must not change them."""
+def capture(module, names, functional=None):
+    """Forward hooks on the submodules at `names`, and on those of `functional` (functional_names); yields
+    {name: array, or a str saying why there is none}. Outputs are copied when produced: a later in-place op
+    (ReLU(inplace=True)) must not change them."""
     import torch
-    got, subs = {}, dict(module.named_modules())
+    got, subs, replaying = {}, dict(module.named_modules()), [False]
 
     def hook(path):
         def keep(_, __, out):   # returns None: a forward hook's result would replace the module's output
+            if replaying[0]:
+                return
             if path in got:
                 got[path] = "the submodule ran more than once"
                 return
@@ -48,6 +89,8 @@ def capture(module, names):
         return keep
 
     hooks = [subs[p].register_forward_hook(hook(p)) for p in names if p in subs]
+    for path, (gm, wanted) in (functional or {}).items():
+        hooks += _replay_hooks(subs[path], gm, wanted, got, replaying)
     try:
         yield got
     finally:
@@ -58,10 +101,46 @@ def capture(module, names):
                 got[p] = (v.float() if v.is_floating_point() else v).cpu().numpy()
 
 
+def _replay_hooks(sub, gm, wanted, got, replaying):
+    """Hooks that copy `sub`'s inputs before it runs and, after, run its shallow trace `gm` on the copy, keeping
+    the values of the `wanted` nodes ({fx node name: name in `got`}). While replaying (`replaying[0]`), the hooks
+    on its children do nothing."""
+    import torch
+    import torch.fx as fx
+
+    held = []
+
+    class Keep(fx.Interpreter):
+        def run_node(self, n):
+            value = super().run_node(n)
+            q = wanted.get(n.name)
+            if q is not None:
+                got[q] = "the submodule ran more than once" if q in got else \
+                    value.detach().clone() if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
+            return value
+
+    def before(_, args):
+        if not replaying[0]:
+            held.append(tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
+
+    def after(*_):
+        if replaying[0] or not held:
+            return
+        replaying[0] = True
+        try:
+            Keep(gm).run(*held.pop())
+        finally:
+            replaying[0] = False
+
+    return [sub.register_forward_pre_hook(before), sub.register_forward_hook(after)]
+
+
 def run_captured(module, graph, inputs, output=None, progress=None, capture_layers=True):
-    """run_module's outputs, and {path: submodule output} for the graph's layers named after submodules
-    (empty unless `capture_layers`): one PyTorch run for both."""
-    with capture(module, submodule_names(module, graph) if capture_layers else ()) as got:
+    """run_module's outputs, and {name: submodule output or functional value} for the graph's layers named after
+    submodules and functional values (empty unless `capture_layers`): one PyTorch run for both."""
+    names, functional = (submodule_names(module, graph), functional_names(module, graph)) if capture_layers \
+        else ((), None)
+    with capture(module, names, functional) as got:
         expected = run_module(module, graph, inputs, output, progress)
     return expected, got
 
