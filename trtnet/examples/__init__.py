@@ -9,21 +9,22 @@ import numpy as np
 
 
 class Runner:
-    """A zoo model with its package's weights, run by its engine or by the interpreter on its TensorRT network."""
+    """A zoo model with its package's weights (or `weights`, a WeightMap), run by its engine (built here, or the
+    `engine` file) or by the interpreter on its TensorRT network."""
 
-    def __init__(self, name, shape=None, profiles=None, transform=None):
+    def __init__(self, name, shape=None, profiles=None, transform=None, weights=None, engine=None):
         from .. import harness, zoo
         from ..engine import build_engine, create_network
         from ..runtime import Engine, execution_unavailable
         from ..weights import WeightMap
         spec = zoo.get(name)
-        self.graph = spec.graph(WeightMap(harness.export_state(name)), shape)
+        self.graph = spec.graph(weights if weights is not None else WeightMap(harness.export_state(name)), shape)
         self.graph = transform(self.graph) if transform else self.graph   # e.g. quantized
         self.batch = self.graph.ranges.get("N", (1, 8, 32))[2]
         reason = execution_unavailable()
         self.engine = self.network = None
         if reason is None:
-            self.engine = Engine(build_engine(self.graph, profiles, progress=False)[0])
+            self.engine = Engine(engine or build_engine(self.graph, profiles, progress=False)[0])
             self.backend = "TensorRT engine"
         else:
             self._emitted = create_network(self.graph)   # keeps the builder and the weight arrays alive

@@ -1,0 +1,290 @@
+"""trtnet.detect against the packages' own post-processing: Ultralytics' predictors (detect, segment, pose, obb,
+and an end-to-end head) on the raw outputs of the same network, from the same letterboxed pixels, on
+scikit-image's astronaut, coffee and chelsea."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+skimage_data = pytest.importorskip("skimage.data")
+
+from trtnet import detect  # noqa: E402
+
+IMAGES = ("astronaut", "coffee", "chelsea")
+
+
+def image(name):
+    return getattr(skimage_data, name)()
+
+
+def seeded_yolo(cfg, seed=0):
+    """Ultralytics' YOLO from its yaml with seeded weights whose scores spread: BatchNorm statistics measured on
+    the three pictures (the default ones let the signal fade, leaving every score at the head's prior) and the
+    class convolutions scaled down (their logits otherwise saturate the sigmoid)."""
+    from ultralytics import YOLO
+    torch.manual_seed(seed)
+    y = YOLO(cfg)
+    m = y.model
+    norms = [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    for b in norms:
+        b.reset_running_stats()
+        b.momentum = None
+    m.train()
+    with torch.no_grad():
+        for name in IMAGES:
+            m(torch.from_numpy(detect.letterbox(image(name), 320, auto=True)))
+        head = m.model[-1]
+        for convs in (head.cv3, getattr(head, "one2one_cv3", None) or []):
+            for c in convs:
+                c[-1].weight *= 0.2
+    m.eval()
+    return y
+
+
+def options(cfg, conf):
+    """The predictor's settings: YOLO26's one-to-one head (end to end) where `nms=False` asks for it."""
+    return {"imgsz": 320, "conf": conf, "verbose": False, **({"nms": False} if cfg.startswith("yolo26") else {})}
+
+
+@pytest.fixture(scope="module")
+def yolos():
+    cache = {}
+
+    def get(cfg):
+        if cfg not in cache:
+            cache[cfg] = seeded_yolo(cfg)
+            cache[cfg].predict(image("coffee"), **options(cfg, 0.25))   # the predictor fuses conv and BatchNorm
+        return cache[cfg]
+    return get
+
+
+def rows(d, task):
+    """Detections as Ultralytics' Results rows: boxes (or rotated boxes), score, class."""
+    return np.concatenate([d.boxes, d.scores[:, None], d.classes[:, None].astype(np.float32)], 1)
+
+
+# (yaml, task): every task on one family, plus an end-to-end head (top-k in the network, no NMS)
+MODELS = [("yolo11n.yaml", "detect"), ("yolo11n-seg.yaml", "segment"), ("yolo11n-pose.yaml", "pose"),
+          ("yolo11n-obb.yaml", "obb"), ("yolo26n.yaml", "detect")]
+
+
+@pytest.mark.parametrize("cfg,task", MODELS)
+def test_detections_equal_ultralytics_predictor(cfg, task, yolos):
+    """The predictor's letterbox gives the same pixels as ours, and its post-processing of the network's outputs
+    (NMS, masks, keypoints, rotated boxes, scaling back) the same detections as trtnet.detect's, exactly: both
+    run the same float32 operations on the same outputs. The threshold keeps about 150 candidates."""
+    y = yolos(cfg)
+    for name in IMAGES:
+        img = image(name)
+        x = detect.letterbox(img, 320, auto=True)
+        with torch.no_grad():
+            out = y.predictor.model(torch.from_numpy(x))     # the network the predictor runs
+        out = out[0] if isinstance(out, (tuple, list)) else out      # (outputs, training's) for most heads
+        outs = [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
+        scores = outs[0][0, :, 4] if y.predictor.model.end2end else outs[0][0, 4:84].max(0)
+        conf = float(np.sort(scores)[-150])
+        want = y.predict(img[..., ::-1].copy(), **options(cfg, conf))[0]   # Ultralytics reads BGR
+        got = detect.postprocess(outs, x.shape[2:], img.shape[:2], task, conf=conf)[0]
+        expected = (want.obb if task == "obb" else want.boxes).data.numpy()
+        if task == "obb":    # Results.obb rows: x, y, w, h, angle, score, class
+            expected = expected[:, [0, 1, 2, 3, 5, 6, 4]]
+            got_rows = np.concatenate([rows(got, task)[:, [0, 1, 2, 3, 5, 6]], got.boxes[:, 4:]], 1)
+        else:
+            got_rows = rows(got, task)
+        assert 5 < len(expected) < 150, (name, len(expected))
+        np.testing.assert_array_equal(got_rows, expected)
+        if task == "segment":
+            np.testing.assert_array_equal(got.masks, want.masks.data.numpy().astype(bool))
+        if task == "pose":
+            np.testing.assert_array_equal(got.keypoints, want.keypoints.data.numpy())
+
+
+def test_letterbox_matches_ultralytics():
+    """Ultralytics' LetterBox (OpenCV resize, grey 114 padding, centred) gives the same pixels, square and
+    rectangular (`auto`: padded to a multiple of 32)."""
+    from ultralytics.data.augment import LetterBox
+    img = image("coffee")
+    for auto in (False, True):
+        want = LetterBox((320, 320), auto=auto, stride=32)(image=img)
+        np.testing.assert_array_equal(detect.letterbox(img, 320, auto=auto)[0],
+                                      want.transpose(2, 0, 1).astype(np.float32) / 255)
+    assert detect.letterbox(img, 320, auto=True).shape == (1, 3, 224, 320)
+
+
+def test_picture_shows_masks_keypoints_and_rotated_boxes(tmp_path):
+    """Each kind of result lands where its coordinates say: a mask given in the letterboxed input's pixels
+    covers its place in the image, keypoints and a rotated box's corners are drawn, the rest is untouched."""
+    from PIL import Image
+    from trtnet.examples.detect import draw
+    img = np.full((100, 200, 3), 40, np.uint8)
+    input_hw = (160, 320)                         # 200x100 letterboxed to 320: gain 1.6, no padding
+    mask = np.zeros((1, *input_hw), bool)
+    mask[:, 16:48, 32:96] = True                  # image rows 10..30, columns 20..60
+    dets = detect.Detections(np.array([[20, 10, 60, 30.]], np.float32), np.array([0.9], np.float32),
+                             np.array([0]), masks=mask,
+                             keypoints=np.array([[[150, 80, 1.0]] * 17], np.float32))
+    path = tmp_path / "d.png"
+    draw(img, dets, input_hw, {0: "person"}, str(path))
+    out = np.asarray(Image.open(path)).astype(int)
+    assert out.shape == img.shape
+    assert (np.abs(out[15:25, 25:55] - 40).sum(-1) > 30).all(), "the mask is filled"
+    assert (out[78:83, 148:153] != 40).any(), "the keypoint is drawn"
+    assert (out[50:70, 20:60] == 40).all() and (out[:, 170:] == 40).all(), "nothing elsewhere"
+    rotated = detect.Detections(np.array([[100, 50, 60, 20, np.pi / 2]], np.float32), np.array([0.5], np.float32),
+                                np.array([3]))
+    draw(img, rotated, input_hw, {}, str(path))
+    out = np.asarray(Image.open(path)).astype(int)
+    assert (out[20:80, 89:92] != 40).any() and (out[20:80, 108:111] != 40).any(), "the long sides stand upright"
+    assert (out[45:55, 60:80] == 40).all(), "no horizontal 60 px side"
+
+
+SCORE_THRESHOLD = {"retinanet": 0.3, "fcos": 0.4}
+
+
+def small_detector(kind):
+    """torchvision's RetinaNet or FCOS on a ResNet-18 FPN (the same classes as the ResNet-50 models, a quarter of
+    the work), built offline and seeded, with the class convolution scaled so that its logits vary by ~2 across
+    the pictures' positions (seeded ones vary by ~0.05: near-equal scores would leave the order to rounding)."""
+    from torchvision.models.detection import FCOS, RetinaNet
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+    from trtnet.zoo import randomize_trivial
+    torch.manual_seed(0)
+    backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5,
+                                   returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))
+    model = {"retinanet": RetinaNet, "fcos": FCOS}[kind](backbone, num_classes=91, min_size=256, max_size=384,
+                                                        score_thresh=SCORE_THRESHOLD[kind]).eval()
+    last = [model.head.classification_head.cls_logits]
+    randomize_trivial(model, 0)
+    seen = []
+    hooks = [c.register_forward_hook(lambda m, i, o: seen.append(o - m.bias[:, None, None])) for c in last]
+    with torch.no_grad():
+        model([torch.from_numpy(image("coffee")).permute(2, 0, 1).float() / 255])
+        factor = 2 / torch.cat([o.flatten() for o in seen]).std()
+        for conv in last:
+            conv.weight.mul_(factor)
+    for h in hooks:
+        h.remove()
+    return model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["retinanet", "fcos"])
+def test_torchvision_detections_equal_eager(kind, tmp_path):
+    """Backbone, FPN and heads ported by trtnet.port and run by the interpreter on the TensorRT network,
+    torchvision's own anchors, decoding and NMS on the host: the detections of torchvision's eager model on the
+    three pictures, boxes within 1e-3 px x the image size, scores within 1e-5, the same classes. (SSDlite's port
+    gives its head outputs within 2e-6, but with seeded weights its scores tie over the pictures' flat regions,
+    where the order of NMS among tied boxes, and so the detections, is up to rounding.)"""
+    from trtnet import harness, zoo
+    from trtnet.examples import Runner
+    from trtnet.port import port
+    from trtnet.port.capture import DetectionHeads
+    model = small_detector(kind)
+    path = str(tmp_path / "net.py")
+    port(DetectionHeads(model), {"x": torch.rand(1, 3, 256, 320)}, path, dynamic={"x": (2, 3)})
+    runner = Runner(path, weights=harness.load_model_weights(zoo.get(path)))
+    images = [image(n) for n in IMAGES]
+    got = detect.torchvision_detections(model, images, lambda inputs: runner(**inputs))
+    with torch.no_grad():
+        want = model([torch.from_numpy(i).permute(2, 0, 1).float() / 255 for i in images])
+    for g, w, img in zip(got, want, images):
+        assert 10 < len(w["scores"]) <= model.detections_per_img
+        full = len(w["scores"]) == model.detections_per_img
+        assert_same_detections(g, {k: v.numpy() for k, v in w.items()}, 1e-3 * max(img.shape), full=full)
+
+
+def assert_same_detections(got, want, box_tol, score_tol=1e-5, full=False):
+    """The same detections, order-free among near-equal scores: each expected one matches a distinct found one
+    of its class, score within `score_tol`, box within `box_tol`. A detection tied within `score_tol` with another
+    of its class may be replaced (which of two tied boxes suppresses the other is up to rounding), and where the
+    list is `full` (cut at the maximum count) so may those tied with the last kept score."""
+    assert len(got["scores"]) == len(want["scores"])
+    free = np.ones(len(got["scores"]), bool)
+    last = want["scores"].min() + score_tol if full else -np.inf
+    for box, score, label in zip(want["boxes"], want["scores"], want["labels"]):
+        same = want["labels"] == label
+        if score <= last or (np.abs(want["scores"][same] - score) <= score_tol).sum() > 1:
+            continue
+        match = free & (got["labels"] == label) & (np.abs(got["scores"] - score) <= score_tol) & \
+            (np.abs(got["boxes"] - box).max(1) <= box_tol)
+        assert match.any(), f"no detection of class {label}, score {score:.6g}, box {box} found"
+        free[np.argmax(match)] = False
+
+
+def test_same_detections_allows_reordered_ties_only():
+    want = {"boxes": np.array([[0, 0, 10, 10], [5, 5, 20, 20], [1, 1, 4, 4]], np.float32),
+            "scores": np.array([0.9, 0.5, 0.5], np.float32), "labels": np.array([1, 2, 3])}
+    swapped = {k: v[[0, 2, 1]] for k, v in want.items()}
+    assert_same_detections(swapped, want, 1e-3)
+    tied = {k: np.concatenate([v, v[1:2]]) for k, v in want.items()}
+    tied["labels"][1:] = 2
+    other = {k: v.copy() for k, v in tied.items()}
+    other["boxes"][1] += 5
+    assert_same_detections(other, tied, 1e-3)          # one of two tied boxes of a class replaced by another
+    for key, change in (("labels", 1), ("scores", 1e-3), ("boxes", 0.01)):
+        wrong = {k: v.copy() for k, v in want.items()}
+        wrong[key][1] += change
+        with pytest.raises(AssertionError):
+            assert_same_detections(wrong, want, 1e-3)
+
+
+@pytest.mark.slow
+def test_command_draws_a_zoo_yolo_as_ultralytics_detects(tmp_path, capsys):
+    """`python -m trtnet.examples.detect` on coffee with the zoo's yolov8n (seeded weights): says what ran the
+    network, prints Ultralytics' detections (its NMS and scaling on the PyTorch model's output for the same
+    pixels) and writes a picture of the image's size."""
+    from PIL import Image
+    from ultralytics.utils import nms, ops
+    from trtnet import harness, zoo
+    from trtnet.examples.detect import main
+    from trtnet.harness import torch_reference
+    from trtnet.weights import WeightMap
+    img = image("coffee")
+    src, out = tmp_path / "coffee.png", tmp_path / "out.png"
+    Image.fromarray(img).save(src)
+    assert main([str(src), "--model", "yolov8n", "--size", "320", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "network run by: trtnet.check's CPU interpreter" in text or "network run by: TensorRT engine" in text
+    rows = [line.split() for line in text.splitlines() if line.startswith("  ")]
+    got = np.array([[float(v) for v in " ".join(r[2:]).strip("[]").split(", ")] + [float(r[1])] for r in rows])
+    x = detect.letterbox(img, 320, auto=True)
+    module = torch_reference(zoo.get("yolov8n"), WeightMap(harness.export_state("yolov8n")))
+    with torch.no_grad():
+        want = nms.non_max_suppression(module.raw(torch.from_numpy(x)), 0.25, 0.7)[0]
+    want[:, :4] = ops.scale_boxes(x.shape[2:], want[:, :4], img.shape)
+    assert len(want) > 0 and got.shape == (len(want), 5)
+    np.testing.assert_allclose(got[:, :4], want[:, :4].numpy(), rtol=0, atol=0.06)   # printed to 0.1 px
+    np.testing.assert_allclose(got[:, 4], want[:, 4].numpy(), rtol=0, atol=1.5e-4)   # 1e-4 x the head, printed to 1e-4
+    assert np.asarray(Image.open(out)).shape == img.shape
+
+
+def test_command_errors_are_one_line(tmp_path, capsys):
+    from trtnet.examples.detect import main
+    bad = tmp_path / "not.png"
+    bad.write_text("not an image")
+    out = tmp_path / "out.png"
+    for argv, words in (([str(tmp_path / "missing.png")], "does not exist"), ([str(bad)], "cannot read the image")):
+        assert main([*argv, "--model", "yolov8n", "-o", str(out)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and words in err[0], err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("cfg", ["yolo11n-seg.yaml", "yolo26n-pose.yaml"])
+def test_ported_outputs_join_into_ultralytics_own(cfg):
+    """A trtnet.port.ultralytics model's named outputs, joined, are the tensors its Ultralytics model returns (the
+    candidates and prototypes, or an end-to-end head's rows), the task read from their names."""
+    from trtnet.port.ultralytics import model
+    wrapped = model(cfg)
+    head = wrapped.model[-1]
+    x = torch.from_numpy(detect.letterbox(image("chelsea"), 320, auto=True))
+    with torch.no_grad():
+        named = {k: v.numpy() for k, v in wrapped(x).items()}
+        head.export = False
+        own = wrapped.task_model[0](x)[0]
+    outputs, task = detect.joined(named)
+    own = own if isinstance(own, tuple) else (own,)
+    assert task == cfg.split("-")[1].split(".")[0].replace("seg", "segment")
+    assert len(outputs) == len(own)
+    for got, want in zip(outputs, own):
+        np.testing.assert_array_equal(got, want.numpy())

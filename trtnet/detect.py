@@ -1,0 +1,278 @@
+"""Detections from a detector's network outputs, on the host: what follows the network in Ultralytics' predictors
+(TensorRT-RTX builds no NMS layer, and masks, keypoints and the way back to the original image are cheap there).
+
+The steps are Ultralytics', in its order, so that detections equal its predictor's on the same network outputs:
+letterbox (OpenCV's resize where installed, as Ultralytics resizes; else PIL's bilinear), each anchor's best class
+over a confidence threshold, class-aware NMS (boxes offset by class x 7680, torchvision.ops.nms), rotated boxes
+by fast NMS over probabilistic IoU, masks from prototypes (coefficients x prototypes, bilinear upsampling to the
+network input, > 0, cropped to the box), keypoints, and boxes mapped back to the image. End-to-end heads (YOLOv10,
+YOLO26: their top-k is in the network) are only thresholded.
+"""
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+PAD_VALUE = 114      # Ultralytics' letterbox grey
+MAX_WH = 7680        # class offset of class-aware NMS: boxes of different classes never overlap
+MAX_NMS = 30000      # candidates kept for NMS, by score
+TASKS = ("detect", "segment", "pose", "obb")
+
+
+@dataclass
+class Detections:
+    """One image's detections, best first: `boxes` (M, 4) xyxy in the image's pixels, or for rotated boxes (M, 5)
+    centre x, centre y, width, height, angle (radians); `masks` (M, h, w) bool in the network input's pixels
+    (image_masks maps them onto the image); `keypoints` (M, K, 2 or 3): x, y in the image's pixels[, visibility]."""
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    masks: Optional[np.ndarray] = None
+    keypoints: Optional[np.ndarray] = None
+
+    def __len__(self):
+        return len(self.scores)
+
+
+def letterbox(image, size=640, stride=32, auto=False):
+    """(1, 3, h, w) float32 RGB in [0, 1] for an (H, W, 3) uint8 RGB image: resized to fit `size` (or (h, w))
+    keeping its aspect ratio and centred on grey; `auto` pads only up to a multiple of `stride` (Ultralytics'
+    rectangular inference, for networks of dynamic size)."""
+    h, w = image.shape[:2]
+    sh, sw = (size, size) if isinstance(size, int) else size
+    r = min(sh / h, sw / w)
+    nw, nh = max(round(w * r), 1), max(round(h * r), 1)
+    dw, dh = (sw - nw) % stride if auto else sw - nw, (sh - nh) % stride if auto else sh - nh
+    if (nw, nh) != (w, h):
+        image = _resize(image, nw, nh)
+    top, left = round(dh / 2 - 0.1), round(dw / 2 - 0.1)
+    canvas = np.full((nh + dh, nw + dw, 3), PAD_VALUE, np.uint8)
+    canvas[top:top + nh, left:left + nw] = image
+    return canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255
+
+
+def _resize(image, w, h):
+    try:
+        import cv2
+    except ImportError:
+        from PIL import Image
+        return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+    return cv2.resize(np.ascontiguousarray(image), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def frame(input_hw, image_hw):
+    """(gain y, gain x, left pad, top pad) of the letterbox that made an input of `input_hw` from an image of
+    `image_hw`, recomputed from the two sizes as Ultralytics does."""
+    gain = min(input_hw[0] / image_hw[0], input_hw[1] / image_hw[1])
+    nh, nw = (max(round(s * gain), 1) for s in image_hw[:2])
+    return nh / image_hw[0], nw / image_hw[1], round((input_hw[1] - nw) / 2 - 0.1), round((input_hw[0] - nh) / 2 - 0.1)
+
+
+def postprocess(outputs, input_hw, image_hw, task="detect", conf=0.25, iou=0.7, max_det=300, kpt_shape=(17, 3),
+                end2end=None, agnostic=False):
+    """[Detections] per image from an Ultralytics-style network's outputs: `outputs[0]` the decoded candidates
+    (N, 4 + classes + extra, anchors): each anchor's xywh box and sigmoid class scores, or an end-to-end
+    head's (N, k, 6 + extra) rows [x1, y1, x2, y2, score, class, extra] (`end2end` None: the shape tells);
+    `outputs[1]` the prototypes (N, 32, h/4, w/4) of a segmentation model. Extra channels: mask coefficients,
+    keypoints (`kpt_shape`) or the angle of rotated boxes, by `task`."""
+    import torch
+    if task not in TASKS:
+        raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)}")
+    pred = torch.as_tensor(np.asarray(outputs[0], np.float32))
+    protos = torch.as_tensor(np.asarray(outputs[1], np.float32)) if task == "segment" else None
+    if end2end is None:
+        end2end = pred.shape[-1] < pred.shape[-2]
+    extra = {"detect": 0, "segment": 0 if protos is None else protos.shape[1], "pose": math.prod(kpt_shape),
+             "obb": 1}[task]
+    out = []
+    for i, p in enumerate(pred):
+        rows = p[p[:, 4] > conf][:max_det] if end2end else suppress(p, p.shape[0] - 4 - extra, conf, iou, max_det,
+                                                                    task == "obb", agnostic)
+        out.append(finish(rows, task, input_hw, image_hw, None if protos is None else protos[i], kpt_shape))
+    return out
+
+
+EXTRAS = {"mask_coefficients": "segment", "keypoints": "pose", "angles": "obb"}   # trtnet.port.ultralytics' names
+
+
+def joined(named):
+    """(Ultralytics' own output tensors, task) from the named outputs of a trtnet.port.ultralytics model file:
+    [(N, 4 + classes + extra, anchors)] candidates, or an end-to-end head's [(N, k, 6 + extra)] rows, then a
+    segmentation model's prototypes."""
+    extra = [np.asarray(named[k], np.float32) for k in EXTRAS if k in named]
+    task = next((EXTRAS[k] for k in EXTRAS if k in named), "detect")
+    boxes, scores = np.asarray(named["boxes"], np.float32), np.asarray(named["scores"], np.float32)
+    if scores.ndim == 2:
+        classes = np.asarray(named["classes"], np.float32)
+        pred = np.concatenate([boxes, scores[..., None], classes[..., None], *extra], -1)
+    else:
+        pred = np.concatenate([boxes, scores, *extra], -1).transpose(0, 2, 1)
+    return [pred] + ([named["prototypes"]] if "prototypes" in named else []), task
+
+
+def from_candidates(boxes, scores, classes, input_hw, image_hw, conf=0.25, iou=0.7, max_det=300, agnostic=False):
+    """[Detections] per image from a network that keeps its best candidates: (N, k, 4) xyxy boxes, (N, k) scores
+    and classes (trtnet's YOLO zoo networks); over `conf`, class-aware NMS, boxes mapped back."""
+    import torch
+    out = []
+    for b, s, c in zip(*(torch.as_tensor(np.asarray(a, np.float32)) for a in (boxes, scores, classes))):
+        x = torch.cat((b, s[:, None], c[:, None]), 1)[s > conf]
+        keep = torchvision_nms(x[:, :4] + x[:, 5:6] * (0 if agnostic else MAX_WH), x[:, 4], iou)
+        out.append(finish(x[keep[:max_det]], "detect", input_hw, image_hw))
+    return out
+
+
+def torchvision_nms(boxes, scores, iou):
+    import torchvision
+    return torchvision.ops.nms(boxes, scores, iou)
+
+
+def suppress(pred, nc, conf, iou, max_det, rotated=False, agnostic=False):
+    """(M, 6 + extra) rows [box, score, class, extra] kept from one image's (4 + nc + extra, anchors) candidates:
+    best class over `conf`, then class-aware NMS (rotated: fast NMS over probabilistic IoU)."""
+    import torch
+    x = pred.T[pred[4:4 + nc].amax(0) > conf]
+    box, cls, extra = x.split((4, nc, x.shape[1] - 4 - nc), 1)
+    box = box if rotated else xyxy(box)
+    score, label = cls.max(1, keepdim=True)
+    x = torch.cat((box, score, label.float(), extra), 1)[score.view(-1) > conf]
+    if len(x) > MAX_NMS:
+        x = x[x[:, 4].argsort(descending=True)[:MAX_NMS]]
+    offset = x[:, 5:6] * (0 if agnostic else MAX_WH)
+    if rotated:
+        keep = fast_nms(torch.cat((x[:, :2] + offset, x[:, 2:4], x[:, -1:]), 1), x[:, 4], iou)
+    else:
+        keep = torchvision_nms(x[:, :4] + offset, x[:, 4], iou)
+    return x[keep[:max_det]]
+
+
+def xyxy(box):
+    """Centre, width, height -> corners."""
+    import torch
+    half = box[:, 2:] / 2
+    return torch.cat((box[:, :2] - half, box[:, :2] + half), 1)
+
+
+def fast_nms(boxes, scores, iou):
+    """Indices by decreasing score of the rotated boxes (x, y, w, h, angle) that no higher-scoring box overlaps by
+    more than `iou` (a suppressed box still suppresses: Fast NMS, as Ultralytics runs it for rotated boxes)."""
+    import torch
+    order = torch.argsort(scores, descending=True)
+    ious = probiou(boxes[order], boxes[order]).triu_(diagonal=1)
+    return order[torch.nonzero((ious > iou).sum(0) <= 0).squeeze_(-1)]
+
+
+def probiou(a, b, eps=1e-7):
+    """(N, M) probabilistic IoU of rotated boxes: 1 - the Hellinger distance of their Gaussians (each box a
+    uniform distribution's covariance), after Llerena et al. 2021."""
+    def cov(r):
+        var = r[:, 2:4].pow(2) / 12
+        cos, sin = r[:, 4:5].cos(), r[:, 4:5].sin()
+        return (var[:, :1] * cos.pow(2) + var[:, 1:] * sin.pow(2), var[:, :1] * sin.pow(2) + var[:, 1:] * cos.pow(2),
+                (var[:, :1] - var[:, 1:]) * cos * sin)
+    x1, y1 = a[:, 0:1], a[:, 1:2]
+    x2, y2 = b[:, 0][None], b[:, 1][None]
+    a1, b1, c1 = cov(a)
+    a2, b2, c2 = (v.squeeze(-1)[None] for v in cov(b))
+    det = (a1 + a2) * (b1 + b2) - (c1 + c2).pow(2)
+    t1 = (((a1 + a2) * (y1 - y2).pow(2) + (b1 + b2) * (x1 - x2).pow(2)) / (det + eps)) * 0.25
+    t2 = (((c1 + c2) * (x2 - x1) * (y1 - y2)) / (det + eps)) * 0.5
+    own = ((a1 * b1 - c1.pow(2)).clamp_(0) * (a2 * b2 - c2.pow(2)).clamp_(0)).sqrt()
+    t3 = (det / (4 * own + eps) + eps).log() * 0.5
+    bd = (t1 + t2 + t3).clamp(eps, 100.0)
+    return 1 - (1.0 - (-bd).exp() + eps).sqrt()
+
+
+def finish(rows, task, input_hw, image_hw, protos=None, kpt_shape=(17, 3)):
+    """Detections in the image's pixels from kept rows in the network input's: masks (dropping detections whose
+    mask is empty), keypoints, boxes mapped back."""
+    import torch
+    gy, gx, left, top = frame(input_hw, image_hw)
+    h, w = image_hw[:2]
+    masks = keypoints = None
+    if task == "segment":
+        masks = prototype_masks(protos, rows[:, 6:], rows[:, :4], input_hw)
+        keep = masks.flatten(1).amax(1) > 0 if len(rows) else masks.new_zeros(0, dtype=bool)
+        rows, masks = rows[keep], masks[keep].numpy().astype(bool)
+    if task == "pose":
+        k = rows[:, 6:].reshape(len(rows), *kpt_shape).clone()
+        k[..., 0] = ((k[..., 0] - left) / gx).clamp(0, w)
+        k[..., 1] = ((k[..., 1] - top) / gy).clamp(0, h)
+        keypoints = k.numpy()
+    b = rows[:, :4].clone()
+    b[:, 0] -= left
+    b[:, 1] -= top
+    if task != "obb":      # xyxy; a rotated box's width and height only scale
+        b[:, 2] -= left
+        b[:, 3] -= top
+    b[:, 0::2] /= gx
+    b[:, 1::2] /= gy
+    if task == "obb":
+        b = torch.cat((b, rows[:, -1:]), 1)
+    else:
+        b[:, 0::2], b[:, 1::2] = b[:, 0::2].clamp(0, w), b[:, 1::2].clamp(0, h)
+    return Detections(b.numpy(), rows[:, 4].numpy(), rows[:, 5].numpy().astype(np.int64), masks, keypoints)
+
+
+def prototype_masks(protos, coefficients, boxes, input_hw):
+    """(M, h, w) uint8 masks at the network input's size: each detection's coefficients times the prototypes,
+    upsampled bilinearly, positive, and cut to its box (upsampling before cutting keeps the edge sharp)."""
+    import torch
+    import torch.nn.functional as F
+    c, mh, mw = protos.shape
+    if len(coefficients) == 0:
+        return torch.zeros((0, *input_hw), dtype=torch.uint8)
+    masks = F.interpolate((coefficients @ protos.view(c, -1)).view(1, -1, mh, mw), tuple(input_hw), mode="bilinear")[0]
+    masks = masks.gt_(0.0).byte()
+    x1, y1, x2, y2 = torch.chunk(boxes[:, :, None], 4, 1)
+    cols = torch.arange(input_hw[1], dtype=x1.dtype)[None, None, :]
+    rows = torch.arange(input_hw[0], dtype=x1.dtype)[None, :, None]
+    return masks * ((cols >= x1) * (cols < x2)) * ((rows >= y1) * (rows < y2))
+
+
+def image_masks(masks, input_hw, image_hw):
+    """Masks in the network input's pixels mapped onto the image: the letterbox's padding cut, the rest resized
+    (bilinear, > 0.5)."""
+    import torch
+    import torch.nn.functional as F
+    if masks is None or len(masks) == 0:
+        return np.zeros((0, *image_hw[:2]), bool)
+    gy, gx, left, top = frame(input_hw, image_hw)
+    nh, nw = round(image_hw[0] * gy), round(image_hw[1] * gx)
+    inner = torch.as_tensor(masks[:, top:top + nh, left:left + nw], dtype=torch.float32)
+    return (F.interpolate(inner[None], tuple(image_hw[:2]), mode="bilinear")[0] > 0.5).numpy()
+
+
+# torchvision's single-stage detectors (RetinaNet, FCOS, SSD, SSDlite) ------------------------------------------------
+def torchvision_detector(name, **kwargs):
+    """A torchvision detector built offline: no weights and no backbone weights (nothing downloads)."""
+    from torchvision.models import detection
+    return getattr(detection, name)(weights=None, weights_backbone=None, **kwargs).eval()
+
+
+def torchvision_detections(detector, images, run):
+    """torchvision's detections ([{boxes, scores, labels}] in each (H, W, 3) uint8 RGB image's pixels) with the
+    network part (backbone, FPN, heads: trtnet.port.capture.DetectionHeads) run by `run` ({"x": array} ->
+    {head output: array}). The rest is torchvision's own code on the host: its transform (resize, normalize,
+    batch), anchors (their count per level read from the backbone run on the meta device: shapes only), box
+    decoding, score threshold, top-k, class-wise NMS, and scaling back to the images."""
+    import copy
+    import torch
+    from torchvision.models.detection.ssd import SSD
+    tensors = [torch.from_numpy(np.ascontiguousarray(i)).permute(2, 0, 1).float() / 255 for i in images]
+    with torch.no_grad():
+        batch, _ = detector.transform(tensors)
+        head = {k: torch.from_numpy(np.asarray(v)) for k, v in run({"x": batch.tensors.numpy()}).items()}
+        features = copy.deepcopy(detector.backbone).to("meta")(batch.tensors.to("meta"))
+        features = list(features.values()) if isinstance(features, dict) else [features]
+        anchors = detector.anchor_generator(batch, [torch.empty(f.shape) for f in features])
+        if not isinstance(detector, SSD):       # RetinaNet, FCOS: outputs and anchors split by level
+            counts = [f.shape[2] * f.shape[3] for f in features]
+            per = head["cls_logits"].shape[1] // sum(counts)          # anchors per location
+            counts = [c * per for c in counts]
+            head = {k: list(v.split(counts, 1)) for k, v in head.items()}
+            anchors = [list(a.split(counts)) for a in anchors]
+        found = detector.postprocess_detections(head, anchors, batch.image_sizes)
+        found = detector.transform.postprocess(found, batch.image_sizes, [t.shape[-2:] for t in tensors])
+    return [{k: v.numpy() for k, v in d.items()} for d in found]
