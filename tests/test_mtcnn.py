@@ -14,6 +14,7 @@ from trtnet import harness, zoo  # noqa: E402
 from trtnet.harness import run_module, torch_reference  # noqa: E402
 from trtnet.check.report import check_graph  # noqa: E402
 from trtnet.weights import WeightMap  # noqa: E402
+from trtnet.examples.mtcnn import CALIBRATION, collage, detect  # noqa: E402
 
 importlib.import_module("zoo.mtcnn")
 DATA = os.path.join(os.path.dirname(skimage.__file__), "data")
@@ -21,18 +22,6 @@ DATA = os.path.join(os.path.dirname(skimage.__file__), "data")
 
 def bundled(name):
     return Image.open(os.path.join(DATA, name)).convert("RGB")
-
-
-def collage():
-    """Four astronaut faces at three sizes, one mirrored: a picture with several faces."""
-    ast = bundled("astronaut.png")
-    half = ast.resize((256, 256), Image.BILINEAR)
-    out = Image.new("RGB", (512, 512))
-    out.paste(half, (0, 0))
-    out.paste(half.transpose(Image.FLIP_LEFT_RIGHT), (256, 0))
-    out.paste(ast.resize((192, 192), Image.BILINEAR), (32, 288))
-    out.paste(ast.crop((150, 30, 300, 200)), (300, 300))
-    return out
 
 
 @pytest.mark.parametrize("name,shape", [("mtcnn_pnet", (3, 12, 12)), ("mtcnn_pnet", (3, 37, 50)),
@@ -58,8 +47,7 @@ def nets():
 @pytest.mark.parametrize("image,faces", [("astronaut.png", 1), ("coffee.png", 0), ("collage", 4)])
 def test_detector_matches_facenet(nets, image, faces):
     from facenet_pytorch import MTCNN
-    from trtnet.examples.mtcnn import detect
-    img = collage() if image == "collage" else bundled(image)
+    img = picture(image.removesuffix(".png"))
     boxes, probs, points = detect(nets, img)
     ref_boxes, ref_probs, ref_points = MTCNN(keep_all=True, device="cpu").detect(img, landmarks=True)
     assert len(boxes) == faces == (0 if ref_boxes is None else len(ref_boxes))
@@ -74,7 +62,7 @@ def test_detector_matches_facenet(nets, image, faces):
 def test_command_line_draws(tmp_path, capsys):
     from trtnet.examples.mtcnn import main
     src, out = tmp_path / "collage.png", tmp_path / "out.png"
-    collage().save(src)
+    picture("collage").save(src)
     main([str(src), "-o", str(out)])
     text = capsys.readouterr().out
     assert "4 faces" in text
@@ -89,3 +77,58 @@ def test_engine_builds(name):
     graph = zoo.get(name).graph(WeightMap(harness.export_state(name)))
     plan, info = build_engine(graph, progress=False)
     assert len(plan) > 0 and info.layers > 10
+
+
+def picture(name):
+    """A bundled picture, or the collage (skipped where a package it takes a face from is missing)."""
+    if name != "collage":
+        return bundled(f"{name}.png")
+    try:
+        return collage()
+    except ImportError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def quantized():
+    """{precision: the three networks quantized}, calibrated once per precision."""
+    from trtnet.examples.mtcnn import Nets
+    made = {}
+
+    def get(precision):
+        if precision not in made:
+            made[precision] = Nets(precision)
+        return made[precision]
+    return get
+
+
+def moved(want, got):
+    """How far the faces of `got` lie from those of `want` ((boxes, landmarks) each), the nearest box matched to
+    each face, each used once: (largest box coordinate change, largest landmark change) in pixels."""
+    (b, p), (bq, pq) = want, got
+    assert len(bq) == len(b), (b, bq)
+    k = [int(np.abs(bq - x).max(1).argmin()) for x in b]
+    assert len(set(k)) == len(k), (b, bq)
+    return float(np.abs(bq[k] - b).max(initial=0)), float(np.abs(pq[k] - p).max(initial=0))
+
+
+# MTCNN's final box for a face is the best-scoring of several O-Net candidates whose regressed boxes lie up to
+# 6.6 px apart with scores within 1e-3 of each other; quantization reorders them on the collage
+NEAR_TIES = pytest.mark.xfail(strict=True, reason="near-tied O-Net candidates: INT8 moves a box by 10.9 px, FP8 "
+                              "adds a fifth face (0.76, threshold 0.7); docs/quantization.md")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["int8", "fp8"])
+@pytest.mark.parametrize("name,faces", [("astronaut", 1), ("coffee", 0),
+                                        pytest.param("collage", 4, marks=NEAR_TIES)])
+def test_quantized_finds_the_faces_fp32_finds(nets, quantized, precision, name, faces):
+    """facenet-pytorch's weights in INT8 and FP8, calibrated on other scikit-image pictures and its LFW faces, on
+    pictures calibration never saw: the faces fp32 finds, boxes and landmarks within 2 px."""
+    assert f"{name}.png" not in CALIBRATION
+    image = picture(name)
+    (b32, _, p32), (bq, _, pq) = detect(nets, image), detect(quantized(precision), image)
+    assert len(b32) == faces
+    box, marks = moved((b32, p32), (bq, pq))
+    print(f"mtcnn {precision} {name}: {len(bq)} faces, boxes within {box:.2f} px, landmarks within {marks:.2f} px")
+    assert box <= 2 and marks <= 2, (b32, bq, p32, pq)
