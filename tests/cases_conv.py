@@ -48,6 +48,9 @@ case("conv_transpose", "2d-dilation-output-padding", {"x": (("N", 2, "H", "W"), 
 # --- dilated and adaptive pooling ------------------------------------------------------------------
 case("max_pool", "2d-dilation-dynamic", {"x": (("N", 3, "H", "W"), "float32")},
      lambda w, x: tn.max_pool(x, 3, 2, 1, dilation=2), lambda x: F.max_pool2d(x, 3, 2, 1, dilation=2), HW)
+case("max_pool", "stride1-ceil-dynamic", {"x": (("N", 3, "H", "W"), "float32")},   # HGNet's stem
+     lambda w, x: tn.max_pool(tn.pad(x, (0, 1, 0, 1)), 2, 1, ceil_mode=True),
+     lambda x: F.max_pool2d(F.pad(x, (0, 1, 0, 1)), 2, 1, ceil_mode=True), HW)
 case("max_pool", "1d-dilation-ceil", {"x": (("N", 2, 12), "float32")},
      lambda w, x: tn.max_pool(x, 2, 3, 1, dilation=3, ceil_mode=True),
      lambda x: F.max_pool1d(x, 2, 3, 1, dilation=3, ceil_mode=True))

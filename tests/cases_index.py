@@ -1,5 +1,5 @@
-"""Cases of indexing ops and tensors built from indices: gather, index_select, embedding, one_hot, repeat/tile,
-flip, roll, arange, filled tensors and triangular masks."""
+"""Cases of indexing ops and tensors built from indices: gather, index_select, embedding, one_hot, grid_sample,
+repeat/tile, flip, roll, arange, filled tensors and triangular masks."""
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,28 @@ case("one_hot", "int64", {"ids": (("N", "T"), "int64")}, lambda w, ids: tn.one_h
      lambda ids: F.one_hot(ids, 5), NT, values={"ids": (0, 5)})
 case("one_hot", "int32-1d", {"ids": (("T",), "int32")}, lambda w, ids: tn.one_hot(ids, 3),
      lambda ids: F.one_hot(ids.long(), 3), ({"T": 2}, {"T": 7}), values={"ids": (0, 3)})
+
+
+def _grid_make(name, shape, dtype, rng):
+    """Grid points a little beyond [-1, 1], so every padding mode is read."""
+    return rng.uniform(-1.3, 1.3, shape).astype(dtype) if name == "grid" else rng.standard_normal(shape).astype(dtype)
+
+
+PADDINGS = [(p, c) for p in ("zeros", "border", "reflection") for c in (False, True)]
+GRID_SIZES = ({"N": 2, "H": 5, "W": 6, "P": 3, "Q": 4}, {"N": 1, "H": 7, "W": 4, "P": 6, "Q": 2})
+for _mode in ("bilinear", "nearest", "bicubic"):
+    case("grid_sample", f"{_mode}-paddings-corners-dynamic",
+         {"x": (("N", 3, "H", "W"), "float32"), "grid": (("N", "P", "Q", 2), "float32")},
+         lambda w, x, grid, m=_mode: [tn.grid_sample(x, grid, m, p, c) for p, c in PADDINGS],
+         lambda x, grid, m=_mode: [F.grid_sample(x, grid, m, p, c) for p, c in PADDINGS], GRID_SIZES, make=_grid_make)
+case("grid_sample", "5d-trilinear-nearest",
+     {"x": (("N", 2, 3, 4, 5), "float32"), "grid": (("N", 2, 3, 4, 3), "float32")},
+     lambda w, x, grid: [tn.grid_sample(x, grid), tn.grid_sample(x, grid, "nearest", "border", True),
+                         tn.grid_sample(x, grid, padding_mode="reflection", align_corners=True)],
+     lambda x, grid: [F.grid_sample(x, grid, align_corners=False), F.grid_sample(x, grid, "nearest", "border", True),
+                      F.grid_sample(x, grid, padding_mode="reflection", align_corners=True)], make=_grid_make)
+
+
 case("repeat", "lead-dims", {"x": (("N", 3), "float32")}, lambda w, x: [tn.repeat(x, 2, 1, 3), tn.repeat(x, (2, 2))],
      lambda x: [x.repeat(2, 1, 3), x.repeat(2, 2)], ({"N": 2}, {"N": 4}))
 case("repeat", "tile", {"x": (("N", 2, "T"), "float32")}, lambda w, x: [tn.tile(x, (2,)), tn.tile(x, (2, 1, 1, 3))],

@@ -173,3 +173,10 @@ def test_check_command_passes_yolov8n_with_tied_scores(tmp_path):
                        text=True, timeout=600)
     assert r.returncode == 0 and "FAIL" not in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     assert "differ between tied scores (accepted)" in r.stdout, r.stdout[-3000:]
+
+
+def test_zero_dim_non_finite_values():
+    inf, nan = np.array(np.inf, np.float32), np.array(np.nan, np.float32)
+    assert compare(inf, inf)["rel"] == 0 and compare(nan, nan)["rel"] == 0
+    m = compare(nan, np.array(1.0, np.float32))
+    assert m["rel"] == np.inf and "NaN at 1 positions, reference 0" in m["note"]

@@ -306,3 +306,20 @@ def test_einsum_refuses_what_tensorrt_cannot_do():
                     ("nij->nx", "distinct letters of the inputs"), ("nij", "2 comma-separated terms")):
         with pytest.raises(tn.GraphError, match=msg):
             tn.einsum(eq, a, b) if eq.count(",") or eq == "nij" else tn.einsum(eq, a)
+
+
+def test_grid_sample_refuses_what_tensorrt_cannot_do():
+    g = tn.Graph("t")
+    x, x5 = g.input("x", (3, 5, 6)), g.input("v", (2, 3, 4, 5))
+    grid, grid5 = g.input("grid", (4, 4, 2)), g.input("grid5", (2, 3, 4, 3))
+    for call, msg in ((lambda: tn.grid_sample(x, grid, "bicubic", "circular"), r"padding_mode must be one of 'zeros', "
+                       r"'border', 'reflection', got 'circular'"),
+                      (lambda: tn.grid_sample(x5, grid5, "bicubic"), r"mode must be one of 'bilinear', 'nearest' for a "
+                       r"5-D input, got 'bicubic'"),
+                      (lambda: tn.grid_sample(x, grid5), r"grid must be a tensor \(N, out, out, 2\) for input "
+                       r"\(N, 3, 5, 6\), got 'grid5' of shape \(N, 2, 3, 4, 3\)"),
+                      (lambda: tn.grid_sample(x, tn.cast(grid, "float16")),
+                       "grid 'cast' is float16; expected the input's float32"),
+                      (lambda: tn.grid_sample(tn.cast(x, "int32"), grid), "expects a floating-point input")):
+        with pytest.raises(tn.GraphError, match=r"test_ops\.py:\d+: layer 'grid_sample' \(grid_sample\): " + msg):
+            call()

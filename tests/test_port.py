@@ -222,3 +222,22 @@ def test_a_module_called_twice_is_one_function_called_twice():
     r = port(Twice(), torch.randn(1, 8), check=True)
     assert r.ok, r.report.summary()
     assert r.code.count("def head(x, w):") == 1 and len(re.findall(r'head\(\w+, w\["head"\]\)', r.code)) == 2, r.code
+
+
+class KeywordAttention(nn.Module):
+    """DETR's encoder: position-embedded query and key, the value (by keyword) without; a floor division of
+    integer indices as detection heads write it."""
+
+    def __init__(self):
+        super().__init__()
+        self.ma, self.pos = nn.MultiheadAttention(8, 2, batch_first=True), nn.Parameter(torch.randn(1, 6, 8))
+
+    def forward(self, x):
+        q = x + self.pos
+        return self.ma(q, q, value=x)[0], torch.div(x.argmax(-1), 3, rounding_mode="floor")
+
+
+def test_keyword_value_and_floor_division_keep_their_meaning():
+    r = port(KeywordAttention(), torch.randn(1, 6, 8), check=True)
+    assert r.ok, r.report.summary()
+    assert re.search(r"multi_head_attention\((\w+), \1, x, ", r.code) and "// 3" in r.code, r.code

@@ -48,8 +48,9 @@ def errors(actual, expected, notes):
     `notes` and counts as an infinite error."""
     if not actual.size:
         return 0.0, 0.0
-    a, e = _work(actual, expected)
-    diff = np.abs(a - e)
+    a, e = (x.reshape(-1) for x in _work(actual, expected))   # 0-D too: diff below is an array to assign into
+    with np.errstate(invalid="ignore"):   # inf - inf is NaN, sorted out below
+        diff = np.abs(a - e)
     worst = float(diff.max())
     if np.isfinite(worst):
         return worst, float(np.abs(e).max())

@@ -1,4 +1,5 @@
-"""TensorRT emitters of indexing ops: gather layers, one-hot, wrapping and reversed slices, LINSPACE fills."""
+"""TensorRT emitters of indexing ops: gather layers, one-hot, grid sampling, wrapping and reversed slices,
+LINSPACE fills."""
 import numpy as np
 
 from ..shape import is_static
@@ -30,6 +31,17 @@ def _one_hot(e, n, ids):
     values = e.constant(np.array([0, 1], np.int64), f"{n.name}/values", np.int64)
     depth = e.constant(np.array(n.attrs["num_classes"], np.int32), f"{n.name}/depth", np.int32)
     return e.named(e.network.add_one_hot(ids, values, depth, -1), n.name)
+
+
+@emitter("grid_sample")
+def _grid_sample(e, n, x, grid):
+    """torch's modes and padding as TensorRT's interpolation and sample modes."""
+    a, I, S = n.attrs, e.t.InterpolationMode, e.t.SampleMode
+    layer = e.network.add_grid_sample(x, grid)
+    layer.interpolation_mode = {"bilinear": I.LINEAR, "nearest": I.NEAREST, "bicubic": I.CUBIC}[a["mode"]]
+    layer.sample_mode = {"zeros": S.FILL, "border": S.CLAMP, "reflection": S.REFLECT}[a["padding_mode"]]
+    layer.align_corners = a["align_corners"]
+    return e.named(layer, n.name)
 
 
 def _sampled_slice(e, n, x, starts, strides, mode):

@@ -98,6 +98,7 @@ def pool(x, kind, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     n = _spatial_rank(L, x)
     k, p, d = ntuple(kernel_size, n), ntuple(padding, n), ntuple(dilation, n)
     s = ntuple(kernel_size if stride is None or stride == [] else stride, n)
+    ceil_mode = bool(ceil_mode) and any(v != 1 for v in s)   # stride 1: both modes give the same windows
     if kind == "avg" and any(v != 1 for v in d):
         L.fail("average pooling has no dilation")
     if any(pi > ki // 2 for pi, ki in zip(p, k)):

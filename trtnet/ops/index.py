@@ -1,5 +1,6 @@
-"""Indexing and index-built tensors: gather, index_select, embedding, one_hot, repeat/tile, flip, roll, arange,
-filled tensors and triangular masks. Sizes may be symbolic; run-time sizes come from the graph's inputs."""
+"""Indexing and index-built tensors: gather, index_select, embedding, one_hot, grid_sample, repeat/tile, flip,
+roll, arange, filled tensors and triangular masks. Sizes may be symbolic; run-time sizes come from the graph's
+inputs."""
 import math
 
 import numpy as np
@@ -71,6 +72,35 @@ def one_hot(tensor, num_classes, name=None):
     return L.emit([tensor], (*tensor.shape, int(num_classes)), dict(num_classes=int(num_classes)), dtype="int64")
 
 
+GRID_MODES = {4: ("bilinear", "nearest", "bicubic"), 5: ("bilinear", "nearest")}   # as torch and TensorRT
+GRID_PADDING = ("zeros", "border", "reflection")
+
+
+@op("grid_sample", mode=str, padding_mode=str, align_corners=bool)
+def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False, name=None):
+    """F.grid_sample: input (N, C, H, W) read at grid (N, Ho, Wo, 2), (x, y) in [-1, 1] (corner pixels' centres
+    with align_corners, else their outer edges); 5-D inputs take (N, Do, Ho, Wo, 3) grids of (x, y, z)."""
+    L = Layer("grid_sample", input, name)
+    L.rank(input, 4, 5)
+    L.float_input(input)
+    k = input.rank - 2
+    if not isinstance(grid, Node) or grid.rank != input.rank or not same(grid.shape[-1], k):
+        got = f"'{grid.name}' of shape {fmt(grid.shape)}" if isinstance(grid, Node) else type(grid).__name__
+        L.fail(f"grid must be a tensor (N, {', '.join('out' for _ in range(k))}, {k}) for input {fmt(input.shape)}, "
+               f"got {got}")
+    if grid.dtype != input.dtype:
+        L.fail(f"grid '{grid.name}' is {grid.dtype}; expected the input's {input.dtype}")
+    if is_static(grid.shape[0]) and is_static(input.shape[0]) and grid.shape[0] != input.shape[0]:
+        L.fail(f"grid batch {grid.shape[0]} differs from the input's {input.shape[0]}")
+    if mode not in GRID_MODES[input.rank]:
+        L.fail(f"mode must be one of {', '.join(map(repr, GRID_MODES[input.rank]))} for a {input.rank}-D input, "
+               f"got {mode!r}")
+    if padding_mode not in GRID_PADDING:
+        L.fail(f"padding_mode must be one of {', '.join(map(repr, GRID_PADDING))}, got {padding_mode!r}")
+    return L.emit([input, grid], (*input.shape[:2], *grid.shape[1:-1]),
+                  dict(mode=mode, padding_mode=padding_mode, align_corners=bool(align_corners)))
+
+
 def _ints(L, values, what):
     out = []
     for v in values:
@@ -138,7 +168,7 @@ def _graph_node(like, what):
 
 
 @op("arange", start=(int, float, Expr), end=(int, float, Expr), step=(int, float))
-def arange(start, end=None, step=1, dtype=None, like=None, name=None):
+def arange(start=0, end=None, step=1, dtype=None, like=None, name=None):
     """torch.arange; start and end may be run-time sizes such as x.shape[1] (then all must be ints).
     `like` is any tensor of the graph. dtype defaults as torch's: int64 for ints, float32 otherwise."""
     L = Layer("arange", _graph_node(like, "arange"), name)

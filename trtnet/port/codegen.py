@@ -476,6 +476,9 @@ def write_call(p, c, n, name, args, kwargs):
         return infix(f"{op(args[0])} + {scaled}{op(args[1])} {'*' if name == 'addcmul' else '/'} {op(args[2])}")
     if name == "rsub":
         return infix(f"{op(args[1])} - {op(args[0])}")
+    if name == "div" and kwargs.get("rounding_mode") is not None:   # torch.div(a, b, rounding_mode="floor")
+        mode = kwargs["rounding_mode"]
+        return infix(f"{op(args[0])} // {op(args[1])}") if mode == "floor" else c.unsupported(f"div {mode} rounding")
     if name in T.INFIX and len(args) == 2 and kwargs.get("alpha", 1) == 1:
         return infix(f"{op(args[0])} {T.INFIX[name]} {op(args[1])}")
     if name in ("to", "type", "float", "half", "type_as", "_to_copy", "long", "int", "bool"):

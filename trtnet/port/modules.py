@@ -91,11 +91,12 @@ def _upsample(c, m, w, x):
                                                    mode=(m.mode, "nearest"), align_corners=(m.align_corners, None)))
 
 
-def _mha(c, m, w, q, k=None, v=None, key_padding_mask=None, need_weights=True, attn_mask=None, **kw):
+def _mha(c, m, w, query, key=None, value=None, key_padding_mask=None, need_weights=True, attn_mask=None, **kw):
+    """torch's argument names: callers pass key= and value= by name too."""
     used = any(u.target is not operator.getitem or u.args[1] != 0 for u in c.current.users)
     if need_weights and used or kw.get("is_causal"):
         c.unsupported("nn.MultiheadAttention whose attention weights are used, or is_causal")
-    k, v = k if k is not None else q, v if v is not None else q
+    q, k, v = query, key if key is not None else query, value if value is not None else query
     extra = c.nondefault(key_padding_mask=(key_padding_mask, None), attn_mask=(attn_mask, None),
                          batch_first=(m.batch_first, True))
     return c.raw(f"({c.call('multi_head_attention', q, k, v, w, m.num_heads, **extra)}, None)")

@@ -45,6 +45,8 @@ class Ultralytics(torch.nn.Module):
         head = self.model[-1]
         if not self.training and getattr(head, "end2end", False) and self.kind != "rtdetr":
             return self._top_k(self._head_inputs(images))
+        if self.kind == "rtdetr":
+            head.shapes = []                          # anchors anew: a capture's cached ones are no tensors
         out = self.task_model[0].predict(images)      # a method: fx traces through it
         if self.training:
             return out

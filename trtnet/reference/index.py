@@ -28,6 +28,12 @@ def _one_hot(n, ids):
     return F.one_hot(ids.long(), n.attrs["num_classes"])
 
 
+@ref("grid_sample")
+def _grid_sample(n, x, grid):
+    a = n.attrs
+    return F.grid_sample(x, grid, a["mode"], a["padding_mode"], a["align_corners"])
+
+
 @ref("repeat")
 def _repeat(n, x):
     return x.repeat(*n.attrs["repeats"])
