@@ -288,3 +288,110 @@ def test_ported_outputs_join_into_ultralytics_own(cfg):
     assert len(outputs) == len(own)
     for got, want in zip(outputs, own):
         np.testing.assert_array_equal(got, want.numpy())
+
+
+def two_stage_detectors():
+    """torchvision's Faster, Mask and Keypoint R-CNN on one seeded ResNet-18 FPN and RPN (one first-stage network
+    serves the three), built offline: small images, 200 proposals and 100 detections (masks, keypoints: 10) per
+    image, and the class logits scaled so that scores spread below 1 (seeded ones stay near 1/classes, under the
+    score threshold)."""
+    from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from trtnet.zoo import randomize_trivial
+    models = {}
+    for kind, cls in (("faster", FasterRCNN), ("mask", MaskRCNN), ("keypoint", KeypointRCNN)):
+        torch.manual_seed(0)
+        backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5)
+        model = cls(backbone, num_classes=2 if kind == "keypoint" else 91, min_size=256, max_size=384,
+                    rpn_post_nms_top_n_test=200, box_detections_per_img=100 if kind == "faster" else 10).eval()
+        randomize_trivial(model, 0)
+        if models:
+            model.backbone, model.rpn = models["faster"].backbone, models["faster"].rpn
+        with torch.no_grad():
+            model.roi_heads.box_predictor.cls_score.weight.mul_(8)
+        models[kind] = model
+    return models
+
+
+@pytest.fixture(scope="module")
+def two_stage(tmp_path_factory):
+    """(detectors, first-stage run): the backbone, FPN and RPN head ported once and run by the interpreter on its
+    TensorRT network (or an engine), its outputs kept per input (the three detectors see the same pixels)."""
+    from trtnet import harness, zoo
+    from trtnet.examples import Runner
+    models = two_stage_detectors()
+    path = str(tmp_path_factory.mktemp("rcnn") / "rpn.py")
+    detect.port_region_proposals(models["faster"], path)
+    runner = Runner(path, weights=harness.load_model_weights(zoo.get(path)))
+    seen = {}
+
+    def run(inputs):
+        key = (inputs["x"].shape, inputs["x"].tobytes())
+        if key not in seen:
+            seen[key] = runner(**inputs)
+        return seen[key]
+    return models, run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["faster", "mask", "keypoint"])
+def test_two_stage_detections_equal_eager(kind, two_stage):
+    """Backbone, FPN and RPN head ported; RoIAlign (grid_sample with torchvision's border and outside rules),
+    box, mask and keypoint heads as a second trtnet network; torchvision's proposals, decoding, NMS, mask pasting
+    and keypoint heatmaps on the host: the detections of torchvision's eager model on the three pictures, boxes
+    within 1e-3 px x the image size, scores within 1e-5, the same classes, masks (probabilities) within 1e-4,
+    keypoints within 1e-3 px x the image size (a heatmap's argmax could move a whole heatmap cell: none does)."""
+    models, run = two_stage
+    model = models[kind]
+    images = [image(n) for n in IMAGES]
+    got = detect.torchvision_two_stage_detections(model, images, run)
+    with torch.no_grad():
+        want = model([torch.from_numpy(i).permute(2, 0, 1).float() / 255 for i in images])
+    for g, w, img in zip(got, want, images):
+        w = {k: v.numpy() for k, v in w.items()}
+        assert len(w["scores"]) >= min(10, model.roi_heads.detections_per_img) and w["scores"].max() < 0.999
+        full = len(w["scores"]) == model.roi_heads.detections_per_img
+        assert_same_detections(g, w, 1e-3 * max(img.shape), full=full)
+        assert sorted(set(w) - {"boxes", "scores", "labels"}) == sorted(set(g) - {"boxes", "scores", "labels"})
+        order = paired(g, w)
+        if "masks" in w:
+            np.testing.assert_allclose(g["masks"][order], w["masks"], rtol=0, atol=1e-4)
+        if "keypoints" in w:
+            np.testing.assert_allclose(g["keypoints"][order], w["keypoints"], rtol=0, atol=1e-3 * max(img.shape))
+            np.testing.assert_allclose(g["keypoints_scores"][order], w["keypoints_scores"], rtol=1e-4, atol=1e-4)
+
+
+def paired(got, want):
+    """For each expected detection the index of the found one of its class nearest in score and box (detections
+    of different classes with near-equal scores may come in either order)."""
+    far = np.abs(got["scores"][:, None] - want["scores"][None]) + \
+        np.abs(got["boxes"][:, None] - want["boxes"][None]).max(-1) + 1e9 * (got["labels"][:, None] != want["labels"])
+    return far.argmin(0)
+
+
+def test_roi_align_equals_torchvision():
+    """detect.multiscale_roi_align as a trtnet network (grid_sample, border clamping, the validity mask, 2x2
+    points averaged per bin) equals torchvision's MultiScaleRoIAlign on three levels within 1e-5, boxes reaching
+    far outside the map (zeroed points), thinner than a pixel (widened to one) and on every level."""
+    import trtnet as tn
+    from torchvision.ops import MultiScaleRoIAlign
+    from torchvision.ops.poolers import _setup_scales
+    rng = np.random.default_rng(0)
+    image_hw = (96, 128)
+    features = [torch.from_numpy(rng.standard_normal((1, 8, 96 // s, 128 // s), dtype=np.float32)) for s in (4, 8, 16)]
+    corner, extent = rng.uniform(-60, 150, (60, 2)), rng.uniform(0.2, 300, (60, 2))
+    corner[:8], extent[:8] = rng.uniform(0, 90, (8, 2)), rng.uniform(0.2, 3, (8, 2))
+    boxes = torch.from_numpy(np.concatenate([corner, corner + extent], 1).astype(np.float32))
+    pool = MultiScaleRoIAlign(["0", "1", "2"], 7, 2)
+    want = pool(dict(zip("012", features)), [boxes], [image_hw]).numpy()
+    scales, mapper = _setup_scales(features, [image_hw], 224, 4)
+    levels = torch.nn.functional.one_hot(mapper([boxes]), 3).float().numpy()
+    assert (levels.sum(0) > 5).all(), levels.sum(0)
+    g = tn.Graph("roi_align")
+    maps = [g.input(f"f{i}", tuple(f.shape), batch=False) for i, f in enumerate(features)]
+    b, lv = g.input("boxes", ("R", 4), batch=False), g.input("levels", ("R", 3), batch=False)
+    g.output(detect.multiscale_roi_align(maps, b, lv, scales, pool), "pooled")
+    got = detect.graph_runner(g)({**{f"f{i}": f.numpy() for i, f in enumerate(features)}, "boxes": boxes.numpy(),
+                                  "levels": levels})["pooled"]
+    assert (want == 0).any(), "some bins lie wholly outside"
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

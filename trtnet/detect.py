@@ -8,6 +8,7 @@ by fast NMS over probabilistic IoU, masks from prototypes (coefficients x protot
 network input, > 0, cropped to the box), keypoints, and boxes mapped back to the image. End-to-end heads (YOLOv10,
 YOLO26: their top-k is in the network) are only thresholded.
 """
+import functools
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -276,3 +277,197 @@ def torchvision_detections(detector, images, run):
         found = detector.postprocess_detections(head, anchors, batch.image_sizes)
         found = detector.transform.postprocess(found, batch.image_sizes, [t.shape[-2:] for t in tensors])
     return [{k: v.numpy() for k, v in d.items()} for d in found]
+
+
+# torchvision's two-stage detectors (Faster R-CNN, Mask R-CNN, Keypoint R-CNN) -----------------------------------------
+def region_proposal_stage(detector):
+    """The first network of a two-stage torchvision detector: backbone, FPN and RPN head, returning the pooled
+    levels' features (`feature_0`...) and each level's objectness and box deltas (`objectness_0`, `deltas_0`...)."""
+    import torch
+
+    class Stage(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone, self.head = detector.backbone, detector.rpn.head
+
+        def forward(self, x):
+            features = self.backbone(x)
+            objectness, deltas = self.head(list(features.values()))
+            out = {f"feature_{k}": v for k, v in features.items() if k in pooled_levels(detector)}
+            out.update({f"objectness_{i}": o for i, o in enumerate(objectness)})
+            out.update({f"deltas_{i}": d for i, d in enumerate(deltas)})
+            return out
+    return Stage()
+
+
+def port_region_proposals(detector, path, size=(128, 128)):
+    """trtnet.port's model file of region_proposal_stage(detector) at `path`, batch, height and width dynamic
+    (`size` only the example the port captures and checks at: small is quick)."""
+    import torch
+    from .port import port
+    return port(region_proposal_stage(detector), {"x": torch.rand(1, 3, *size)}, path, dynamic={"x": (2, 3)},
+                factory="trtnet.detect.region_proposal_stage", imports=["import trtnet.detect"])
+
+
+def pooled_levels(detector):
+    return detector.roi_heads.box_roi_pool.featmap_names
+
+
+def roi_align(feature, boxes, weight, scale, size, sampling_ratio):
+    """torchvision's roi_align (aligned=False) of one level before its average: (1, C, R*S, S) samples, S = size x
+    sampling_ratio, each roi's S x S points read bilinearly by grid_sample with coordinates clamped to the border,
+    times `weight` (R,) and zero where roi_align zeroes a point (more than a pixel outside the map). `boxes` (R, 4)
+    xyxy in the image's pixels, `scale` the level's size over the image's."""
+    import trtnet as tn
+    _, _, h, w = feature.shape
+    steps = size * sampling_ratio
+    start = tn.unsqueeze(tn.narrow(boxes, 1, 0, 2) * scale, 2)                        # (R, 2, 1): x, y
+    extent = tn.clamp(tn.unsqueeze(tn.narrow(boxes, 1, 2, 2) * scale, 2) - start, min=1.0)
+    points = start + extent * tn.tensor(((np.arange(steps) + 0.5) / steps)[None, None], like=boxes)  # (R, 2, S)
+    xs, ys = tn.select(points, 1, 0), tn.select(points, 1, 1)
+    inside = tn.unsqueeze((ys >= -1.0) & (ys <= float(h)), 2) & tn.unsqueeze((xs >= -1.0) & (xs <= float(w)), 1)
+    mask = tn.cast(inside, "float32") * tn.unsqueeze(tn.unsqueeze(weight, 1), 2)       # (R, S, S)
+    gx = tn.expand(tn.unsqueeze(xs * (2.0 / max(w - 1, 1)) - 1.0, 1), (-1, steps, steps))
+    gy = tn.expand(tn.unsqueeze(ys * (2.0 / max(h - 1, 1)) - 1.0, 2), (-1, steps, steps))
+    grid = tn.reshape(tn.stack([gx, gy], -1), (1, -1, steps, 2))
+    samples = tn.grid_sample(feature, grid, "bilinear", "border", align_corners=True)
+    return samples * tn.reshape(mask, (1, 1, -1, steps))
+
+
+def multiscale_roi_align(features, boxes, levels, scales, pool):
+    """torchvision's MultiScaleRoIAlign as network layers: (R, C, size, size) from the levels' features, each roi
+    read on the level whose column of the one-hot `levels` (R, L) is 1 (torchvision's LevelMapper, on the host)."""
+    import trtnet as tn
+    size, ratio = pool.output_size[0], pool.sampling_ratio
+    total = None
+    for i, (feature, scale) in enumerate(zip(features, scales)):
+        part = roi_align(feature, boxes, tn.select(levels, 1, i), scale, size, ratio)
+        total = part if total is None else total + part
+    pooled = tn.avg_pool(total, ratio)                                                # (1, C, R*size, size)
+    c = features[0].shape[1]
+    return tn.permute(tn.reshape(pooled, (c, -1, size, size)), (1, 0, 2, 3))
+
+
+def roi_network(detector, branch, feature_shapes, scales):
+    """The second network of a two-stage detector (`branch` "box", "mask" or "keypoint"): inputs the pooled
+    levels' features (1, C, h, w) of one image, `boxes` (R, 4) and `levels` (R, L); RoIAlign, then the branch's
+    head and predictor with the detector's weights. Outputs class_logits and box_regression, mask_logits, or
+    keypoint_logits."""
+    import trtnet as tn
+    heads = detector.roi_heads
+    w = tn.WeightMap({k: v.detach().numpy() for k, v in heads.state_dict().items()})
+    g = tn.Graph(f"{type(detector).__name__.lower()}_{branch}")
+    features = [g.input(f"feature_{k}", s, batch=False) for k, s in zip(pooled_levels(detector), feature_shapes)]
+    boxes = g.input("boxes", ("R", 4), batch=False, ranges={"R": (1, 100, 1000)})
+    levels = g.input("levels", ("R", len(features)), batch=False)
+    x = multiscale_roi_align(features, boxes, levels, scales, getattr(heads, f"{branch}_roi_pool"))
+    if branch == "box":
+        x = tn.relu(tn.linear(tn.relu(tn.linear(tn.flatten(x, 1), w["box_head.fc6"])), w["box_head.fc7"]))
+        g.output(tn.linear(x, w["box_predictor.cls_score"]), "class_logits")
+        g.output(tn.linear(x, w["box_predictor.bbox_pred"]), "box_regression")
+        return g
+    x = _convs(x, getattr(heads, f"{branch}_head"), w[f"{branch}_head"])
+    if branch == "mask":
+        x = tn.relu(tn.conv_transpose(x, w["mask_predictor.conv5_mask"], stride=2))
+        g.output(tn.conv(x, w["mask_predictor.mask_fcn_logits"]), "mask_logits")
+        return g
+    p = heads.keypoint_predictor
+    x = tn.conv_transpose(x, w["keypoint_predictor.kps_score_lowres"], stride=2, padding=p.kps_score_lowres.padding)
+    g.output(tn.interpolate(x, scale_factor=float(p.up_scale), mode="bilinear", align_corners=False),
+             "keypoint_logits")
+    return g
+
+
+def _convs(x, head, w):
+    """The mask and keypoint heads: each 3x3 convolution followed by a ReLU."""
+    import torch
+    import trtnet as tn
+    for name, m in head.named_modules():
+        if isinstance(m, torch.nn.Conv2d):
+            x = tn.relu(tn.conv(x, w[name], padding=m.padding))
+    return x
+
+
+def graph_runner(graph):
+    """{input: array} -> {output: array} for an in-memory graph: its TensorRT engine where one can run, else the
+    interpreter on its TensorRT network (as trtnet.examples.Runner)."""
+    from .check.interp import run_network
+    from .engine import build_engine, create_network
+    from .runtime import Engine, execution_unavailable
+    if execution_unavailable() is None:
+        engine = Engine(build_engine(graph, None, progress=False)[0])
+        return lambda inputs: engine(**inputs)
+    emitted = create_network(graph)
+    return lambda inputs: run_network(emitted[1], inputs)
+
+
+def torchvision_two_stage_detections(detector, images, run):
+    """A Faster, Mask or Keypoint R-CNN's detections ([{boxes, scores, labels[, masks][, keypoints,
+    keypoints_scores]}] in each (H, W, 3) uint8 RGB image's pixels) with its networks run by trtnet: `run`
+    ({"x": array} -> outputs of region_proposal_stage) for the first, roi_network's graphs (run by graph_runner)
+    for the second. Between and after them torchvision's own code on the host: transform, anchors, proposal
+    decoding and NMS, level assignment, box decoding and NMS, mask pasting and keypoint heatmaps."""
+    import torch
+    tensors = [torch.from_numpy(np.ascontiguousarray(i)).permute(2, 0, 1).float() / 255 for i in images]
+    with torch.no_grad():
+        batch, _ = detector.transform(tensors)
+        out = {k: torch.from_numpy(np.asarray(v)) for k, v in run({"x": batch.tensors.numpy()}).items()}
+        pooled = second_stage(detector, batch, out)
+        found = [_image_detections(detector.roi_heads, functools.partial(pooled, image=i), p, batch.image_sizes[i])
+                 for i, p in enumerate(_proposals(detector, batch, out))]
+        found = detector.transform.postprocess(found, batch.image_sizes, [t.shape[-2:] for t in tensors])
+    return [{k: v.numpy() for k, v in d.items()} for d in found]
+
+
+def second_stage(detector, batch, out):
+    """(branch, boxes (R, 4), image) -> {output: tensor} of roi_network's graph for the branch, on the first
+    network's features of the batch's image, each box's level picked by torchvision's LevelMapper."""
+    import torch
+    from torchvision.ops.poolers import _setup_scales
+    features = [out[f"feature_{k}"] for k in pooled_levels(detector)]
+    pool = detector.roi_heads.box_roi_pool
+    scales, mapper = _setup_scales(features, batch.image_sizes, pool.canonical_scale, pool.canonical_level)
+    shapes = [(1, *f.shape[1:]) for f in features]
+    runners = {b: graph_runner(roi_network(detector, b, shapes, scales)) for b in _branches(detector)}
+
+    def pooled(branch, boxes, image):       # no boxes: one stands in, its outputs dropped
+        some = boxes if len(boxes) else boxes.new_tensor([[0, 0, 1, 1]])
+        inputs = {f"feature_{k}": f[image:image + 1].numpy() for k, f in zip(pooled_levels(detector), features)}
+        levels = torch.nn.functional.one_hot(mapper([some]), len(features)).float()
+        got = runners[branch]({**inputs, "boxes": some.numpy(), "levels": levels.numpy()})
+        return {k: torch.from_numpy(np.asarray(v))[:len(boxes)] for k, v in got.items()}
+    return pooled
+
+
+def _image_detections(heads, pooled, proposals, image_size):
+    """One image's detections in the network input's pixels: torchvision's box decoding, score threshold and
+    class-wise NMS on the box branch's outputs, then its masks and keypoints from their branches' outputs."""
+    from torchvision.models.detection.roi_heads import keypointrcnn_inference, maskrcnn_inference
+    o = pooled("box", proposals)
+    b, s, l = (v[0] for v in heads.postprocess_detections(o["class_logits"], o["box_regression"], [proposals],
+                                                             [image_size]))
+    d = {"boxes": b, "scores": s, "labels": l}
+    if heads.has_mask():
+        d["masks"] = maskrcnn_inference(pooled("mask", b)["mask_logits"], [l])[0]
+    if heads.has_keypoint():
+        k, ks = keypointrcnn_inference(pooled("keypoint", b)["keypoint_logits"], [b])
+        d["keypoints"], d["keypoints_scores"] = k[0], ks[0]
+    return d
+
+
+def _branches(detector):
+    heads = detector.roi_heads
+    return ["box"] + ["mask"] * heads.has_mask() + ["keypoint"] * heads.has_keypoint()
+
+
+def _proposals(detector, batch, out):
+    """torchvision's RPN after its head: anchors, deltas decoded, per-level top-k, clipping and NMS."""
+    from torchvision.models.detection.rpn import concat_box_prediction_layers
+    rpn = detector.rpn
+    n = len([k for k in out if k.startswith("objectness_")])
+    objectness, deltas = [out[f"objectness_{i}"] for i in range(n)], [out[f"deltas_{i}"] for i in range(n)]
+    anchors = rpn.anchor_generator(batch, objectness)
+    counts = [o[0].numel() for o in objectness]
+    objectness, deltas = concat_box_prediction_layers(objectness, deltas)
+    proposals = rpn.box_coder.decode(deltas, anchors).view(len(anchors), -1, 4)
+    return rpn.filter_proposals(proposals, objectness, batch.image_sizes, counts)[0]
