@@ -2,7 +2,8 @@
 
     python benchmarks/interp_speed.py [--model resnet50] [--repeat 5] [--batch 1] [--size 224] [--threads N] [--smoke]
 
-Random weights (no download); prints the best of `--repeat` runs for each, their ratio, and the median of
+Random weights (no download); after one untimed run of each (the interpreter reads the network back, torch sets
+up its kernels), prints the best of `--repeat` runs for each, their ratio, and the median of
 the ratios of runs timed back to back (the two are timed alternately so that load from other processes affects
 both alike; on a shared machine the median of those pairs is the steadier figure), and the same median in
 process CPU time (steadier still where other processes compete for the cores). `--smoke` runs resnet18 once at
@@ -66,6 +67,8 @@ def main():
     interp_s = torch_s = math.inf
     pairs, cpu_pairs = [], []
     with torch.no_grad():
+        run_network(network, feeds)
+        model(x)
         for _ in range(args.repeat):
             mine, mine_cpu, got = timed(lambda: run_network(network, feeds))
             theirs, theirs_cpu, want = timed(lambda: model(x))

@@ -151,6 +151,6 @@ def test_fp16_network_checks_at_half_precision():
     w = tn.WeightMap(harness.export_state("resnet18"))
     g = spec.graph(w, (3, 64, 64))
     x = np.random.default_rng(1).standard_normal((2, 3, 64, 64), dtype=np.float32)
-    report = check_graph(g, {"data": x}, {"logits": run_torch(torch_reference(spec, w), x, "logits")}, FP16_TOL, fp16=True)
+    report = check_graph(g, {"data": x}, {"logits": run_torch(torch_reference(spec, w), x, "logits")}, FP16_TOL, half="fp16")
     assert report.ok, report.summary()
     assert 1e-5 < report.final["logits"]["rel"] <= FP16_TOL and report.final["logits"]["top1"] == 1.0

@@ -11,7 +11,7 @@ import torch
 
 import trtnet as tn
 from trtnet.check.report import check_graph
-from trtnet.compare import DEFAULT_TOL, Gathered, Indices, Pick, compare
+from trtnet.compare import DEFAULT_TOL, Gathered, Indices, Pick, Tied, compare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K = 12
@@ -180,3 +180,66 @@ def test_zero_dim_non_finite_values():
     assert compare(inf, inf)["rel"] == 0 and compare(nan, nan)["rel"] == 0
     m = compare(nan, np.array(1.0, np.float32))
     assert m["rel"] == np.inf and "NaN at 1 positions, reference 0" in m["note"]
+
+
+def test_check_accepts_tied_topk_through_index_arithmetic(tied):
+    """RT-DETR's selection: a top-k over every query x class score, the query (index // classes) gathering boxes and
+    the class (index % classes, index - query * classes), concatenated; tied picks pass, as tied candidates."""
+    scores, boxes, _, _ = tied
+    q, c = 10, 4
+    g = tn.Graph("queries")
+    s, b = g.input("scores", (q, c)), g.input("boxes", (q, 4))
+    top, index = tn.topk(tn.flatten(s, 1), K, dim=1)
+    query = index // c
+    picked = tn.gather(b, 1, tn.expand(tn.unsqueeze(query, -1), (b.shape[0], K, 4)))
+    g.output(tn.cat([picked, tn.unsqueeze(top, -1), tn.unsqueeze(tn.cast(index % c, "float32"), -1)], dim=-1),
+             "detections")
+    g.output(tn.cast(index - query * c, "int32"), "classes")
+    inputs = {"scores": scores.reshape(2, q, c), "boxes": boxes[:, :q].copy()}
+    report = check_graph(g, inputs, None)
+    assert report.ok, report.table() + "\n" + report.summary()
+    for name in ("detections", "classes"):
+        assert "hold values of other tied candidates (accepted)" in report.final[name]["note"], report.summary()
+    reference = tn.reference.run_reference(g, inputs)
+    assert compare(report.values["classes"], reference["classes"])["rel"] > DEFAULT_TOL, "the picks differ"
+
+
+def test_tied_arithmetic_accepts_only_tied_positions(tied):
+    scores, _, got, want = tied
+    pick = Pick(scores, 1, True, got)
+    mask = got != want   # as though only these picks were tied
+    m = compare(got % 4, want % 4, selected=Tied(pick, mask))
+    assert m["rel"] == 0 and "hold values of other tied candidates" in m["note"], m
+    wrong = got % 4
+    wrong[~mask] += 1   # a value off where the pick was not tied
+    assert compare(wrong, want % 4, selected=Tied(pick, mask))["rel"] > DEFAULT_TOL
+
+
+def test_check_follows_tied_query_selection_through_later_layers(tied):
+    """RT-DETR's two selections: a top-k of tied scores picks queries, layers after it compute on them in the
+    network's order, and a second top-k over their query x class scores picks detections. The reference is
+    evaluated again with the network's first choice, so every later layer compares; a wrong layer still fails."""
+    scores, boxes, _, _ = tied
+    c = 4
+
+    def graph(scale):
+        g = tn.Graph("queries")
+        s, f = g.input("scores", (40,)), g.input("features", (40, c))
+        n = f.shape[0]
+        _, chosen = tn.topk(s, K, dim=1)
+        queries = tn.gather(f, 1, tn.expand(tn.unsqueeze(chosen, -1), (n, K, c))) * scale
+        top, index = tn.topk(tn.flatten(tn.sigmoid(queries), 1), 6, dim=1)
+        query = index // c
+        g.output(tn.gather(queries, 1, tn.expand(tn.unsqueeze(query, -1), (n, 6, c))), "boxes")
+        g.output(top, "top")
+        g.output(index % c, "classes")
+        return g
+
+    inputs = {"scores": scores, "features": boxes}
+    report = check_graph(graph(1.0), inputs, None)
+    assert report.ok, report.table() + "\n" + report.summary()
+    assert all(r.rel == 0 for r in report.rows if r.rel is not None), report.table()
+    reference = tn.reference.run_reference(graph(1.0), inputs, outputs="all")
+    assert compare(report.values["sigmoid"], reference["sigmoid"])["rel"] > DEFAULT_TOL, "the queries differ"
+    wrong = check_graph(graph(1.0), inputs, tn.reference.run_reference(graph(1.01), inputs))
+    assert not wrong.ok, wrong.summary()

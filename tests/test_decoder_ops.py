@@ -80,14 +80,14 @@ def test_decoder_step_prefill_and_decode(window):
     plan, info = build_engine(g, progress=False)
     assert info.size == len(plan) > 0
     if window is None:   # fp16 with the in-place caches kept in fp32
-        plan, info = build_engine(g, progress=False, fp16=True, keep_fp32=["k_cache_out", "v_cache_out"])
+        plan, info = build_engine(g, progress=False, half="fp16", keep_fp32=["k_cache_out", "v_cache_out"])
         assert info.size == len(plan) > 0
 
 
 def test_kv_cache_in_fp16_build_is_kept_in_fp32_or_refused():
     g, _ = _step_graph()
     with pytest.raises(tn.GraphError, match=r"keep the layer in fp32 \(keep_fp32=\['k_cache_out'\]"):
-        create_network(g, fp16=True)
+        create_network(g, half="fp16")
 
 
 def _error(build):

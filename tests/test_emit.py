@@ -149,7 +149,7 @@ def test_fp16_network_reads_back_half_weights_and_builds():
     spec = zoo.get("lenet")
     state = {k: v.numpy() for k, v in spec.torch_module().state_dict().items()}
     g = spec.graph(tn.WeightMap(state))
-    _, network, keep = create_network(g, fp16=True)
+    _, network, keep = create_network(g, half="fp16")
     L = layers(network)
     conv = L["conv1"]
     assert conv.kernel.dtype == np.float16
@@ -157,6 +157,6 @@ def test_fp16_network_reads_back_half_weights_and_builds():
     assert network.get_input(0).dtype == t.float32 and network.get_output(0).dtype == t.float32
     assert network.get_output(0).name == "prob" and L["data/fp16"].get_output(0).dtype == t.float16
     assert L["conv1"].get_output(0).dtype == t.float16
-    plan, info = build_engine(g, (1, 2, 4), progress=False, fp16=True)
+    plan, info = build_engine(g, (1, 2, 4), progress=False, half="fp16")
     plan32, _ = build_engine(g, (1, 2, 4), progress=False)
     assert info.precision == "fp16" and len(plan) < len(plan32), "half-size weights in the plan"

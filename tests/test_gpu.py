@@ -30,7 +30,7 @@ def test_engine_matches_pytorch(name, batch, fp16):
     spec = zoo.get(name)
     w = tn.WeightMap(harness.export_state(name))
     graph = spec.graph(w)
-    plan, _ = build_engine(graph, (1, batch, batch), progress=False, fp16=fp16)
+    plan, _ = build_engine(graph, (1, batch, batch), progress=False, half=fp16)
     x = np.random.default_rng(0).standard_normal((batch, *spec.input_shape), dtype=np.float32)
     got = run_engine(plan, {graph.inputs[0].name: x}, 0)[graph.outputs[0].name]
     module = torch_reference(spec, w)

@@ -1247,3 +1247,33 @@ def test_marked_run_drops_and_overwrites_only_dead_values():
     close(got[0], torch.relu(ref_s) + ref_s)
     close(got[1], torch.relu(tt(x)))
     np.testing.assert_array_equal(given, x)
+
+
+def test_value_passed_on_by_a_kernel_is_not_overwritten():
+    """A scale with no coefficients hands its input on as its output: a ReLU on that output, its last reader,
+    must not write into the conv output the residual sum still reads."""
+    n, x = Net(), rand(1, 4, 5, 5, seed=1)
+    w, b = rand(4, 4, 3, 3, seed=2), rand(4, seed=3)
+    conv = n.net.add_convolution_nd(n.input(x.shape), 4, (3, 3), n.w(w), n.w(b))
+    conv.padding_nd = (1, 1)
+    c = conv.get_output(0)
+    empty = t.Weights(t.float32)
+    same = n.net.add_scale(c, t.ScaleMode.UNIFORM, empty, empty, empty).get_output(0)
+    relu = n.net.add_activation(same, t.ActivationType.RELU).get_output(0)
+    out = n.net.add_elementwise(relu, c, t.ElementWiseOperation.SUM).get_output(0)
+    ref = F.conv2d(tt(x), tt(w), tt(b), padding=1)
+    close(n.run({"x": x}, out), torch.relu(ref) + ref)
+
+
+def test_pointwise_convolution_bias_on_one_thread():
+    """On one thread a 1x1 convolution over a large map adds its bias after the GEMM: still torch's values."""
+    n, x = Net(), rand(1, 8, 56, 56, seed=1)
+    w, b = rand(16, 8, 1, 1, seed=2), rand(16, seed=3)
+    conv = n.net.add_convolution_nd(n.input(x.shape), 16, (1, 1), n.w(w), n.w(b))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        got = n.run({"x": x}, conv.get_output(0))
+    finally:
+        torch.set_num_threads(threads)
+    close(got, F.conv2d(tt(x), tt(w), tt(b)))

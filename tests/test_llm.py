@@ -112,10 +112,10 @@ def test_fp16_network_builds_and_checks(name):
     from trtnet.check.report import FP16_TOL
     from trtnet.engine import build_engine
     module, graph = family(name)
-    assert build_engine(graph, progress=False, fp16=True)[1].precision == "fp16"
+    assert build_engine(graph, progress=False, half="fp16")[1].precision == "fp16"
     inputs = llm.random_inputs(graph, {"N": 2, "S": 3, "P": 4}, np.random.default_rng(0))
     expected, _ = run_captured(module, graph, inputs, capture_layers=False)
-    report = check_graph(graph, inputs, expected, FP16_TOL, fp16=True)
+    report = check_graph(graph, inputs, expected, FP16_TOL, half="fp16")
     assert report.ok, report.summary()
 
 

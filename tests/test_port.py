@@ -241,3 +241,22 @@ def test_keyword_value_and_floor_division_keep_their_meaning():
     r = port(KeywordAttention(), torch.randn(1, 6, 8), check=True)
     assert r.ok, r.report.summary()
     assert re.search(r"multi_head_attention\((\w+), \1, x, ", r.code) and "// 3" in r.code, r.code
+
+
+class SkipInit(nn.Module):
+    """NFNet's residual gain: an in-place multiply whose result is read through the original name."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.gain = nn.Linear(8, 8), nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x):
+        out = self.fc(x)
+        out.mul_(self.gain)
+        return out * 0.2 + x
+
+
+def test_an_in_place_change_reaches_the_later_uses_of_its_tensor():
+    r = port(SkipInit(), torch.randn(1, 8), check=True)
+    assert r.ok, r.report.summary()
+    assert "* 0.5" in r.code, r.code

@@ -111,6 +111,18 @@ def test_port_checks_against_the_model(cfg, tmp_path):
     assert {"boxes", "scores"} <= outputs or outputs == {"probabilities"}
 
 
+@pytest.mark.slow
+def test_rtdetr_port_checks_against_the_model(tmp_path):
+    """RT-DETR: deformable attention through grid samples, a query selection whose near-tied encoder scores the
+    network orders otherwise (the check follows its choice through the decoder), and a top-k over query x class."""
+    from trtnet.port import port_spec
+    r = port_spec('trtnet.port.ultralytics:model{"cfg": "rtdetr-l.yaml"}', str(tmp_path / "rtdetr.py"),
+                  {"images": ((1, 3, 128, 128), "float32")}, {"images": (0,)}, check=True)
+    assert r.ok, r.report.summary()
+    assert set(r.report.final) == {"boxes", "scores", "classes"}
+    assert sum(row.kind == "GRID_SAMPLE" for row in r.report.rows) == 3
+
+
 def test_checkpoint_loads_only_when_trusted(tmp_path):
     """An Ultralytics checkpoint is a pickle: refused unless trusted; trusted, it gives the saved model's outputs."""
     saved = model("yolov8n-cls.yaml")

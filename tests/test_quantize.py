@@ -78,7 +78,7 @@ def test_exact_and_accuracy_cost(lenet, precision):
     q = quantize(g, calib, precision, method="entropy", progress=False)
     fp16 = q.quant["fp16"]
     inputs = {"data": x[:16]}
-    report = check_graph(q, inputs, run_reference(q, inputs), 1e-2 if fp16 else 1e-5, fp16=fp16)
+    report = check_graph(q, inputs, run_reference(q, inputs), 1e-2 if fp16 else 1e-5, half=fp16)
     assert report.ok, report.summary()
     fp32, quant = run_reference(g, {"data": x})["prob"], run_reference(q, {"data": x})["prob"]
     assert (fp32.argmax(1) == quant.argmax(1)).mean() > 0.97
@@ -203,7 +203,7 @@ def _state(g):
 def test_lenet_engine_builds(lenet, precision, tmp_path):
     from trtnet.engine import build_engine
     q = quantize(lenet[0], lenet[1][:64], precision, method="max", progress=False)
-    plan, info = build_engine(q, fp16=q.quant["fp16"], progress=False)
+    plan, info = build_engine(q, half=q.quant["fp16"], progress=False)
     assert len(plan) > 0
 
 
@@ -219,7 +219,7 @@ def build_result(g, x, precision, block_size):
     from trtnet.engine import build_engine
     q = quantize(g, x, precision, method="max", progress=False, block_size=block_size)
     try:
-        plan, _ = build_engine(q, fp16=q.quant["fp16"], progress=False)
+        plan, _ = build_engine(q, half=q.quant["fp16"], progress=False)
     except Exception as e:   # noqa: BLE001  (the table records TensorRT's refusal)
         return f"fails: {str(e).splitlines()[0][:120]}"
     return f"built ({len(plan) / 2**20:.0f} MiB)"

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import backend
 from .files import write_atomic
+from .tensors import weights_array
 
 
 def configure(config, refittable=False, strip_weights=False):
@@ -50,6 +51,8 @@ def _layer_classes(t):
 
 def _value(v, h):
     """A stable text for an attribute value; array contents go into `h` directly (no copy, no text)."""
+    if isinstance(v, backend.trt().Weights):   # BF16 weights, of which the binding gives no array
+        v = weights_array(v)
     if isinstance(v, np.ndarray):
         h.update(np.ascontiguousarray(v).view(np.uint8).data)
         return f"array{v.dtype}{v.shape}"

@@ -68,6 +68,18 @@ def count(text, what, lo=1, hi=INT32_MAX):
     return v
 
 
+def check_half(args, advise=False):
+    """--fp16/--bf16 with --keep-fp32 (and check's --advise): one half precision, not with a quantization mode
+    (those choose their own), and the layers kept in fp32 only where a half precision is asked for."""
+    if args.fp16 and args.bf16:
+        raise UsageError("--fp16 and --bf16: choose one half precision")
+    if args.bf16 and args.quant["quantize"]:
+        raise UsageError(f"--bf16 with --{args.quant['quantize']}: quantized networks compute in fp32 or fp16")
+    if (args.keep_fp32 or advise and not args.quant["quantize"]) and not (args.fp16 or args.bf16):
+        raise UsageError(f"{'--advise' if advise else '--keep-fp32'} applies to a half-precision network: add "
+                         "--fp16 or --bf16")
+
+
 def parse_batch(text, what="--batch"):
     """MIN,OPT,MAX (or MAX alone: 1,MAX,MAX) with 1 <= MIN <= OPT <= MAX < 2**31."""
     parts = str(text).split(",")

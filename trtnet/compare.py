@@ -119,8 +119,13 @@ class Pick:
 
     @cached_property
     def ambiguous(self):
-        """Index values the network chose that belong to the top k (within tolerance) and share their score with
-        another candidate: a chosen neighbour in score order, or the best one left out."""
+        """Index values the network chose among tied scores (see tied)."""
+        return np.unique(self.got[self.tied])
+
+    @cached_property
+    def tied(self):
+        """The positions of the network's choice that belong to the top k (within tolerance) and share their score
+        with another candidate: a chosen neighbour in score order, or the best one left out."""
         s = self.at(self.got)
         order = np.argsort(-s, axis=self.axis, kind="stable")
         gap = np.abs(np.diff(np.take_along_axis(s, order, self.axis), axis=self.axis)) <= self.eps
@@ -134,7 +139,7 @@ class Pick:
             ranked = np.partition(self.scores, [n - k - 1, n - k], axis=self.axis)
             left, kth = (np.take(ranked, [i], self.axis) for i in (n - k - 1, n - k))
             tied = (tied | (np.abs(s - left) <= self.eps)) & (s >= kth - self.eps)
-        return np.unique(self.got[tied])
+        return tied
 
 
 class Indices:
@@ -169,17 +174,22 @@ class Gathered:
     """Values a gather took at `index` (the network's) along `axis` of `data` (the reference's, None where it has
     none); `element`: GatherMode.ELEMENT (torch.gather), else DEFAULT (index_select). Where the index is one of
     tied candidates, the value compares with the reference's data at the network's index (no data: it passes);
-    `inner` (Indices) where the data are themselves chosen indices."""
+    `inner` (Indices) where the data are themselves chosen indices; `mask`: the index's tied positions where the
+    index was computed from the top-k's (see Tied), not taken from it."""
 
-    def __init__(self, data, index, axis, element, pick, inner=None):
+    def __init__(self, data, index, axis, element, pick, inner=None, mask=None):
         self.data, self.index, self.axis, self.element = data, np.asarray(index).astype(np.int64), axis, element
-        self.pick, self.inner = pick, inner
+        self.pick, self.inner, self.mask = pick, inner, mask
+
+    def ties(self):
+        """Positions of the index that hold one of tied candidates."""
+        return np.isin(self.index, self.pick.ambiguous) if self.mask is None else self.mask.reshape(self.index.shape)
 
     def taken(self):
         """The reference's data at the network's indices, and the positions whose index is one of tied candidates
         (both laid out as the gather's output)."""
         data = np.asarray(self.data)
-        axis, tied = self.axis % data.ndim, np.isin(self.index, self.pick.ambiguous)
+        axis, tied = self.axis % data.ndim, self.ties()
         n = data.shape[axis]
         index = np.where(self.index < 0, self.index + n, self.index).clip(0, max(n - 1, 0))
         if self.element:
@@ -200,7 +210,7 @@ class Gathered:
             swapped = int((tied & (out != e)).sum())
             e = np.where(tied, out, e)
         else:
-            tied = np.isin(self.index, self.pick.ambiguous).reshape(e.shape) if self.element else \
+            tied = self.ties().reshape(e.shape) if self.element else \
                 np.zeros(e.shape, bool)
             swapped = int((tied & (a != e)).sum())
             e = np.where(tied, a, e)
@@ -209,3 +219,19 @@ class Gathered:
                          (", checked against the reference's data at those indices)" if self.data is not None
                           else ")"))
         return self.inner.errors(a, e, notes) if self.inner is not None else errors(a, e, notes)
+
+
+class Tied:
+    """A tensor computed from a top-k's indices by index arithmetic (floor division, remainder, products and sums
+    with constants), casts, slices and concatenation: `mask` (laid out as the tensor) marks the positions whose
+    value follows from an index the network chose among tied scores, where another value is no error."""
+
+    def __init__(self, pick, mask):
+        self.pick, self.mask = pick, mask
+
+    def errors(self, a, e, notes):
+        tied = self.mask.reshape(e.shape)
+        swapped = int((tied & (a != e)).sum())
+        if swapped:
+            notes.append(f"{swapped} positions hold values of other tied candidates (accepted)")
+        return errors(a, np.where(tied, a, e), notes)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from . import backend, cache
 from .emit_trt import emit
+from .emit_trt.core import half_precision
 from .errors import TrtnetError
 from .events import Events
 from .tensors import network_io
@@ -28,18 +29,19 @@ class EngineInfo:
     path: str = ""
     cached: bool = False     # served from the engine cache instead of built
     io: tuple = ()           # (inputs, outputs) TensorSpecs read from the TensorRT network, with the profiles
-    keep_fp32: tuple = ()    # patterns of the layers an fp16 network keeps in fp32
+    keep_fp32: tuple = ()    # patterns of the layers a half-precision network keeps in fp32
 
 
-def create_network(graph, fp16=False, keep_fp32=(), debug=()):
+def create_network(graph, half=None, keep_fp32=(), debug=()):
     """A strongly typed TensorRT network filled from `graph`: (builder, network, emission).
 
-    `keep_fp32`: fnmatch patterns of layers kept in fp32 in an fp16 network; `debug`: patterns of layers whose
+    `half`: None (fp32), "fp16" or "bf16" (True is fp16); `keep_fp32`: fnmatch patterns of layers kept in
+    fp32 in a half-precision network; `debug`: patterns of layers whose
     outputs become debug tensors (see emit_trt.emit)."""
     t = backend.trt()
     builder = t.Builder(backend.logger())
     network = builder.create_network(1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    return builder, network, emit(graph, network, fp16, keep_fp32, debug)
+    return builder, network, emit(graph, network, half, keep_fp32, debug)
 
 
 def profiles_for(graph, profiles=None):
@@ -107,7 +109,7 @@ def builder_config(builder, graph, profiles=None, workspace_mb=None, tf32=False)
     return config
 
 
-def build_engine(graph, profiles=None, workspace_mb=None, progress=True, tf32=False, fp16=False, refittable=False,
+def build_engine(graph, profiles=None, workspace_mb=None, progress=True, tf32=False, half=None, refittable=False,
                  strip_weights=False, timing_cache_path=None, engine_cache=None, events=None, keep_fp32=(), debug=()):
     """Emit and build `graph`; returns (serialized plan bytes, EngineInfo).
 
@@ -115,15 +117,15 @@ def build_engine(graph, profiles=None, workspace_mb=None, progress=True, tf32=Fa
     `events` (trtnet.events.Events) hears the phases "emit" and "TensorRT build" (not on a cache hit), the
     latter with the steps of TensorRT's top-level build phases as progress. `keep_fp32`, `debug`: as in
     create_network."""
-    events = events or Events()
+    events, half = events or Events(), half_precision(half)
     profiles = profiles_for(graph, profiles)
     start = time.perf_counter()
     with events.phase("emit"):
-        builder, network, emission = create_network(graph, fp16, keep_fp32, debug)
+        builder, network, emission = create_network(graph, half, keep_fp32, debug)
     config = cache.configure(builder_config(builder, graph, profiles, workspace_mb, tf32), refittable, strip_weights)
     key = plan = None
     if engine_cache is not None:
-        key = cache.engine_key(network, {"profiles": profiles, "workspace_mb": workspace_mb, "tf32": tf32, "fp16": fp16,
+        key = cache.engine_key(network, {"profiles": profiles, "workspace_mb": workspace_mb, "tf32": tf32, "half": half,
                                          "refittable": refittable, "strip_weights": strip_weights,
                                          "keep_fp32": sorted(keep_fp32), "debug": sorted(debug)})
         plan = engine_cache.get(key)
@@ -137,8 +139,8 @@ def build_engine(graph, profiles=None, workspace_mb=None, progress=True, tf32=Fa
     del emission  # TensorRT has copied the weights into the plan
     info = EngineInfo(backend.flavour(), network.num_layers,
                       {n.name: n.shape for n in graph.inputs}, {o.name: o.shape for o in graph.outputs},
-                      profiles, time.perf_counter() - start, "fp16" if fp16 else "fp32", len(plan), cached=cached,
-                      io=io, keep_fp32=tuple(keep_fp32) if fp16 else ())
+                      profiles, time.perf_counter() - start, half or "fp32", len(plan), cached=cached,
+                      io=io, keep_fp32=tuple(keep_fp32) if half else ())
     return plan, info
 
 

@@ -1,7 +1,10 @@
 """An engine's inputs and outputs as TensorRT declares them (name, dtype, shape, each input's shapes per
 optimization profile): what the build reports (EngineInfo.io), the runtime checks inputs against and the
 exporters describe to a server."""
+import ctypes
 from dataclasses import dataclass, field
+
+import numpy as np
 
 _NUMPY_NAMES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "INT32": "int32",
                 "INT64": "int64", "BOOL": "bool", "UINT8": "uint8", "FP8": "float8_e4m3fn"}
@@ -14,6 +17,26 @@ class RuntimeInputError(ValueError):
 def dtype_name(trt_dtype):
     """The numpy-style name of a TensorRT data type (bfloat16 and fp8 by their usual names)."""
     return _NUMPY_NAMES.get(trt_dtype.name, trt_dtype.name.lower())
+
+
+def weights_array(w):
+    """TensorRT weights (or an attribute the binding already gives as an array) as a numpy view of TensorRT's
+    memory. The binding has no view of BF16 weights (Weights.numpy() returns the Weights), so those are read
+    from the nvinfer1::Weights it wraps ({type, values, count}, the pointer pybind11 holds after the object
+    header), checked against the binding's own type and count: an ml_dtypes bfloat16 array."""
+    a = w if isinstance(w, np.ndarray) else w.numpy()
+    if isinstance(a, np.ndarray):
+        return a
+    if w.dtype.name != "BF16":
+        raise ValueError(f"weights of type {w.dtype.name}: the TensorRT binding gives no array of them")
+    import ml_dtypes
+    struct = ctypes.c_void_p.from_address(id(w) + object.__basicsize__).value
+    kind, values, count = (c.from_address(struct + at).value for c, at in
+                           ((ctypes.c_int32, 0), (ctypes.c_void_p, 8), (ctypes.c_int64, 16)))
+    if kind != int(w.dtype) or count != w.size:
+        raise ValueError("BF16 weights whose memory the TensorRT binding does not expose")
+    bits = np.ctypeslib.as_array((ctypes.c_uint16 * count).from_address(values)) if count else np.zeros(0, np.uint16)
+    return bits.view(ml_dtypes.bfloat16)
 
 
 def fmt_dims(shape):

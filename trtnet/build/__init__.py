@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 
 from .. import zoo
-from ..check.report import DEFAULT_TOL, FP16_TOL, check_graph
+from ..check.report import half_tol, check_graph
 from ..compare import compare
 from ..engine import build_engine, create_network, profiles_for
 from ..files import write_atomic
@@ -35,6 +35,7 @@ class BuildOptions:
     samples: int = 8                    # the largest batch verified
     tf32: bool = False
     fp16: bool = False
+    bf16: bool = False                  # bfloat16 weights and math (fp32's range, 8 bits of mantissa)
     show_graph: bool = False
     engine_cache: Optional[str] = None  # a directory of plans of identical networks and settings
     timing_cache: Optional[str] = None
@@ -48,8 +49,13 @@ class BuildOptions:
     keep: tuple = ()
     min_sqnr: Optional[float] = None       # a quantized build's bound on its cost (default per precision)
     min_agreement: Optional[float] = None
-    keep_fp32: tuple = ()               # fnmatch patterns of layers an fp16 build keeps in fp32
+    keep_fp32: tuple = ()               # fnmatch patterns of layers an fp16 or bf16 build keeps in fp32
     debug_tensors: tuple = ()           # fnmatch patterns of layers whose outputs become TensorRT debug tensors
+
+    @property
+    def half(self):
+        """The half precision asked for: "bf16", "fp16" or None."""
+        return "bf16" if self.bf16 else "fp16" if self.fp16 else None
 
     def engine_path(self, name):
         if self.output:
@@ -119,7 +125,7 @@ class Built:
     plan: bytes
     info: object              # engine.EngineInfo: IO, profiles, layers, seconds
     quant: Optional[dict] = None
-    fp16: bool = False        # half precision: asked for, or what the quantization mode computes in
+    half: Optional[str] = None   # "fp16" or "bf16": asked for, or what the quantization mode computes in
 
 
 def load(model, weights=None, events=None):
@@ -132,27 +138,28 @@ def load(model, weights=None, events=None):
 def compile_graph(graph, spec=None, options=None, events=None):
     """Quantize (where asked) and build `graph` into a plan; nothing is written."""
     o, events = options or BuildOptions(), events or Events()
-    fp32_graph, quant, fp16 = graph, None, o.fp16
+    fp32_graph, quant, half = graph, None, o.half
     if o.quantize:
         with events.phase("quantize"):
             graph = quant_mod.for_model(graph, o.quantize, spec, o.calib, o.calib_method, o.calib_samples,
                                         o.calib_cache, o.keep, o.progress)
-        quant, fp16 = quant_mod.report_info(fp32_graph, graph, o.calib_cache, o.keep), fp16 or graph.quant["fp16"]
+        quant = quant_mod.report_info(fp32_graph, graph, o.calib_cache, o.keep)
+        half = half or ("fp16" if graph.quant["fp16"] else None)
     if o.show_graph:
         print(graph)
     from ..cache import EngineCache
-    plan, info = build_engine(graph, profiles_for(graph, o.profiles), o.workspace_mb, o.progress, o.tf32, fp16,
+    plan, info = build_engine(graph, profiles_for(graph, o.profiles), o.workspace_mb, o.progress, o.tf32, half,
                               o.refittable, o.strip_weights, o.timing_cache,
                               EngineCache(o.engine_cache) if o.engine_cache else None, events=events,
-                              keep_fp32=o.keep_fp32 if fp16 else (), debug=o.debug_tensors)
+                              keep_fp32=o.keep_fp32 if half else (), debug=o.debug_tensors)
     if quant:
-        info.precision = o.quantize + (", fp16" if fp16 else "")
-    return Built(graph, fp32_graph, plan, info, quant, fp16)
+        info.precision = o.quantize + (f", {half}" if half else "")
+    return Built(graph, fp32_graph, plan, info, quant, half)
 
 
 def new_report(built, spec=None, w=None, options=None):
     o = options or BuildOptions()
-    tol = FP16_TOL if built.fp16 else quant_mod.QUANT_TOL if built.quant else DEFAULT_TOL
+    tol = half_tol(built.half) if built.half or not built.quant else quant_mod.QUANT_TOL
     name = built.graph.name if spec is None else spec.name
     built.info.path = o.engine_path(name)
     return BuildReport(built.fp32_graph.name, w.source if w else "(in the graph)", built.info,
@@ -167,7 +174,7 @@ def verify(report, built, spec=None, w=None, reference=None, options=None, event
     report.executed, report.reason = reason is None, reason or ""
     engine = Engine(built.plan, o.device) if report.executed else None
     if engine is not None and o.strip_weights:   # no weights in the plan until refitted from its network
-        made = create_network(built.graph, built.fp16)
+        made = create_network(built.graph, built.half)
         refit_from_network(engine, made[1])       # (builder, network, emission): the weights stay alive
     run = (lambda x: run_engine(engine, x)) if engine is not None else None
     with events.phase("PyTorch module"):
@@ -206,7 +213,7 @@ def _verify_at(report, graph, spec, module, env, run, o, events):
         checks = [(f"engine output {out.name}{at} on GPU {o.device} vs {against}",
                    compare(got[out.name], expected[out.name])) for out in graph.outputs]
     else:
-        got, checks = _interpret(report, graph, inputs, expected, recorded, at, against, events, captured, o.fp16)
+        got, checks = _interpret(report, graph, inputs, expected, recorded, at, against, events, captured, o.half)
     if recorded is None and not all(m["rel"] <= report.tol for _, m in checks):
         with events.phase("reference executor"):   # where the mistake is: the graph or its emission
             recorded = _reference(graph, inputs, None)
@@ -215,7 +222,7 @@ def _verify_at(report, graph, spec, module, env, run, o, events):
                 with events.phase("PyTorch run"):
                     expected, captured = run_captured(module, graph, inputs, spec.output if spec else None,
                                                       events.step())
-            got, checks = _interpret(report, graph, inputs, expected, recorded, at, against, events, captured, o.fp16)
+            got, checks = _interpret(report, graph, inputs, expected, recorded, at, against, events, captured, o.half)
         checks += [(f"recorded graph output {out.name}{at} (PyTorch reference executor) vs PyTorch",
                     compare(recorded[out.name], expected[out.name])) for out in graph.outputs]
     report.checks += checks
@@ -230,11 +237,11 @@ def _reference(graph, inputs, run):
     return run_reference(graph, inputs, outputs="marked" if run is not None else "all")
 
 
-def _interpret(report, graph, inputs, expected, recorded, at, against, events, captured, fp16):
+def _interpret(report, graph, inputs, expected, recorded, at, against, events, captured, half):
     """The TensorRT network as TensorRT holds it, run layer by layer on the CPU; layers compared with the
     reference executor's values where given, and with `captured` (consumed) as they are computed."""
     with events.phase("TensorRT network (interpreter)"):
-        check = check_graph(graph, inputs, expected, report.tol, fp16,
+        check = check_graph(graph, inputs, expected, report.tol, half,
                             references=recorded if recorded is not None else {}, progress=events.step(),
                             module_values=captured, keep_fp32=report.engine.keep_fp32, stream=True)
     got = {o.name: check.values[o.name] for o in graph.outputs}

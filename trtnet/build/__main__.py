@@ -30,8 +30,10 @@ def arguments(argv):
     p.add_argument("--workspace", metavar="MB", help="builder workspace limit in MiB")
     p.add_argument("--fp16", action="store_true",
                    help="half-precision weights and math (inputs and outputs stay float32); checked at 1e-2")
-    p.add_argument("--keep-fp32", metavar="PATTERN[,PATTERN...]", help="with --fp16: keep the layers whose names "
-                   "match (fnmatch) in fp32, with casts around them (trtnet.check --fp16 --advise suggests some)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 weights and math (float32's range, 8 bits of "
+                   "mantissa; inputs and outputs stay float32); checked at 5e-2")
+    p.add_argument("--keep-fp32", metavar="PATTERN[,PATTERN...]", help="with --fp16 or --bf16: keep the layers "
+                   "whose names match (fnmatch) in fp32, with casts around them (trtnet.check --fp16 --advise suggests some)")
     p.add_argument("--debug-tensors", metavar="PATTERN[,PATTERN...]", help="mark the matching layers' outputs as "
                    "TensorRT debug tensors (trtnet.run --dump writes them without changing fusion)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 math in fp32 layers (faster on GPUs, ~1e-3 error)")
@@ -68,8 +70,7 @@ def validate(args):
     args.quant = parse_quant_arguments(args)
     args.keep_fp32, args.debug_tensors = (tuple(k for k in (v or "").split(",") if k)
                                           for v in (args.keep_fp32, args.debug_tensors))
-    if args.keep_fp32 and not args.fp16:
-        raise cli.UsageError("--keep-fp32 applies to the fp16 network: add --fp16")
+    cli.check_half(args)
 
 
 class TorchPreload(Listener):
@@ -105,7 +106,7 @@ def _import_quietly(names):
 def options(args, profiles):
     return BuildOptions(output=args.output, profiles=profiles, device=args.device_id, verify=not args.no_verify,
                         keep_failed=args.keep_failed, workspace_mb=args.workspace_mb, samples=args.verify_samples,
-                        tf32=args.tf32, fp16=args.fp16, show_graph=args.print_graph,
+                        tf32=args.tf32, fp16=args.fp16, bf16=args.bf16, show_graph=args.print_graph,
                         engine_cache=None if args.no_engine_cache else args.engine_cache,
                         timing_cache=args.timing_cache, refittable=args.refittable,
                         strip_weights=args.strip_weights, keep_fp32=args.keep_fp32,

@@ -6,13 +6,14 @@ import sys
 from .. import cli, zoo
 from ..engine import profiles_for
 from ..events import Events
+from ..generate import check_decoder, compare_with_module, generate
 from ..harness import check_shapes, load_model_weights, torch_reference
 from ..quantize import add_arguments as add_quant_arguments, advise_quantized, check_quantized, \
     parse_arguments as parse_quant_arguments
 from .advise import advise
 from .dumps import compare_dumps, save_tensors
 from .module import run_captured
-from .report import DEFAULT_TOL, FP16_TOL, PLOT_FORMATS, check_graph, plot_errors
+from .report import BF16_TOL, DEFAULT_TOL, FP16_TOL, PLOT_FORMATS, check_graph, half_tol, plot_errors
 
 EPILOG = """examples:
   python -m trtnet.check lenet
@@ -20,6 +21,7 @@ EPILOG = """examples:
   python -m trtnet.check mymodel.py:tiny --shapes images:1x3x32x32,2x3x48x48,4x3x64x64
   python -m trtnet.check --onnx model.onnx          # TensorRT's OnnxParser vs onnxruntime
   python -m trtnet.check lenet --fp8                # the FP8 network vs its fake-quantized reference, and its cost
+  python -m trtnet.check llama.py --generate 32     # a decoder's greedy tokens vs transformers' generate
 
 The network is the one TensorRT holds: every layer's type, attributes and weights are read back from the
 INetworkDefinition and executed with TensorRT's documented semantics, so no GPU is needed. It runs at each
@@ -33,20 +35,24 @@ def arguments(argv):
     p.add_argument("--onnx", metavar="FILE", help="check an ONNX file parsed by TensorRT's OnnxParser against onnxruntime")
     p.add_argument("--shape", metavar="CxHxW", help="sample shape for zoo models, as 1x32x32 or 1,32,32 "
                                                     "(default: the model's own)")
-    p.add_argument("--tol", help=f"relative error tolerance (default {DEFAULT_TOL:g}, {FP16_TOL:g} with --fp16)")
+    p.add_argument("--tol", help=f"relative error tolerance (default {DEFAULT_TOL:g}, {FP16_TOL:g} with --fp16, "
+                   f"{BF16_TOL:g} with --bf16)")
     p.add_argument("--fp16", action="store_true", help="check the half-precision network trtnet.build --fp16 emits")
+    p.add_argument("--bf16", action="store_true", help="check the bfloat16 network trtnet.build --bf16 emits")
     p.add_argument("--all", action="store_true", help="list every layer, also those without a reference tensor")
     p.add_argument("--plot", metavar="FILE", help="draw each layer's relative error along the network's depth "
                    "(against the graph's reference and the module; quantized: also against fp32) to FILE: .png, .svg or .pdf (needs matplotlib)")
-    p.add_argument("--keep-fp32", metavar="PATTERN[,PATTERN...]", help="with --fp16: keep the layers whose names "
-                   "match (fnmatch) in fp32, with casts around them")
-    p.add_argument("--advise", action="store_true", help="with --fp16: find layers to keep in fp32 for the outputs "
-                   "to pass, print the --keep-fp32 flag and check with it; with --int8, --fp8, ...: the layers that "
-                   "cost the most and a --keep that meets --target-sqnr/--target-agreement, checked")
+    p.add_argument("--keep-fp32", metavar="PATTERN[,PATTERN...]", help="with --fp16 or --bf16: keep the layers "
+                   "whose names match (fnmatch) in fp32, with casts around them")
+    p.add_argument("--advise", action="store_true", help="with --fp16 or --bf16: find layers to keep in fp32 for "
+                   "the outputs to pass, print the --keep-fp32 flag and check with it; with --int8, --fp8, ...: the "
+                   "layers that cost the most and a --keep that meets --target-sqnr/--target-agreement, checked")
     p.add_argument("--save-outputs", metavar="DIR", help="write every tensor the interpreter computed (largest shape "
                    "checked) as DIR/NAME.npy, as trtnet.run --dump does")
     p.add_argument("--compare-dumps", nargs=2, metavar=("A", "B"), help="compare two dump directories tensor by "
                    "tensor (A against B) and exit")
+    p.add_argument("--generate", metavar="N", help="a decoder network (trtnet.llm): generate N greedy tokens after "
+                   "a seeded prompt and compare them with the module's own generate; exit 1 at the first difference")
     add_quant_arguments(p)
     args = p.parse_args(argv)
     if not args.list and not args.model and not args.onnx and not args.compare_dumps:
@@ -59,6 +65,7 @@ def validate(args):
     args.shape_specs = cli.parse_shapes(args.shapes, args.profile)
     args.sample_shape = None if args.shape is None else cli.parse_dims(args.shape)
     args.tolerance = None if args.tol is None else _tolerance(args.tol)
+    args.new_tokens = None if args.generate is None else cli.count(args.generate, "--generate")
     cli.parse_device(args.device)
     cli.check_input_file(args.weights, "--weights")
     cli.check_input_file(args.onnx, "--onnx")
@@ -66,8 +73,8 @@ def validate(args):
     if args.plot:
         _check_plot(args.plot)
     args.keep_fp32 = [k for k in (args.keep_fp32 or "").split(",") if k]
-    if (args.keep_fp32 or args.advise and not args.quant["quantize"]) and not args.fp16:
-        raise cli.UsageError(f"{'--advise' if args.advise else '--keep-fp32'} applies to the fp16 network: add --fp16")
+    cli.check_half(args, args.advise)
+    args.half = "bf16" if args.bf16 else "fp16" if args.fp16 else None
     if args.onnx:
         with open(args.onnx, "rb") as f:
             head = f.read(64)
@@ -117,7 +124,7 @@ def check_model(args, events):
                                         **args.quant)
             return [check_quantized(graph, args.quant.pop("quantize"), spec, module, tol=args.tolerance,
                                     fp16=args.fp16, samples=samples, **args.quant)]
-    tol = args.tolerance or (FP16_TOL if args.fp16 else DEFAULT_TOL)
+    tol = args.tolerance or half_tol(args.half)
 
     def run_module_at(env, capture):
         """(inputs, module outputs, captured submodule outputs) at one shape."""
@@ -128,7 +135,7 @@ def check_model(args, events):
     if args.advise:   # every shape's cases at once: each trial set of fp32 layers is checked at all of them
         cases = [run_module_at(env, False)[:2] for env in check_shapes(graph, profiles)]
         with events.phase("advise fp32 layers"):
-            advice = advise(graph, cases, tol, progress=events.step())
+            advice = advise(graph, cases, tol, progress=events.step(), half=args.half)
         print("\n".join(advice.lines()))
         reports = advice.reports
     else:             # one shape at a time, each layer compared as computed and released
@@ -136,7 +143,7 @@ def check_model(args, events):
         for env in check_shapes(graph, profiles):
             inputs, expected, got = run_module_at(env, True)
             with events.phase("TensorRT network (interpreter)"):
-                reports.append(check_graph(graph, inputs, expected, tol, args.fp16, progress=events.step(),
+                reports.append(check_graph(graph, inputs, expected, tol, args.half, progress=events.step(),
                                            keep_fp32=args.keep_fp32, module_values=got,
                                            stream=not args.save_outputs))
             inputs = expected = got = None
@@ -163,6 +170,35 @@ def default_batch(graph, largest=4):
     return lo, n, n
 
 
+PROMPT = (2, 8)   # the prompt --generate starts from: 2 sequences of 8 seeded token ids
+
+
+def check_generation(args, events):
+    """--generate: the network's greedy tokens (an engine where one runs, else the interpreter) against the
+    module's generate; 0 when all are equal, else 1 with the first step that differs."""
+    with events.phase("import model"):
+        spec = zoo.get(args.model)
+    w = load_model_weights(spec, args.weights, events)
+    with events.phase("record"):
+        graph = spec.graph(w, args.sample_shape)
+    check_decoder(graph)
+    with events.phase("PyTorch module"):
+        module = torch_reference(spec, w)
+    prompt = spec.make_inputs(graph, {"N": PROMPT[0], "S": PROMPT[1], "P": 0})["input_ids"]
+    with events.phase(f"generate {args.new_tokens} tokens"):
+        result = generate(graph, prompt, args.new_tokens)
+    with events.phase("transformers' generate"):
+        comparison = compare_with_module(result, module, prompt)
+    print(f"{graph.name}: {args.new_tokens} tokens after a {PROMPT[0]}x{PROMPT[1]} prompt, run by {result.ran}: "
+          f"{result.tokens_per_s:.1f} tokens/s")
+    print(f"tokens: {result.tokens[0, PROMPT[1]:].tolist()}")
+    if not comparison.ok:
+        print(f"error: {comparison.line}", file=sys.stderr)
+        return 1
+    print(comparison.line)
+    return 0
+
+
 def check_onnx(args, events):
     from .onnx import check_onnx_file
     batch = args.batch_range[2] if args.batch_range else 2
@@ -174,6 +210,8 @@ def run(args, timeline):
     events = Events(timeline)
     with events.phase("import TensorRT"):
         cli.setup(args)
+    if args.new_tokens:
+        return check_generation(args, events)
     if args.compare_dumps:
         reports = [compare_dumps(*args.compare_dumps, args.tolerance or DEFAULT_TOL)]
     else:

@@ -1,22 +1,24 @@
-"""Which layers an fp16 network should keep in fp32 for its outputs to pass: layers whose fp32 values exceed
-float16's range first, then, one at a time, the first layer over tolerance (or the one whose error grows most
-over its inputs', or that underflows most), each step re-checked on the fp16 network with the set so far; the
-set is then pruned of layers it passes without."""
+"""Which layers an fp16 (or bf16) network should keep in fp32 for its outputs to pass: layers whose fp32 values
+exceed the half type's range first, then, one at a time, the first layer over tolerance (or the one whose error
+grows most over its inputs', or that underflows most), each step re-checked on the half network with the set so
+far; the set is then pruned of layers it passes without. bfloat16 has float32's range, so its advice rests on
+error growth alone."""
 from dataclasses import dataclass, field
 
+import ml_dtypes
 import numpy as np
 
 from .report import FP16_TOL, check_graph
 
-FP16_MAX = 65504.0
-FP16_MIN_NORMAL = 2.0 ** -14
+FINFO = {"fp16": ml_dtypes.finfo(np.float16), "bf16": ml_dtypes.finfo(ml_dtypes.bfloat16)}   # max, smallest_normal
 
 
 @dataclass
 class Advice:
     keep: list                                   # layer names to keep in fp32, in network order
-    reports: list                                # the fp16 network's CheckReports with `keep` in fp32
+    reports: list                                # the half network's CheckReports with `keep` in fp32
     steps: list = field(default_factory=list)    # (layer, "+" added or "-" dropped, why)
+    half: str = "fp16"
 
     @property
     def ok(self):
@@ -30,27 +32,28 @@ class Advice:
         out = [f"  {sign} {name}: {why}" for name, sign, why in self.steps]
         verdict = "passes" if self.ok else "still fails"
         if not self.keep:
-            return out + [f"advice: the fp16 network {verdict} with no layer kept in fp32"]
-        return out + [f"advice: {self.flag}  (the fp16 network {verdict} with these {len(self.keep)} layers in fp32)"]
+            return out + [f"advice: the {self.half} network {verdict} with no layer kept in fp32"]
+        return out + [f"advice: {self.flag}  (the {self.half} network {verdict} with these {len(self.keep)} layers "
+                      "in fp32)"]
 
 
-def advise(graph, cases, tol=FP16_TOL, progress=None):
-    """Advice for `graph` in fp16 checked on `cases`, [(inputs, expected outputs)]."""
+def advise(graph, cases, tol=FP16_TOL, progress=None, half="fp16"):
+    """Advice for `graph` in `half` ("fp16" or "bf16") checked on `cases`, [(inputs, expected outputs)]."""
     from ..reference import run_reference
     refs = [run_reference(graph, x, outputs="all") for x, _ in cases]
     order = [n.name for n in graph.nodes if n.op != "input"]
 
     def check(keep):
         chosen = [n for n in order if n in keep]
-        return [check_graph(graph, x, e, tol, True, r, progress, keep_fp32=chosen) for (x, e), r in zip(cases, refs)]
+        return [check_graph(graph, x, e, tol, half, r, progress, keep_fp32=chosen) for (x, e), r in zip(cases, refs)]
 
     keep, steps = set(), []
-    for name, why in _overflowing(order, refs):
+    for name, why in _overflowing(order, refs, half):
         keep.add(name)
         steps.append((name, "+", why))
     reports = check(keep)
     while not all(r.ok for r in reports):
-        name, why = _next(graph, reports, refs, keep)
+        name, why = _next(graph, reports, refs, keep, half)
         if name is None:
             break
         keep.add(name)
@@ -63,16 +66,17 @@ def advise(graph, cases, tol=FP16_TOL, progress=None):
                 keep.discard(name)
                 reports = trial
                 steps.append((name, "-", "passes without it"))
-    return Advice([n for n in order if n in keep], reports, steps)
+    return Advice([n for n in order if n in keep], reports, steps, half)
 
 
-def _overflowing(order, refs):
-    """Layers whose fp32 values exceed float16's largest finite value: they cannot pass in fp16."""
+def _overflowing(order, refs, half):
+    """Layers whose fp32 values exceed the half type's largest finite value: they cannot pass in it."""
+    top_finite = float(FINFO[half].max)
     for name in order:
         top = max((float(np.abs(r[name]).max()) for r in refs
                    if name in r and np.asarray(r[name]).dtype.kind == "f" and np.size(r[name])), default=0.0)
-        if top > FP16_MAX:
-            yield name, f"overflow: fp32 values reach {top:.3g} > {FP16_MAX:g}"
+        if top > top_finite:
+            yield name, f"overflow: fp32 values reach {top:.3g} > {top_finite:g}"
 
 
 def _node(nodes, tensor):
@@ -82,7 +86,7 @@ def _node(nodes, tensor):
     return tensor if tensor in nodes else None
 
 
-def _next(graph, reports, refs, keep):
+def _next(graph, reports, refs, keep, half):
     """(layer, why) to keep next: the first layer over tolerance, else the worst error growth or underflow."""
     nodes = {n.name: n for n in graph.nodes}
     for r in reports:
@@ -97,18 +101,18 @@ def _next(graph, reports, refs, keep):
             if n.op == "input" or n.name in keep or n.name not in rel:
                 continue
             before = max([rel.get(i.name, 0.0) for i in n.inputs] + [1e-7])
-            growth, under = rel[n.name] / before, _underflow(ref.get(n.name))
+            growth, under = rel[n.name] / before, _underflow(ref.get(n.name), half)
             s = max(growth, under * 1e3)
             if s > score:
                 best, score = n.name, s
                 why = (f"error grows {growth:.3g}x over its inputs'" if growth >= under * 1e3 else
-                       f"underflow: {under:.1%} of its values below fp16's smallest normal")
+                       f"underflow: {under:.1%} of its values below {half}'s smallest normal")
     return best, why
 
 
-def _underflow(values):
-    """The fraction of a layer's nonzero fp32 values under float16's smallest normal magnitude."""
+def _underflow(values, half):
+    """The fraction of a layer's nonzero fp32 values under the half type's smallest normal magnitude."""
     if values is None or np.asarray(values).dtype.kind != "f" or not np.size(values):
         return 0.0
     v = np.abs(np.asarray(values, np.float32))
-    return float(((v > 0) & (v < FP16_MIN_NORMAL)).mean())
+    return float(((v > 0) & (v < float(FINFO[half].smallest_normal))).mean())

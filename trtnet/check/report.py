@@ -6,10 +6,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import backend
-from ..compare import DEFAULT_TOL, Gathered, Indices, Pick, compare
+from ..compare import DEFAULT_TOL, Gathered, Indices, Pick, Tied, compare
 from .module import NONE, compare_row, counterparts, first_over, run_captured
 
 FP16_TOL = 1e-2     # half precision keeps ~3 decimal digits per op; the zoo's deep networks reach a few 1e-3
+BF16_TOL = 5e-2     # bfloat16 keeps 8 bits of mantissa, 8x fp16's rounding: resnet18 reaches 8e-3 (fp16 1e-3)
+
+
+def half_tol(half):
+    """The default tolerance of a network in `half` precision (None/False: fp32; True: fp16)."""
+    return {True: FP16_TOL, "fp16": FP16_TOL, "bf16": BF16_TOL}.get(half, DEFAULT_TOL)
 
 
 @dataclass
@@ -159,7 +165,7 @@ def own_inputs(graph, values):
             n, index = n.inputs[0], n.attrs["index"]
         if n is None or n.op in ("input", "const") or any(i.name not in values for i in n.inputs):
             return None
-        args = [torch.as_tensor(np.asarray(values[i.name])).to(TORCH_TYPES[i.dtype]) for i in n.inputs]
+        args = [torch.as_tensor(_numeric(values[i.name])).to(TORCH_TYPES[i.dtype]) for i in n.inputs]
         env = {"env": size_env(graph, values)} if n.op in DYNAMIC else {}
         with torch.no_grad():
             out = REF[n.op](n, *args, **env)
@@ -168,15 +174,22 @@ def own_inputs(graph, values):
     return own
 
 
+def _numeric(value):
+    """A network value torch can take: ml_dtypes' bfloat16 (numpy kind "V") widened to float32, exactly."""
+    value = np.asarray(value)
+    return value.astype(np.float32) if value.dtype.kind == "V" else value
+
+
 _SAME_ORDER = ("CAST", "IDENTITY")   # and SHUFFLEs without transposes: every element keeps its flat position
 
 
 def choices(network, values, references, tol):
-    """{tensor name: Indices or Gathered} for the tensors that carry a top-k's choice: a TOPK's indices, their
-    casts, reshapes, slices and expansions, and what gathers take at them. Found on the layers TensorRT holds,
+    """{tensor name: Indices, Gathered or Tied} for the tensors that carry a top-k's choice: a TOPK's indices, their
+    casts, reshapes, slices and expansions, what gathers take at them, and index arithmetic on them (floor
+    division, remainder, products with constants) and its concatenations. Found on the layers TensorRT holds,
     so ONNX-parsed networks get them too."""
     t = backend.trt()
-    out = {}
+    out, masks = {}, {}   # masks: the positions of each carried tensor that follow from a tied choice
     for i in range(network.num_layers):
         layer = network.get_layer(i)
         layer.__class__ = t.ILayer
@@ -189,20 +202,109 @@ def choices(network, values, references, tol):
             if index in values and layer.axes & (layer.axes - 1) == 0:
                 pick = Pick(references.get(scores, values.get(scores)), layer.axes.bit_length() - 1,
                             layer.op == t.TopKOperation.MAX, values[index], tol)
-                out[index] = Indices(pick, rows=True)
+                out[index], masks[index] = Indices(pick, rows=True), pick.tied
         elif src in out and (kind in _SAME_ORDER or kind == "SHUFFLE" and _keeps_order(layer, t)):
             out[name] = out[src]
+            if src in masks:
+                masks[name] = masks[src].reshape(np.shape(values[name]))
+        elif kind == "SLICE" and src in masks:
+            masks[name] = _sliced(layer, masks[src], values, t)
+            out[name] = Indices(out[src].pick, rows=False) if isinstance(out[src], Indices) else \
+                Tied(out[src].pick, masks[name])
         elif kind in ("SHUFFLE", "SLICE") and isinstance(out.get(src), Indices):
             out[name] = Indices(out[src].pick, rows=False)
-        elif kind == "GATHER" and isinstance(out.get(layer.get_input(1).name), Indices):
+        elif kind == "GATHER" and (isinstance(out.get(layer.get_input(1).name), Indices)
+                                   or layer.get_input(1).name in masks):
             layer.__class__ = t.IGatherLayer
             data, index = out.get(src), layer.get_input(1).name
             if layer.mode in (t.GatherMode.ELEMENT, t.GatherMode.DEFAULT) and not layer.num_elementwise_dims:
                 inner = Indices(data.pick, rows=False) if isinstance(data, Indices) else None
-                out[name] = Gathered(references.get(src), values[index], layer.axis, layer.mode == t.GatherMode.ELEMENT,
-                                     out[index].pick, inner)
+                own = None if isinstance(out[index], Indices) else masks.get(index)
+                g = Gathered(references.get(src), values[index], layer.axis, layer.mode == t.GatherMode.ELEMENT,
+                             out[index].pick, inner, own)
+                out[name], masks[name] = g, _gathered_mask(g, np.shape(values[name]))
+        elif kind in ("ELEMENTWISE", "CONCATENATION") and name in values and \
+                any(layer.get_input(j).name in masks for j in range(layer.num_inputs)):
+            inputs = [layer.get_input(j).name for j in range(layer.num_inputs)]
+            mask = _combined(layer, kind, inputs, masks, values, t)
+            if mask is not None:
+                pick = next(out[n].pick for n in inputs if n in masks)
+                out[name], masks[name] = Tied(pick, mask), mask
         layer.__class__ = t.ILayer
     return out
+
+
+def _sliced(layer, mask, values, t):
+    """The positions of `mask` a SLICE layer takes (start, size and stride static or from its shape inputs)."""
+    layer.__class__ = t.ISliceLayer
+    shape = np.shape(values[layer.get_output(0).name])
+    given = [layer.get_input(j) if j < layer.num_inputs else None for j in (1, 3)]
+    start, stride = (np.asarray(values[g.name]) if g is not None and g.name in values else np.asarray(v)
+                     for g, v in zip(given, (layer.start, layer.stride)))
+    at = [s + d * np.arange(n) for s, d, n in zip(start, stride, shape)]
+    if layer.mode == t.SampleMode.WRAP:
+        at = [a % n for a, n in zip(at, mask.shape)]
+    elif layer.mode == t.SampleMode.CLAMP:
+        at = [a.clip(0, n - 1) for a, n in zip(at, mask.shape)]
+    return mask[np.ix_(*at)] if mask.ndim else mask
+
+
+def _gathered_mask(g, shape):
+    """The positions of a gather's output that took a tied candidate."""
+    tied = g.ties()
+    if not g.element:
+        axis = g.axis % len(shape)
+        tied = tied.reshape((1,) * axis + tied.shape + (1,) * (len(shape) - axis - tied.ndim))
+    return np.broadcast_to(tied, shape)
+
+
+def _combined(layer, kind, inputs, masks, values, t):
+    """The tied positions of index arithmetic on integers (any input's, broadcast) or of a concatenation of
+    carried tensors with others; None for other elementwise layers (a score times an index is no index)."""
+    shape = np.shape(values[layer.get_output(0).name])
+    if kind == "ELEMENTWISE":
+        if np.asarray(values[layer.get_output(0).name]).dtype.kind not in "iu":
+            return None
+        return np.logical_or.reduce([np.broadcast_to(masks[n], shape) for n in inputs if n in masks])
+    layer.__class__ = t.IConcatenationLayer
+    return np.concatenate([masks[n] if n in masks else np.zeros(np.shape(values[n]), bool) for n in inputs],
+                          layer.axis % len(shape))
+
+
+def retied(graph, network, inputs, values, references, tol):
+    """(references, choices(), given): where a top-k of the network took tied candidates in another order than the
+    reference (and everything after it then follows that order: RT-DETR's queries), the graph's reference is
+    evaluated again with the network's choice there (`given`: {indices tensor: the network's}), first to last."""
+    from ..reference import run_reference
+    given = {}
+    while True:
+        chosen = choices(network, values, references, tol)
+        name = next((k for k, c in chosen.items() if graph is not None and isinstance(c, Indices) and c.rows
+                     and k in references and k not in given and _reordered(values[k], references[k], tol, c)), None)
+        if name is None:
+            return references, chosen, given
+        given[name] = values[name]
+        references = run_reference(graph, inputs, "all", given)
+
+
+def _reordered(got, want, tol, chosen):
+    return bool((np.asarray(got) != np.asarray(want)).any()) and compare(got, want, tol, chosen)["rel"] <= tol
+
+
+def _final(got, expected, tol, chosen, reference, retied_reference, given):
+    """An output against the module's; where top-k choices were retied (see retied) and the reference was equal to
+    the module, against the reference with the network's choices instead, saying so."""
+    m = compare(got, expected, tol, chosen)
+    if not given or m["rel"] <= tol or reference is None or retied_reference is None:
+        return m
+    faithful = compare(reference, expected, tol, chosen)
+    if faithful["rel"] > tol:
+        return m
+    m = compare(got, retied_reference, tol, chosen)
+    m["note"] = "; ".join(filter(None, [m["note"], f"against the graph's reference with the network's tied choices "
+                                        f"at {', '.join(map(repr, given))} (the reference against the module: "
+                                        f"{faithful['rel']:.2e})"]))
+    return m
 
 
 def _keeps_order(layer, t):
@@ -226,11 +328,13 @@ def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="c
     with layer_bar("TensorRT network (interpreter)") if progress is None else _given(progress) as step:
         values = run_network(network, inputs, outputs="all" if keep else "marked", progress=step,
                              each=None if keep else rows.add)
+    first, given = references, {}
     if keep:
-        rows.chosen = choices(network, values, references, tol)
+        rows.references, rows.chosen, given = retied(graph, network, inputs, values, references, tol)
         for name, got in values.items():
             rows.add(name, got)
-    final = {k: compare(values[k], v, tol, rows.chosen.get(k)) for k, v in finals.items()}
+    final = {k: _final(values[k], v, tol, rows.chosen.get(k), first.get(k), rows.references.get(k), given)
+             for k, v in finals.items()}
     rows, first_bad, first_bad_module = rows.finish(values, own_inputs(graph, values) if own else None,
                                                     final.values())
     if stream:
@@ -238,24 +342,24 @@ def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="c
     return CheckReport(title, rows, final, tol, first_bad, values, first_bad_module=first_bad_module)
 
 
-def check_graph(graph, inputs, expected, tol=DEFAULT_TOL, fp16=False, references=None, progress=None, keep_fp32=(),
+def check_graph(graph, inputs, expected, tol=DEFAULT_TOL, half=None, references=None, progress=None, keep_fp32=(),
                 module_values=None, stream=False):
     """Emit `graph` into a TensorRT network and check it: layers against the graph's PyTorch reference
     executor (fp32), outputs against `expected` (the original PyTorch module's outputs; None: the reference
     executor's, as for a quantized graph whose meaning is its fake-quantized reference). `references`: the
     reference executor's values of every node on these inputs where the caller has them already. `keep_fp32`:
-    patterns of layers an fp16 network keeps in fp32. `module_values`: the module's submodule outputs
+    patterns of layers a half-precision (`half`: "fp16", "bf16") network keeps in fp32. `module_values`: the module's submodule outputs
     (run_captured), each compared with the layer of the same name. `stream`: see check_network."""
     from ..engine import create_network
     from ..reference import run_reference
-    _, network, emission = create_network(graph, fp16, keep_fp32)
+    _, network, emission = create_network(graph, half, keep_fp32)
     if references is None:
         references = run_reference(graph, inputs, outputs="all")
     expected = references if expected is None else expected
     finals = {o.name: np.asarray(expected[o.name]) for o in graph.outputs if o.name in expected}
     at = ", ".join(f"{k}={v}" for k, v in size_env(graph, inputs).items())
     report = check_network(network, inputs, references, finals, tol,
-                           f"TensorRT {'fp16' if fp16 else 'fp32'} network of '{graph.name}' ({network.num_layers} layers, "
+                           f"TensorRT {emission.half or 'fp32'} network of '{graph.name}' ({network.num_layers} layers, "
                            f"run by trtnet.check) vs PyTorch{' at ' + at if at else ''}", progress, graph,
                            module_values, stream)
     del emission
@@ -295,14 +399,14 @@ def size_env(graph, inputs):
     return {k: int(np.shape(inputs[inp])[axis]) for k, (inp, axis) in graph.dims.items() if inp in inputs}
 
 
-def check_graph_at(graph, inputs=None, reference=None, tol=None, fp16=False, shapes=None, seed=0):
+def check_graph_at(graph, inputs=None, reference=None, tol=None, half=None, shapes=None, seed=0):
     """`trtnet.check(...)`: check_graph on the given inputs, or at each of `shapes` ({dim: size} dicts; default the
     minimum and maximum of the graph's ranges) on seeded inputs; `reference` an nn.Module or None."""
     from ..harness import check_shapes
     from ..engine import profiles_for
     from ..reference import run_reference
     from ..zoo import random_inputs
-    tol = tol or (FP16_TOL if fp16 else DEFAULT_TOL)
+    tol = tol or half_tol(half)
     if inputs is not None:
         sets = [inputs]
     else:
@@ -311,7 +415,7 @@ def check_graph_at(graph, inputs=None, reference=None, tol=None, fp16=False, sha
     reports = []
     for x in sets:
         expected, got = run_captured(reference, graph, x) if reference is not None else (run_reference(graph, x), None)
-        reports.append(check_graph(graph, x, expected, tol, fp16, module_values=got))
+        reports.append(check_graph(graph, x, expected, tol, half, module_values=got))
     return reports[0] if inputs is not None else reports
 
 

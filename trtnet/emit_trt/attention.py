@@ -130,16 +130,16 @@ def _rotary_embedding(e, n, x, cos, sin, position_ids=None):
 @emitter("kv_cache_update")
 def _kv_cache_update(e, n, cache, update, write_indices):
     """TensorRT updates the cache in place: its input and the result must be the network's own tensors, which
-    fp16 builds would replace by casts."""
+    half-precision builds would replace by casts."""
     where = f"{n.where}: layer '{n.name}' (kv_cache_update)"
     if not hasattr(e.network, "add_kv_cache_update"):
         raise GraphError(f"{where} needs TensorRT-RTX or TensorRT 11")
     if not any(o is n for o in e.graph.outputs):
         raise GraphError(f"{where}: the updated cache must be a network output (TensorRT updates it in place): "
                          "pass it to g.output(...)")
-    if e.float == np.float16:
-        raise GraphError(f"{where}: fp16 builds cast network inputs and outputs, which TensorRT's in-place cache "
-                         f"cannot be: keep the layer in fp32 (keep_fp32=['{n.name}'], --keep-fp32 {n.name}) or record "
-                         "a float16 cache and build without fp16")
+    if e.float != np.float32:
+        raise GraphError(f"{where}: fp16 and bf16 builds cast network inputs and outputs, which TensorRT's in-place "
+                         f"cache cannot be: keep the layer in fp32 (keep_fp32=['{n.name}'], --keep-fp32 {n.name}) or "
+                         "record a float16 cache and build in fp32")
     layer = e.network.add_kv_cache_update(cache, update, write_indices, e.t.KVCacheMode.LINEAR)
     return e.named(layer, n.name)

@@ -6,6 +6,7 @@ tensors computed from the network inputs' run-time shapes (`Emission.dim`).
 """
 import fnmatch
 
+import ml_dtypes
 import numpy as np
 
 from ..backend import trt
@@ -17,6 +18,7 @@ EMIT = Registry("TensorRT emitter")   # graph op name -> fn(emission, node, *inp
 emitter = EMIT.register
 
 
+HALF = {"fp16": np.float16, "bf16": ml_dtypes.bfloat16}   # half precisions: numpy type of the weights
 NP_TYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "int32": np.int32, "int64": np.int64,
             "bool": np.bool_, "uint8": np.uint8}
 
@@ -27,13 +29,13 @@ class Emission:
     def __init__(self, network, graph, float_type=np.float32):
         self.network, self.graph, self.t, self.keep, self.tensors = network, graph, trt(), [], {}
         self.float, self.multi, self._dims, self._shapes, self.used = float_type, {}, {}, {}, set()
-        self.casts = {}
+        self.casts, self.half = {}, None   # half: the network's half precision, "fp16", "bf16" or None
 
     # types and constants --------------------------------------------------------------------
     def dtype(self, name):
-        """TensorRT type of a graph dtype; floats follow the network's precision (fp16 mode)."""
-        if name in ("float32", "float16") and self.float == np.float16:
-            name = "float16"
+        """TensorRT type of a graph dtype; floats follow the network's precision (fp16 or bf16 mode)."""
+        if name in ("float32", "float16") and self.float != np.float32:
+            name = np.dtype(self.float).name
         t = self.t
         return {"float32": t.float32, "float16": t.float16, "bfloat16": t.bfloat16, "int8": t.int8,
                 "int32": t.int32, "int64": t.int64, "bool": t.bool, "uint8": t.uint8}[name]
@@ -48,10 +50,12 @@ class Emission:
         type of its weights)."""
         arr = np.ascontiguousarray(arr, dtype=dtype or self.float)
         self.keep.append(arr)
+        if arr.dtype == ml_dtypes.bfloat16:   # TensorRT's Weights(array) knows no ml_dtypes type
+            return self.t.Weights(self.t.bfloat16, arr.ctypes.data, arr.size)
         return self.t.Weights(arr)
 
     def no_weights(self):
-        return self.t.Weights(self.t.float16 if self.float == np.float16 else self.t.float32)
+        return self.t.Weights(self.dtype("float32"))
 
     def constant(self, arr, name, dtype=None, helper=False):
         """A constant tensor; float arrays in the network's precision unless `dtype` (numpy) says otherwise."""
@@ -152,36 +156,49 @@ def matching(graph, patterns, what):
     return out
 
 
-def emit(graph, network, fp16=False, keep_fp32=(), debug=()):
+def half_precision(half):
+    """None, "fp16" or "bf16" from a half-precision setting (True is fp16, as the former fp16 flag)."""
+    half = "fp16" if half is True else half or None
+    if half not in (None, *HALF):
+        raise TrtnetError(f"half precision {half!r}: expected fp16 or bf16")
+    return half
+
+
+def emit(graph, network, half=None, keep_fp32=(), debug=()):
     """Fill `network` from `graph`; returns the Emission, which must outlive the engine build.
 
-    With `fp16`, weights are stored in half precision and the network computes in it, while its float inputs
-    and outputs stay float32 (cast layers `NAME/fp16` and `NAME/fp32`), so callers' buffers do not change.
-    Layers matching `keep_fp32` (fnmatch patterns) keep fp32 weights and compute in fp32 there: a strongly
-    typed network takes precision from tensor types, so their half inputs are cast up (`NAME/to_fp32`) and
-    their outputs cast down (`NAME/to_fp16`) only where an fp16 layer reads them. Outputs of layers matching
-    `debug` become TensorRT debug tensors, which an execution context can dump without changing fusion."""
-    e = Emission(network, graph, np.float16 if fp16 else np.float32)
-    keep = matching(graph, keep_fp32, "--keep-fp32") if fp16 else set()
-    wide = {}   # name -> float32 tensor of a kept layer (or a network input) in an fp16 network
+    With `half` ("fp16" or "bf16"), weights are stored in that precision and the network computes in it, while
+    its float inputs and outputs stay float32 (cast layers `NAME/fp16` and `NAME/fp32`, `NAME/bf16` for bf16),
+    so callers' buffers do not change. Layers matching `keep_fp32` (fnmatch patterns) keep fp32 weights and
+    compute in fp32 there: a strongly typed network takes precision from tensor types, so their half inputs
+    are cast up (`NAME/to_fp32`) and their outputs cast down (`NAME/to_fp16`) only where a half layer reads
+    them. Outputs of layers matching `debug` become TensorRT debug tensors, which an execution context can dump
+    without changing fusion."""
+    half = half_precision(half)
+    low = HALF.get(half, np.float32)
+    e = Emission(network, graph, low)
+    e.half = half
+    low_t = e.dtype("float32")
+    keep = matching(graph, keep_fp32, "--keep-fp32") if half else set()
+    wide = {}   # name -> float32 tensor of a kept layer (or a network input) in a half network
     for n in graph.nodes:
         if n.op not in EMIT:
             raise NotImplementedError(f"layer '{n.name}': no TensorRT emitter for op '{n.op}'")
         kept = n.name in keep or n.op == "item" and n.inputs[0].name in wide
-        e.float = np.float32 if kept or not fp16 else np.float16
-        out = EMIT[n.op](e, n, *(_typed(e, i.name, wide, kept) for i in n.inputs))
+        e.float = np.float32 if kept else low
+        out = EMIT[n.op](e, n, *(_typed(e, i.name, wide, kept, low_t, half) for i in n.inputs))
         if isinstance(out, tuple):
             e.multi[n.name], out = out, out[0]
         if kept:
             wide[n.name] = out
-        if fp16 and n.op == "input" and n.dtype == "float32":
-            wide[n.name], out = out, e.named(network.add_cast(out, e.t.float16), f"{n.name}/fp16")
+        if half and n.op == "input" and n.dtype == "float32":
+            wide[n.name], out = out, e.named(network.add_cast(out, low_t), f"{n.name}/{half}")
         e.tensors[n.name] = out
-    e.float = np.float16 if fp16 else np.float32
+    e.float = low
     for o in graph.outputs:
         y = e.tensors[o.name]
-        if fp16 and o.dtype in ("float32", "float16") and y.dtype == e.t.float16:
-            y.name = f"{o.name}/fp16"
+        if half and o.dtype in ("float32", "float16") and y.dtype == low_t:
+            y.name = f"{o.name}/{half}"
             cast = network.add_cast(y, e.t.float32)
             cast.name = f"{o.name}/fp32"
             y = cast.get_output(0)
@@ -192,19 +209,19 @@ def emit(graph, network, fp16=False, keep_fp32=(), debug=()):
     return e
 
 
-def _typed(e, name, wide, fp32):
-    """Input `name` for a layer computing in fp32 (kept) or in half precision; each cast made once."""
+def _typed(e, name, wide, fp32, low_t, half):
+    """Input `name` for a layer computing in fp32 (kept) or in half precision (`low_t`); each cast made once."""
     t = e.t
     if fp32:
         x = wide.get(name, e.tensors[name])
-        to = t.float32 if x.dtype == t.float16 else None
+        to = t.float32 if x.dtype == low_t else None
     else:
         x = e.tensors[name]
-        to = t.float16 if name in wide and x.dtype == t.float32 else None
+        to = low_t if name in wide and x.dtype == t.float32 else None
     if to is None:
         return x
     if (name, fp32) not in e.casts:
-        e.casts[name, fp32] = e.helper(e.network.add_cast(x, to), f"{name}/to_{'fp32' if fp32 else 'fp16'}")
+        e.casts[name, fp32] = e.helper(e.network.add_cast(x, to), f"{name}/to_{'fp32' if fp32 else half}")
     return e.casts[name, fp32]
 
 

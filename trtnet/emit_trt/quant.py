@@ -3,14 +3,14 @@ matrix multiply layers whose weights are tensors (a dequantized constant TensorR
 import numpy as np
 
 from .conv import _nd
-from .core import emitter
+from .core import HALF, emitter
 
 _TO = {"int8": "int8", "fp8": "fp8", "int4": "int4"}
 
 
 def _scale(e, n, x):
     """The scale constant in x's type (a strongly typed network quantizes in the input's type)."""
-    np_type = np.float16 if x.dtype == e.t.float16 else np.float32
+    np_type = {e.t.float16: HALF["fp16"], e.t.bfloat16: HALF["bf16"]}.get(x.dtype, np.float32)
     return e.constant(n.params["scale"], f"{n.name}/scale", np_type, helper=True)
 
 

@@ -289,6 +289,7 @@ def trace(module, examples):
         with torch.no_grad(), _unwrapped(), _plain_forward(module, names) as concrete:
             graph = tracer.trace(module, concrete_args=concrete)
         _drop_cached_proxies(module)
+        _inplace_as_values(graph, tracer.values)
         return fx.GraphModule(tracer.root, graph), "fx"
     except Exception as fx_error:  # noqa: BLE001 (any tracing failure: try export)
         _drop_cached_proxies(module)
@@ -299,6 +300,20 @@ def trace(module, examples):
             raise PortError(f"cannot capture the module: {fx_line}" if fx_line == export_line else
                             f"cannot capture the module: fx: {fx_line}; torch.export: {export_line}") from e
         return ep.module(), "export"
+
+
+def _inplace_as_values(graph, values):
+    """`out.mul_(gain)` changes `out` for every later use, which fx still points at `out`: those uses read the
+    in-place call instead, so that writing each call as a new value keeps the module's meaning."""
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for n in list(graph.nodes):
+        name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+        named = name.endswith("_") and not name.startswith("_") and name not in ("and_", "or_")
+        inplace = n.op == "call_method" and named or n.op == "call_function" and (
+            named or n.kwargs.get("inplace") is True)
+        first = n.args[0] if n.args else None
+        if inplace and isinstance(first, fx.Node) and isinstance(values.get(first), torch.Tensor):
+            first.replace_all_uses_with(n, delete_user_cb=lambda u, n=n: order[u] > order[n])
 
 
 def _drop_cached_proxies(module):

@@ -25,9 +25,10 @@ def size_env(graph, vals):
     return {s: int(vals[inp].shape[axis]) for s, (inp, axis) in graph.dims.items()}
 
 
-def run_reference(graph, inputs, outputs="marked"):
-    """Evaluate `graph` on `inputs` ({input name: array}); returns numpy arrays by node name."""
-    vals = {}
+def run_reference(graph, inputs, outputs="marked", given=None):
+    """Evaluate `graph` on `inputs` ({input name: array}); returns numpy arrays by node name. `given`: {node name:
+    array} values taken in place of the computed ones (a top-k's indices as the network chose among ties)."""
+    vals, given = {}, given or {}
     with torch.no_grad():
         for n in graph.nodes:
             if n.op == "input":
@@ -40,7 +41,8 @@ def run_reference(graph, inputs, outputs="marked"):
                                      f"{tuple(vals[n.name].shape)}")
                 continue
             if n.op == "item":
-                vals[n.name] = vals[n.inputs[0].name + "/outputs"][n.attrs["index"]]
+                out = vals[n.inputs[0].name + "/outputs"][n.attrs["index"]]
+                vals[n.name] = torch.as_tensor(given[n.name]).to(out.dtype) if n.name in given else out
                 continue
             env = size_env(graph, vals) if n.op in DYNAMIC else None
             out = REF[n.op](n, *(vals[i.name] for i in n.inputs), **({"env": env} if env is not None else {}))
