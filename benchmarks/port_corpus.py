@@ -209,12 +209,15 @@ def transformers_rows(out_dir, timeout):
 
 def detection_rows(out_dir, timeout):
     """[(row name, job)]: every Ultralytics family x task the package ships at its smallest size, ported at a
-    dynamic batch and image size and checked at 2x3x160x160."""
+    dynamic batch and image size (RT-DETR: the batch alone, its anchors divide by the image size) and checked at
+    2x3x160x160."""
     from trtnet.port.ultralytics import corpus
-    port = ["--input", "images:1x3x160x160", "--dynamic", "images:0,2,3"]
     check = ["--shapes", "images:2x3x160x160"]
-    return [(name, lambda n=name, c=cfg: run_cli(n, f'trtnet.port.ultralytics:model{{"cfg": "{c}"}}', out_dir, port,
-                                                  check, timeout)) for name, cfg in corpus()]
+
+    def port(cfg):
+        return ["--input", "images:1x3x160x160", "--dynamic", "images:0" if cfg.startswith("rtdetr") else "images:0,2,3"]
+    return [(name, lambda n=name, c=cfg: run_cli(n, f'trtnet.port.ultralytics:model{{"cfg": "{c}"}}', out_dir,
+                                                  port(c), check, timeout)) for name, cfg in corpus()]
 
 
 CORPORA = {"transformers": transformers_rows,   # --NAME: [(row name, job)] of (out_dir, timeout)

@@ -260,3 +260,22 @@ def test_an_in_place_change_reaches_the_later_uses_of_its_tensor():
     r = port(SkipInit(), torch.randn(1, 8), check=True)
     assert r.ok, r.report.summary()
     assert "* 0.5" in r.code, r.code
+
+
+class BatchFold(nn.Module):
+    """LeViT's norm: a BatchNorm1d over batch and tokens merged, then the input's shape back by reshape_as."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(8)
+
+    def forward(self, x):
+        return self.bn(x.flatten(0, 1)).reshape_as(x) + x.view_as(x)
+
+
+def test_reshape_as_takes_the_other_tensors_shape_at_any_batch():
+    m = BatchFold()
+    m.bn.running_mean.normal_(), m.bn.running_var.uniform_(0.5, 2)
+    r = port(m, torch.randn(1, 5, 8), check=True)     # checked at batch 2 as well
+    assert r.ok, r.report.summary()
+    assert "x.shape)" in r.code, r.code

@@ -495,6 +495,8 @@ def write_call(p, c, n, name, args, kwargs):
         return E(f"{op(args[0])}[{lead + ', ' if lead else ''}{index_code(slice(start or None, end, None if step == 1 else step))}]")
     if name == "t":
         return c.call("transpose", args[0], 0, 1)
+    if name in ("reshape_as", "view_as"):
+        return c.call("reshape", args[0], E(f"{op(args[1])}.shape"))
     if name in ("new_full", "new_zeros", "new_ones") and isinstance(value, torch.Tensor):   # sizes may be run-time
         fill = args[2] if name == "new_full" else int(name == "new_ones")
         return c.call("full", args[1], fill, like=args[0], dtype=value.dtype)
