@@ -279,3 +279,39 @@ def test_reshape_as_takes_the_other_tensors_shape_at_any_batch():
     r = port(m, torch.randn(1, 5, 8), check=True)     # checked at batch 2 as well
     assert r.ok, r.report.summary()
     assert "x.shape)" in r.code, r.code
+
+
+class InputNamed(nn.Module):
+    """torchvision's segmentation models name their one input `input`."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, input):
+        return self.fc(input)
+
+
+def test_one_input_takes_the_name_forward_gives_it():
+    from trtnet.port.capture import example_tensors
+    examples = example_tensors({"x": ((1, 4), "float32")}, InputNamed())
+    r = port(InputNamed(), examples, check=True)
+    assert list(examples) == ["input"] and r.ok, r.report.summary()
+
+
+class GlobalQuery(nn.Module):
+    """GCViT's global query: one query repeated along the batch by repeat_interleave, and a channel repeat."""
+
+    def __init__(self):
+        super().__init__()
+        self.q = nn.Parameter(torch.randn(1, 3, 4))
+
+    def forward(self, x):
+        q = self.q.repeat_interleave(x.shape[0] // self.q.shape[0], dim=0)
+        return x * q + x.repeat_interleave(2, dim=-1)[..., :4]
+
+
+def test_repeat_interleave_by_a_size_checks_at_any_batch():
+    r = port(GlobalQuery(), torch.randn(1, 3, 4), check=True)     # checked at batch 2 as well
+    assert r.ok, r.report.summary()
+    assert "x.shape[0]" in r.code, r.code       # the repeats follow the batch

@@ -175,7 +175,21 @@ def example_tensors(inputs, module=None):
             out[name] = torch.randint(0, high, shape, generator=gen, dtype=getattr(torch, dtype))
         else:
             out[name] = torch.randn(shape, generator=gen, dtype=getattr(torch, dtype))
-    return out
+    return _forward_name(out, module)
+
+
+def _forward_name(examples, module):
+    """One input named other than the one input of the module's forward (torchvision's `input`) takes its name:
+    the module is called by these names."""
+    import inspect
+    if module is None or len(examples) != 1:
+        return examples
+    params = list(inspect.signature(type(module).forward).parameters.values())[1:]
+    required = [q.name for q in params
+                if q.default is q.empty and q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
+    if len(required) != 1 or any(q.name in examples or q.kind == q.VAR_KEYWORD for q in params):
+        return examples
+    return {required[0]: next(iter(examples.values()))}
 
 
 # tracing -----------------------------------------------------------------------------------------

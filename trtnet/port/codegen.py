@@ -495,6 +495,13 @@ def write_call(p, c, n, name, args, kwargs):
         return E(f"{op(args[0])}[{lead + ', ' if lead else ''}{index_code(slice(start or None, end, None if step == 1 else step))}]")
     if name == "t":
         return c.call("transpose", args[0], 0, 1)
+    if name == "repeat_interleave" and len(args) > 1 and not isinstance(p.values.get(n.args[1]), torch.Tensor):
+        dim = kwargs.get("dim", args[2] if len(args) > 2 else None)
+        if dim is None:
+            return c.unsupported("repeat_interleave without dim")
+        d = dim % p.values[n.args[0]].dim()       # each element repeated: a new dim expanded, then merged
+        sizes = tuple(args[1] if i == d + 1 else -1 for i in range(p.values[n.args[0]].dim() + 1))
+        return c.call("flatten", c.call("expand", c.call("unsqueeze", args[0], d + 1), sizes), d, d + 1)
     if name in ("reshape_as", "view_as"):
         return c.call("reshape", args[0], E(f"{op(args[1])}.shape"))
     if name in ("new_full", "new_zeros", "new_ones") and isinstance(value, torch.Tensor):   # sizes may be run-time
