@@ -179,6 +179,7 @@ for _name in METHODS:
 class Graph:
     def __init__(self, name="network"):
         self.name, self.nodes, self.outputs, self._names = name, [], [], set()
+        self.automatic = set()   # names made up from the op (`getitem_3`), not given by the user
         self.dims = {}     # symbol -> (input name, axis) where its run-time value is read
         self.ranges = {}   # symbol -> (min, opt, max) for the default optimization profile
 
@@ -191,7 +192,10 @@ class Graph:
         return name
 
     def add(self, op, inputs, shape, attrs=None, params=None, name=None, dtype=None, index=0):
-        name = self.unique(name or op)
+        if name is None:
+            name = self.unique(op)
+            self.automatic.add(name)
+        name = self.unique(name)
         for x in inputs:
             if x.graph is not self:
                 raise GraphError(f"{user_line()}: layer '{name}' ({op}): input '{x.name}' belongs to another graph")

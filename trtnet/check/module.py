@@ -13,7 +13,7 @@ TensorRT tensor named X is compared with the output of the module's submodule X 
 - its output, a tensor or a tuple's first tensor, has the tensor's shape.
 A value a module's forward computes functionally (`out + identity`, `F.relu(out)`) is a counterpart where the
 tensor is named after it: the submodule's path and the name torch.fx gives that node when it traces the
-submodule's own forward with its children as leaves (`block.add`, `block.relu`; at the top, `add`), under the
+submodule's own forward with its children as leaves (`block.add`, `block.relu`; not at the top), under the
 same rules. Its value is taken by running that trace again on a copy of the submodule's inputs, after the
 submodule ran. A forward fx cannot trace has no such counterparts. Automatic names (`relu_3`) have none."""
 import re
@@ -28,8 +28,10 @@ NONE = "no counterpart"
 
 
 def _named(graph):
-    """The graph's node names that are not the op's automatic name."""
-    return {n.name for n in graph.nodes if n.params or not re.fullmatch(re.escape(n.op) + r"(_\d+)?", n.name)}
+    """The graph's node names that are not made up from the op (`relu_3`, `getitem_2` for `x[0]`)."""
+    made_up = getattr(graph, "automatic", set())
+    return {n.name for n in graph.nodes if n.params or not (n.name in made_up or
+                                                            re.fullmatch(re.escape(n.op) + r"(_\d+)?", n.name))}
 
 
 def submodule_names(module, graph):
@@ -41,10 +43,10 @@ def submodule_names(module, graph):
 
 def functional_names(module, graph):
     """{submodule path: (its shallow fx trace, {fx node name: graph node name})} for the graph's nodes named
-    `path.node` (or `node` at the top) after a value the submodule's forward computes functionally (see the
-    module docstring)."""
+    `path.node` after a value the submodule's forward computes functionally (see the module docstring). The
+    top level's own values are left out: fx names them as trtnet names unnamed layers (`getitem_3`)."""
     nodes, subs, out = _named(graph), dict(module.named_modules()), {}
-    for path in sorted({n.rpartition(".")[0] for n in nodes if n not in subs}):
+    for path in sorted({n.rpartition(".")[0] for n in nodes if n not in subs} - {""}):
         gm = _shallow(subs[path]) if path in subs else None
         calls = [n.name for n in gm.graph.nodes if n.op in ("call_function", "call_method")] if gm else []
         hit = {v: (path + "." if path else "") + v for v in calls}

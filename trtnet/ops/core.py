@@ -85,6 +85,8 @@ class Layer:
             raise InternalError(f"op '{op_name}' is not declared")
         self.op, self.graph = op_name, x.graph
         self.name = self.graph.unique(name or op_name)
+        if name is None:
+            self.graph.automatic.add(self.name)
 
     def fail(self, msg):
         raise GraphError(f"{user_line()}: layer '{self.name}' ({self.op}): {msg}")
