@@ -134,3 +134,22 @@ def test_checkpoint_loads_only_when_trusted(tmp_path):
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(loaded(x)["probabilities"], saved(x)["probabilities"])
+
+
+def test_task_model_specs_and_checkpoints_reach_the_export_form(tmp_path, capsys):
+    """`ultralytics.nn.tasks:<Task>Model{"cfg": ...}` ports the model in export form (named, decoded outputs); a
+    FILE.pt checkpoint is refused on one line without --trust-checkpoint and ported with it."""
+    from trtnet.port.__main__ import main
+    from trtnet.port.capture import load_spec
+    module, (src, name, kwargs) = load_spec('ultralytics.nn.tasks:ClassificationModel{"cfg": "yolov8n-cls.yaml", '
+                                            '"verbose": false}')
+    assert (src, name, kwargs) == ("trtnet.port.ultralytics", "model", {"cfg": "yolov8n-cls.yaml"})
+    assert set(module(torch.zeros(1, 3, 64, 64))) == {"probabilities"}
+    path = tmp_path / "cls.pt"
+    torch.save({"model": module.task_model[0]}, path)
+    out = tmp_path / "cls.py"
+    argv = [str(path), "-o", str(out), "--input", "images:1x3x64x64"]
+    assert main(argv) == 1 and not out.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "--trust-checkpoint" in err[0], err
+    assert main([*argv, "--trust-checkpoint"]) == 0 and out.exists()

@@ -29,12 +29,15 @@ def _dynamic(values):
 def arguments(argv):
     p = argparse.ArgumentParser("python -m trtnet.port", description=__doc__.split(":", 1)[1].strip())
     p.add_argument("spec", help="torchvision:NAME, timm:NAME, transformers:CLASS{json config}, package.module:factory"
-                                "{json kwargs}")
+                                "{json kwargs}, ultralytics.nn.tasks:DetectionModel{\"cfg\": \"yolo11n.yaml\"} (any "
+                                "task model) or an Ultralytics checkpoint FILE.pt with --trust-checkpoint")
     p.add_argument("-o", "--output", required=True, help="the model file to write (FILE.py)")
     p.add_argument("--input", action="append", metavar="NAME:1x3x224x224[:DTYPE]", help="an input and its example shape")
     p.add_argument("--dynamic", action="append", metavar="NAME:AXES",
                    help="axes of an input made dynamic (0 = batch; default: the batch, and the length of token ids)")
     p.add_argument("--weights", help="weights file to write (default FILE.safetensors; .wts on request)")
+    p.add_argument("--trust-checkpoint", action="store_true", help="load a FILE.pt Ultralytics checkpoint (a pickle, "
+                   "which can run code when loaded: only from a source you trust)")
     p.add_argument("--no-check", action="store_true", help="write without checking the model against the module "
                    "(by default it is checked at batch 2, fp32, tolerance 1e-4, before anything is written)")
     p.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
@@ -48,7 +51,7 @@ def port(args):
         cli.check_output(args.weights, "--weights")
     from .api import PortError, port_spec
     try:
-        r = port_spec(args.spec, args.output, inputs, dynamic, args.weights, not args.no_check)
+        r = port_spec(args.spec, args.output, inputs, dynamic, args.weights, not args.no_check, args.trust_checkpoint)
     except PortError as e:  # one error line for each unsupported operation it lists, with its source line
         first, *rest = str(e).splitlines() or [""]
         if not rest:

@@ -76,16 +76,16 @@ def port(module, example_inputs, output=None, name=None, weights=None, dynamic=N
     return result
 
 
-def port_spec(spec, output=None, inputs=None, dynamic=None, weights=None, check=False):
+def port_spec(spec, output=None, inputs=None, dynamic=None, weights=None, check=False, trust_checkpoint=False):
     """port() for a spec string: `torchvision:NAME`, `timm:NAME`, `transformers:CLASS{json}`, `pkg.mod:factory`;
     nothing downloads (pretrained weights off, hubs offline)."""
     with offline():
-        return _port_spec(spec, output, inputs, dynamic, weights, check)
+        return _port_spec(spec, output, inputs, dynamic, weights, check, trust_checkpoint)
 
 
-def _port_spec(spec, output, inputs, dynamic, weights, check):
+def _port_spec(spec, output, inputs, dynamic, weights, check, trust_checkpoint):
     torch.manual_seed(0)
-    module, (src, fname, kwargs) = load_spec(spec)
+    module, (src, fname, kwargs) = load_spec(spec, trust_checkpoint)
     if src == "transformers" and llm.is_causal_lm(module):   # a generation-ready decoder network (trtnet.llm)
         return llm.port_causal_lm(module, fname, kwargs, output, weights, check)
     specs = inputs or default_inputs(module, src)

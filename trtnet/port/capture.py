@@ -12,6 +12,7 @@ import sys
 import torch
 import torch.fx as fx
 
+from . import ultralytics
 from .modules import MODULES
 from ..cli import message
 
@@ -66,9 +67,12 @@ def _random_weights(builder, spec, kwargs):
 
 
 # spec loading ------------------------------------------------------------------------------------
-def load_spec(spec):
+def load_spec(spec, trust_checkpoint=False):
     """(module, description, factory source) for `package.module:factory[{json}]`, `torchvision:NAME`,
-    `timm:NAME` or `transformers:CLASS{json config}`."""
+    `timm:NAME`, `transformers:CLASS{json config}`, `ultralytics.nn.tasks:TASKModel{"cfg": NAME.yaml}` or an
+    Ultralytics checkpoint `FILE.pt` (a pickle: loaded only when trusted)."""
+    if spec.endswith(".pt") and os.path.isfile(spec):
+        return _ultralytics({"checkpoint": spec, "trust_checkpoint": bool(trust_checkpoint)}, spec)
     kind, _, rest = spec.partition(":")
     if not rest:
         raise PortError(f"spec {spec!r}: expected SOURCE:NAME (torchvision:resnet18, timm:resnet26d, "
@@ -91,6 +95,8 @@ def load_spec(spec):
                             "writes the module's random weights): leave pretrained out")
         kwargs.setdefault("pretrained", False)
         return timm.create_model(name, **kwargs), ("timm", name, kwargs)
+    if kind == "ultralytics.nn.tasks" and name.endswith("Model") and "cfg" in kwargs:
+        return _ultralytics({k: v for k, v in kwargs.items() if k in ("cfg", "nc")}, spec)
     if kind == "transformers":
         cls = transformers_class(name)
         return cls(cls.config_class(**kwargs)), ("transformers", name, kwargs)
@@ -98,6 +104,14 @@ def load_spec(spec):
     if not isinstance(module, torch.nn.Module):
         raise PortError(f"{kind}:{name} returned {type(module).__name__}, expected a torch.nn.Module")
     return module, (kind, name, kwargs)
+
+
+def _ultralytics(kwargs, spec):
+    """An Ultralytics task model in export form (decoded outputs, named): trtnet.port.ultralytics.model."""
+    try:
+        return ultralytics.model(**kwargs), ("trtnet.port.ultralytics", "model", kwargs)
+    except PermissionError as e:
+        raise PortError(f"{e} (--trust-checkpoint)") from None
 
 
 def transformers_class(name):
