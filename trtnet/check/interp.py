@@ -1322,7 +1322,7 @@ def _step(layer):
 def _memo(layer, key, make):
     """make(), kept for the layer's later runs where the layer is read back once (_Read): the Python that turns
     attributes into a kernel's arguments took as long as many layers' kernels."""
-    memo = layer.memo if isinstance(layer, _Read) else {}
+    memo = getattr(layer, "memo", {})      # a layer read back once (_Read) keeps one; a bare TensorRT layer none
     value = memo.get(key)
     if value is None:
         value = memo[key] = make()
