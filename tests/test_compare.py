@@ -162,8 +162,9 @@ def test_error_a_layer_inherits_is_not_blamed_on_it():
 
 @pytest.mark.slow
 def test_check_command_passes_yolov8n_with_tied_scores(tmp_path):
-    """At 640x640 sigmoid scores saturate at 1.0 on more anchors than the 300 kept: PyTorch and the network keep
-    different ones of them, and the command still passes, saying so."""
+    """At 640x640 sigmoid scores saturate at 1.0 on more anchors than the 300 kept: where PyTorch and the network
+    keep different ones of them (it depends on the last bits of each side's arithmetic), the command still passes
+    and says so; a pick between scores that differ would fail it."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     export = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "export_wts.py"), "yolov8n", "--format",
                              "safetensors"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -172,7 +173,8 @@ def test_check_command_passes_yolov8n_with_tied_scores(tmp_path):
                         "images:1x3x128x128,1x3x640x640,1x3x640x640"], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0 and "FAIL" not in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "differ between tied scores (accepted)" in r.stdout, r.stdout[-3000:]
+    assert "pick an index whose score differs" not in r.stdout, r.stdout[-3000:]
+    assert "max abs error" in r.stdout and "output classes:" in r.stdout, r.stdout[-3000:]
 
 
 def test_zero_dim_non_finite_values():

@@ -272,17 +272,20 @@ def _combined(layer, kind, inputs, masks, values, t):
 
 
 def retied(graph, network, inputs, values, references, tol):
-    """(references, choices(), given): where a top-k of the network took tied candidates in another order than the
-    reference (and everything after it then follows that order: RT-DETR's queries), the graph's reference is
-    evaluated again with the network's choice there (`given`: {indices tensor: the network's}), first to last."""
+    """(references, choices(), given, the first choices()): where a top-k of the network took tied candidates in
+    another order than the reference (and everything after it then follows that order: RT-DETR's queries), the
+    graph's reference is evaluated again with the network's choice there (`given`: {indices tensor: the
+    network's}), first to last. The first choices are against the reference as it was, which the module's
+    outputs equal."""
     from ..reference import run_reference
-    given = {}
+    given, first = {}, None
     while True:
         chosen = choices(network, values, references, tol)
+        first = chosen if first is None else first
         name = next((k for k, c in chosen.items() if graph is not None and isinstance(c, Indices) and c.rows
                      and k in references and k not in given and _reordered(values[k], references[k], tol, c)), None)
         if name is None:
-            return references, chosen, given
+            return references, chosen, given, first
         given[name] = values[name]
         references = run_reference(graph, inputs, "all", given)
 
@@ -291,10 +294,11 @@ def _reordered(got, want, tol, chosen):
     return bool((np.asarray(got) != np.asarray(want)).any()) and compare(got, want, tol, chosen)["rel"] <= tol
 
 
-def _final(got, expected, tol, chosen, reference, retied_reference, given):
-    """An output against the module's; where top-k choices were retied (see retied) and the reference was equal to
-    the module, against the reference with the network's choices instead, saying so."""
-    m = compare(got, expected, tol, chosen)
+def _final(got, expected, tol, first, chosen, reference, retied_reference, given):
+    """An output against the module's (tied choices as against the first reference); where top-k choices were
+    retied (see retied) and the reference was equal to the module, against the reference with the network's
+    choices instead, saying so."""
+    m = compare(got, expected, tol, first)
     if not given or m["rel"] <= tol or reference is None or retied_reference is None:
         return m
     faithful = compare(reference, expected, tol, chosen)
@@ -328,12 +332,13 @@ def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="c
     with layer_bar("TensorRT network (interpreter)") if progress is None else _given(progress) as step:
         values = run_network(network, inputs, outputs="all" if keep else "marked", progress=step,
                              each=None if keep else rows.add)
-    first, given = references, {}
+    first, given, first_chosen = references, {}, {}
     if keep:
-        rows.references, rows.chosen, given = retied(graph, network, inputs, values, references, tol)
+        rows.references, rows.chosen, given, first_chosen = retied(graph, network, inputs, values, references, tol)
         for name, got in values.items():
             rows.add(name, got)
-    final = {k: _final(values[k], v, tol, rows.chosen.get(k), first.get(k), rows.references.get(k), given)
+    final = {k: _final(values[k], v, tol, first_chosen.get(k), rows.chosen.get(k), first.get(k),
+                       rows.references.get(k), given)
              for k, v in finals.items()}
     rows, first_bad, first_bad_module = rows.finish(values, own_inputs(graph, values) if own else None,
                                                     final.values())
