@@ -1370,23 +1370,19 @@ def _wide(x):
 
 @lru_cache(maxsize=None)
 def _refs_alone():
-    """The use count of the storage of a tensor that nothing else shares (its tensor and its Python storage)."""
-    x = torch.empty(1)
-    return _use_count(x)
-
-
-def _use_count(x):
-    """The storage's use count where this torch exposes it; otherwise a count no tensor has, so nothing counts as
-    alone and every kernel writes a fresh output."""
+    """(the storage use count function where this torch exposes it, the count of a tensor that nothing else shares:
+    its tensor and its Python storage); (None, None) otherwise, so nothing counts as alone and every kernel writes
+    a fresh output. Looked up once: it is asked on every layer."""
     count = getattr(torch._C, "_storage_Use_Count", None)
-    return count(x.untyped_storage()._cdata) if count else -1
+    return (count, count(torch.empty(1).untyped_storage()._cdata)) if count else (None, None)
 
 
 def _alone(x):
     """Whether no other tensor (a view, or a value passed on under another name) shares x's memory, so that x may
     be overwritten once its last reader runs: every tensor object over a buffer counts towards the buffer's use
     count. Counting beats comparing x's address with every live value's, which took a millisecond per ResNet run."""
-    return _refs_alone() > 0 and _use_count(x) == _refs_alone()
+    count, alone = _refs_alone()
+    return count is not None and count(x.untyped_storage()._cdata) == alone
 
 
 def _run_top(units, layers, env, frees, progress, each=None):
