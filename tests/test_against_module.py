@@ -175,6 +175,23 @@ def test_automatic_names_are_not_counterparts():
     assert submodule_names(module, graph) == ["act"]
 
 
+def test_names_made_up_by_a_step_are_not_counterparts():
+    """`flatten` (a reshape named by flatten's step) and the constant a named layer makes are made up; a
+    convolution named by its weight view and a name derived from one given are not."""
+    w = tn.WeightMap({"conv.weight": np.ones((2, 3, 1, 1), np.float32)})
+    graph = tn.Graph("g")
+    x = tn.conv(graph.input("x", (3, 4, 4)), w["conv"])
+    y = tn.flatten(x, 1)
+    graph.output(tn.add(tn.flatten(x, 1, name="flat"), 1.0, name="flat_plus") + y, "out")
+    names = {n.name for n in graph.nodes}
+    assert {"conv", "flatten", "flat", "flat_plus"} <= names
+    assert "flatten" in graph.automatic and not {"conv", "flat", "flat_plus"} & graph.automatic
+    assert [n.name for n in graph.nodes if n.op == "const"] and \
+        {n.name for n in graph.nodes if n.op == "const"} <= graph.automatic
+    module = torch.nn.ModuleDict({"conv": torch.nn.Conv2d(3, 2, 1), "flatten": torch.nn.Flatten()})
+    assert submodule_names(module, graph) == ["conv"]
+
+
 def test_a_submodule_that_continues_past_the_layer_has_no_counterpart():
     parts = counterparts(["block", "block.act", "out"], {"block": np.zeros(1), "block.act": np.zeros(1)})
     assert parts["block"] == "the submodule 'block' ends at a later layer"

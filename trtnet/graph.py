@@ -7,6 +7,7 @@ axis may be dynamic; `Graph.ranges` holds each name's (min, opt, max) for optimi
 import functools
 import os
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -41,6 +42,27 @@ def _inside(filename):
 
 PUBLIC = {}   # the layer API's functions by name, filled by trtnet.ops as it declares them: Node's operators
               # (`a + b`, `x[i]`, `x.sum()`) reach them here, and this module needs no import of trtnet.ops
+
+
+_CALLS = []  # the name given to each layer-API call being recorded, outermost first (None: left out)
+
+
+@contextmanager
+def recording(given):
+    """Nodes added inside are named by a layer-API call given the name `given` (None: left out): see made_up."""
+    _CALLS.append(given)
+    try:
+        yield
+    finally:
+        _CALLS.pop()
+
+
+def made_up(name):
+    """Whether a node name was made up (`flatten`, `getitem_3`, a step's `const`) rather than given by the user,
+    or derived from the name the user gave the outermost layer-API call (`fc`, `fc.bias`)."""
+    if name is None or not _CALLS:
+        return name is None
+    return _CALLS[0] is None or not str(name).startswith(str(_CALLS[0]))
 
 
 def _op(name):
@@ -192,10 +214,10 @@ class Graph:
         return name
 
     def add(self, op, inputs, shape, attrs=None, params=None, name=None, dtype=None, index=0):
-        if name is None:
-            name = self.unique(op)
+        automatic = made_up(name)
+        name = self.unique(op if name is None else name)
+        if automatic:
             self.automatic.add(name)
-        name = self.unique(name)
         for x in inputs:
             if x.graph is not self:
                 raise GraphError(f"{user_line()}: layer '{name}' ({op}): input '{x.name}' belongs to another graph")

@@ -16,7 +16,6 @@ tensor is named after it: the submodule's path and the name torch.fx gives that 
 submodule's own forward with its children as leaves (`block.add`, `block.relu`; not at the top), under the
 same rules. Its value is taken by running that trace again on a copy of the submodule's inputs, after the
 submodule ran. A forward fx cannot trace has no such counterparts. Automatic names (`relu_3`) have none."""
-import re
 from contextlib import contextmanager
 
 import numpy as np
@@ -28,10 +27,8 @@ NONE = "no counterpart"
 
 
 def _named(graph):
-    """The graph's node names that are not made up from the op (`relu_3`, `getitem_2` for `x[0]`)."""
-    made_up = getattr(graph, "automatic", set())
-    return {n.name for n in graph.nodes if n.params or not (n.name in made_up or
-                                                            re.fullmatch(re.escape(n.op) + r"(_\d+)?", n.name))}
+    """The graph's node names that are not made up (`relu_3`, `getitem_2` for `x[0]`: Graph.automatic)."""
+    return {n.name for n in graph.nodes if n.name not in graph.automatic}
 
 
 def submodule_names(module, graph):

@@ -5,15 +5,17 @@ node of them holds. Each declared name must have a TensorRT emitter (`trtnet.emi
 (`trtnet.reference`) and test cases (`tests/op_cases.py`); `tests/test_op_table.py` fails when one of them
 lacks a piece.
 """
+import functools
+import inspect
 import math
 from collections import namedtuple
 
 import numpy as np
 
-from ..graph import DTYPES, PUBLIC, GraphError, Node, user_line
+from ..graph import DTYPES, PUBLIC, GraphError, Node, made_up, recording, user_line
 from ..registry import InternalError, Registry, place
 from ..shape import fmt_shape, is_static, same
-from ..weights import MissingWeightError
+from ..weights import MissingWeightError, WeightMap
 
 OPS = Registry("op")
 ValuesIndices = namedtuple("ValuesIndices", "values indices")   # torch.return_types of max, min, topk, sort   # graph op name -> its declaration (OpDecl)
@@ -53,10 +55,29 @@ def _types(op_name, attr, spec):
     return types
 
 
+def naming(fn):
+    """`fn`, a layer-API function, telling the graph which name the user gave a call: `name`, else the prefix of
+    a weight view it takes (`conv(x, w["conv1"])`), else none (its nodes' names are made up: Graph.automatic)."""
+    params = list(inspect.signature(fn).parameters)
+    if "name" not in params:
+        return fn
+    pos = params.index("name")
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        given = kwargs["name"] if "name" in kwargs else args[pos] if len(args) > pos else None
+        if given is None:
+            given = next((a.prefix for a in (*args, *kwargs.values()) if isinstance(a, WeightMap) and a.prefix), None)
+        with recording(given):
+            return fn(*args, **kwargs)
+    return call
+
+
 def op(*names, **attrs):
     """Declare that the decorated public function records graph ops `names` (default: its own name), whose
     nodes hold `attrs` (name=type, or name=(type, ..., None) where several types or None are allowed)."""
     def register(fn):
+        fn = naming(fn)
         for n in names or (fn.__name__,):
             OPS.add(n, OpDecl(n, fn, attrs), fn)
         if not fn.__name__.startswith("_"):
@@ -67,7 +88,7 @@ def op(*names, **attrs):
 
 def public(fn):
     """A public function that records ops declared elsewhere (relu6 records clamp)."""
-    PUBLIC[fn.__name__] = fn
+    fn = PUBLIC[fn.__name__] = naming(fn)
     return fn
 
 
@@ -85,7 +106,7 @@ class Layer:
             raise InternalError(f"op '{op_name}' is not declared")
         self.op, self.graph = op_name, x.graph
         self.name = self.graph.unique(name or op_name)
-        if name is None:
+        if made_up(name):
             self.graph.automatic.add(self.name)
 
     def fail(self, msg):
