@@ -10,7 +10,9 @@ that measures overlap against the smaller box.
 shown (and its LFW faces for R-Net and O-Net); FP8 keeps each network's first convolution, whose input is the
 8-bit image, in fp32. On astronaut and coffee both find fp32's faces within 2 px (INT8 0.81, FP8 1.69); on
 `collage()` (four people's faces) they do not (INT8 10.9 px, FP8 a fifth face): a face's box is the best of
-near-tied O-Net candidates up to 6.6 px apart, which quantization reorders (docs/quantization.md).
+near-tied O-Net candidates up to 6.6 px apart, which fp32 itself reorders under 1 or 2 grey levels of noise in the
+picture, and each quantized network errs as fp32 does with about 2; at larger sizes, or with other faces that
+ship, they miss too (docs/quantization.md).
 """
 import argparse
 import os
@@ -44,6 +46,12 @@ class Nets:
         ranges = calibrated(precision, calibration or skimage_images(CALIBRATION)) if precision else {}
         self.pnet, self.rnet, self.onet = (Runner(f"mtcnn_{k}", transform=ranges.get(k)) for k in NETS)
         self.backend = self.pnet.backend
+
+    def quantized(self):
+        """'pnet 5 of 5, ...': each network's weighted layers (conv, fc) that run quantized."""
+        return ", ".join(f"{k} {sum(n.op in ('qconv', 'qfc') for n in g.nodes)} of "
+                         f"{sum(n.op in ('conv', 'fc', 'qconv', 'qfc') for n in g.nodes)}"
+                         for k, g in ((k, getattr(self, k).graph) for k in NETS))
 
 
 def skimage_images(names):
@@ -100,20 +108,25 @@ def lfw_faces(size):
     return normalized(F.interpolate(x, size=(size, size), mode="area"))
 
 
-def calibrated(precision, images):
-    """{net: graph -> quantized graph}: the fp32 pipeline run over `images`; P-Net calibrates on 48x48 tiles of
-    the pyramid levels it saw, R-Net and O-Net on the crops they were given and scikit-image's LFW faces (the
-    pictures hold few faces, and a face's crop is what their regression must get right)."""
+def calibration_data(images):
+    """{net: its calibration inputs}: the fp32 pipeline run over `images`; P-Net's are 48x48 tiles of the pyramid
+    levels it saw, R-Net's and O-Net's the crops they were given and scikit-image's LFW faces (the pictures hold
+    few faces, and a face's crop is what their regression must get right)."""
     import types
-    from ..quantize import quantize
     rec = types.SimpleNamespace(**{k: _Recorder(f"mtcnn_{k}") for k in NETS})
     for image in images:
         detect(rec, image)
     tiles = [x[:, :, i:i + 48, j:j + 48] for x in rec.pnet.seen for i in range(0, x.shape[2] - 47, 48)
              for j in range(0, x.shape[3] - 47, 48)]
-    data = {"pnet": np.concatenate(tiles)[::max(1, len(tiles) // 512)],
+    return {"pnet": np.concatenate(tiles)[::max(1, len(tiles) // 512)],
             "rnet": np.concatenate(rec.rnet.seen + [lfw_faces(24)])[::2],
             "onet": np.concatenate(rec.onet.seen + [lfw_faces(48)])}
+
+
+def calibrated(precision, images):
+    """{net: graph -> quantized graph}, calibrated on calibration_data(images)."""
+    from ..quantize import quantize
+    data = calibration_data(images)
     return {k: (lambda g, x=data[k]: quantize(g, x, precision, keep=KEEP.get(precision, ()), samples=len(x),
                                               progress=False)) for k in NETS}
 
@@ -288,6 +301,10 @@ def run(a):
         raise cli.UsageError(f"{a.image}: cannot read the image: {e}") from None
     nets = Nets(a.precision)
     print(f"networks run by: {nets.backend}" + (f", {a.precision}" if a.precision else ""))
+    if a.precision:
+        kept = ", ".join(KEEP.get(a.precision, ()))
+        why = f"; {kept} kept in fp32 (its input, the 8-bit image, needs more than E4M3's 3 mantissa bits)"
+        print(f"quantized layers: {nets.quantized()}" + (why if kept else ""))
     boxes, probs, points = detect(nets, image)
     print(f"{len(boxes)} face{'s' * (len(boxes) != 1)} in {a.image} ({image.width}x{image.height})")
     for i, (box, prob, pts) in enumerate(zip(boxes, probs, points)):
