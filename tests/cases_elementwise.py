@@ -171,3 +171,10 @@ case("const", "tensor", X, lambda w, a: [a + tn.tensor([1.0, 2.0, 3.0], a).resha
                                          tn.tensor([[1, -2, 3]], a), tn.tensor([True, False], a)],
      lambda a: [a + torch.tensor([1.0, 2.0, 3.0]).reshape(3, 1), torch.tensor([[1, -2, 3]]),
                 torch.tensor([True, False])], DYN)
+case("size_tensor", "run-time-sizes", X,
+     lambda w, a: [tn.tensor(a.shape[2], a), tn.tensor((a.shape[0], 2 * a.shape[2] + 1, 3), a, "int32"),
+                   tn.tensor([a.shape[2], a.shape[0]], a, dtype="float32"), (a + 0.5) / a.shape[2],
+                   a.shape[0] * a.shape[2] - a, tn.arange(a.shape[2], like=a) * a.shape[0]],
+     lambda a: [torch.tensor(a.shape[2]), torch.tensor((a.shape[0], 2 * a.shape[2] + 1, 3), dtype=torch.int32),
+                torch.tensor([a.shape[2], a.shape[0]], dtype=torch.float32), (a + 0.5) / a.shape[2],
+                a.shape[0] * a.shape[2] - a, torch.arange(a.shape[2]) * a.shape[0]], DYN)

@@ -315,3 +315,29 @@ def test_repeat_interleave_by_a_size_checks_at_any_batch():
     r = port(GlobalQuery(), torch.randn(1, 3, 4), check=True)     # checked at batch 2 as well
     assert r.ok, r.report.summary()
     assert "x.shape[0]" in r.code, r.code       # the repeats follow the batch
+
+
+class SizeTables(nn.Module):
+    """Tables from the run-time size, as detectors make anchors and positional tables: a grid of aranges divided
+    by torch.tensor([w, h]), a valid mask, sizes in arithmetic with tensors and Python floats of sizes (h / w:
+    the same when both double, so only a check at another aspect ratio tells it from a constant)."""
+
+    def forward(self, x):
+        h, w = x.shape[2:]
+        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(end=w).float(), indexing="ij")
+        grid = (torch.stack([xs, ys], -1) + 0.5) / torch.tensor([w, h], dtype=torch.float32)
+        valid = ((grid > 0.2) & (grid < 0.8)).all(-1)
+        return x * grid.sum(-1) * (h / w) + valid + 1 / (h * w - x) + ys / (h + 1e-6)
+
+
+def test_tables_from_run_time_sizes_check_at_other_sizes(tmp_path):
+    from trtnet import zoo
+    from trtnet.check.report import check_graph_at
+    from trtnet.weights import load_weights
+    module = SizeTables()
+    r = port(module, torch.randn(1, 1, 8, 12), str(tmp_path / "tables.py"), dynamic={"x": (0, 2, 3)}, check=True)
+    assert r.ok, r.report.summary()
+    graph = zoo.get(r.path).graph(load_weights(r.weights))
+    reports = check_graph_at(graph, reference=module, shapes=[{"N": 3, "H": 16, "W": 6}, {"N": 1, "H": 5, "W": 20}])
+    assert [x.ok for x in reports] == [True, True], [x.summary() for x in reports]
+    torch.fx.symbolic_trace(nn.Linear(2, 2))     # torch.tensor, wrapped while the port traced, is torch's again

@@ -117,10 +117,43 @@ def test_rtdetr_port_checks_against_the_model(tmp_path):
     network orders otherwise (the check follows its choice through the decoder), and a top-k over query x class."""
     from trtnet.port import port_spec
     r = port_spec('trtnet.port.ultralytics:model{"cfg": "rtdetr-l.yaml"}', str(tmp_path / "rtdetr.py"),
-                  {"images": ((1, 3, 128, 128), "float32")}, {"images": (0,)}, check=True)
+                  {"images": ((1, 3, 128, 128), "float32")}, {"images": (0, 2, 3)}, check=True)
     assert r.ok, r.report.summary()
     assert set(r.report.final) == {"boxes", "scores", "classes"}
     assert sum(row.kind == "GRID_SAMPLE" for row in r.report.rows) == 18   # 6 decoder layers x 3 levels
+
+
+TINY_RTDETR = """nc: 4
+backbone:
+  - [-1, 1, Conv, [16, 3, 2]]
+  - [-1, 1, Conv, [16, 3, 2]]
+  - [-1, 1, Conv, [32, 3, 2]]
+  - [-1, 1, Conv, [32, 3, 2]]
+  - [-1, 1, Conv, [32, 3, 2]]
+head:
+  - [-1, 1, AIFI, [64, 2]]
+  - [[2, 3, 5], 1, RTDETRDecoder, [nc, 32, 20, 4, 2, 2, 64]]
+"""
+
+
+def test_rtdetr_with_a_dynamic_image_size_checks_at_other_sizes(tmp_path, capsys):
+    """RT-DETR's anchors and AIFI's positional table come from the feature maps' run-time sizes (grid / w,
+    arange(h)): one port at 64x64 checks against the model at another batch and a non-square size. A small
+    RT-DETR of the package's own modules (AIFI, RTDETRDecoder with 2 decoder layers) keeps it quick."""
+    from trtnet.check.__main__ import main as check
+    from trtnet.port.__main__ import main
+    cfg = tmp_path / "rtdetr-tiny.yaml"
+    cfg.write_text(TINY_RTDETR)
+    out = str(tmp_path / "rtdetr_tiny.py")
+    spec = f'trtnet.port.ultralytics:model{{"cfg": "{cfg}"}}'
+    assert main([spec, "-o", out, "--input", "images:1x3x64x64", "--dynamic", "images:0,2,3"]) == 0
+    assert "ranges={'H': (32, 64, 128), 'W': (32, 64, 128)}" in open(out).read()
+    capsys.readouterr()
+    for shape in ("2x3x64x64", "1x3x96x128"):
+        assert check([out, "--shapes", f"images:{shape}", "-q"]) == 0
+        text = capsys.readouterr().out
+        n, _, h, w = shape.split("x")
+        assert f"N={n}, H={h}, W={w}" in text and "PASS" in text, text
 
 
 def test_checkpoint_loads_only_when_trusted(tmp_path):

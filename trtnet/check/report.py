@@ -96,6 +96,7 @@ class LayerRows:
                 self.at[layer.get_output(j).name] = len(self.rows)
                 self.rows.append(Row(layer.get_output(j).name, kind, None))
         self.references, self.tol, self.chosen = references, tol, chosen or {}
+        self.first = references     # the references before any retie (retied)
         self.captured, self.consume = captured, consume
         self.module = None if captured is None else counterparts([r.name for r in self.rows], captured)
 
@@ -108,9 +109,18 @@ class LayerRows:
             m = compare(got, self.references[name], self.tol, self.chosen.get(name))
             row.rel, row.note = m["rel"], m["note"]
         if self.module is not None:
-            compare_row(row, got, self.module.pop(name, NONE), self.tol)
+            want = self.module.pop(name, NONE)
+            if not isinstance(want, str) and self.moved(name):
+                want = "the module took the other tied top-k choice"
+            compare_row(row, got, want, self.tol)
             if self.consume:
                 self.captured.pop(name, None)
+
+    def moved(self, name):
+        """Whether the reference of `name` changed when retied (see retied): the module, which made the first
+        choice, has no counterpart of it then."""
+        first = self.first.get(name) if self.first is not self.references else None
+        return first is not None and name in self.references and not np.array_equal(first, self.references[name])
 
     def finish(self, values=None, own=None, finals=()):
         """(rows, first mismatch, first mismatch against the module or None). The first mismatch is the first

@@ -191,6 +191,16 @@ def _cast(e, n, x):
     return e.named(e.network.add_cast(x, e.dtype(n.dtype)), n.name)
 
 
+@emitter("size_tensor")
+def _size_tensor(e, n):
+    """The sizes read from the inputs' shapes (int64 shape arithmetic), shaped as the node and cast to its type."""
+    layer = e.network.add_shuffle(e.shape_tensor(n.attrs["sizes"], n.name))
+    layer.reshape_dims = tuple(n.shape)
+    if n.dtype == "int64":
+        return e.named(layer, n.name)
+    return e.named(e.network.add_cast(e.helper(layer, f"{n.name}/int64"), e.dtype(n.dtype)), n.name)
+
+
 @emitter("identity")
 def _identity(e, n, x):
     return e.named(e.network.add_identity(x), n.name)

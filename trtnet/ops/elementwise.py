@@ -40,9 +40,9 @@ def operands(a, b):
         dtype = promote(a.dtype, b.dtype)
     else:
         other = b if x is a else a
-        if isinstance(other, Expr):
-            raise GraphError(f"{user_line()}: the size '{other}' is known only at run time; use tn.size(x, dim)")
         dtype = scalar_dtype(other, x.dtype)
+        if isinstance(other, Expr):      # a run-time size (x / w in an anchor grid): a 0-D tensor of it
+            a, b = (_size_tensor(v, x, dtype) if v is other else v for v in (a, b))
     a, b = (cast(v, dtype) if isinstance(v, Node) and v.dtype != dtype else
             v if isinstance(v, Node) else const(x.graph, v, dtype) for v in (a, b))
     return a, b, dtype
@@ -261,9 +261,27 @@ def dropout(input, p=0.5, training=False, inplace=False, name=None):
     return identity(input, name)
 
 
+@op("size_tensor", sizes=tuple)
+def _size_tensor(sizes, like, dtype="int64", name=None):
+    """Sizes as tensor values, read from the inputs' shapes at run time: one size (an int or a run-time size such
+    as x.shape[2]) as a 0-D tensor, a tuple or list of them as a 1-D one. Recorded by tensor() of run-time sizes
+    (torch.tensor([w, h])) and by arithmetic of a tensor with one (grid / w)."""
+    L = Layer("size_tensor", like, name)
+    one = not isinstance(sizes, (tuple, list))
+    values = tuple(v.item() if isinstance(v, np.generic) else v for v in ((sizes,) if one else sizes))
+    if not all(isinstance(v, (int, Expr)) and not isinstance(v, bool) for v in values):
+        L.fail(f"expected ints or run-time sizes, got {sizes!r}")
+    if dtype not in DTYPES or dtype == "bool":
+        L.fail(f"dtype {dtype!r} is not a number type of {', '.join(DTYPES)}")
+    return L.emit([], () if one else (len(values),), dict(sizes=values), dtype=dtype)
+
+
 @public
 def tensor(data, like, dtype=None, name=None):
-    """A constant array in `like`'s graph (torch.tensor); dtype defaults to the array's (floats: float32)."""
+    """A constant array in `like`'s graph (torch.tensor); dtype defaults to the array's (floats: float32). Data
+    holding run-time sizes (torch.tensor([w, h]) of x.shape) records their values at run time."""
+    if any(isinstance(v, Expr) for v in (data if isinstance(data, (tuple, list)) else (data,))):
+        return _size_tensor(data, like, dtype or "int64", name)
     arr = np.asarray(data)
     if dtype is None:
         dtype = "float32" if arr.dtype.kind == "f" else "bool" if arr.dtype.kind == "b" else "int64"

@@ -50,6 +50,7 @@ def port(module, example_inputs, output=None, name=None, weights=None, dynamic=N
     gm, method = trace(module, example_inputs)
     values, eager = record_values(gm, example_inputs)
     other = _other_values(gm, example_inputs, module, dynamic or {})
+    other = _one_axis(gm, example_inputs, dynamic or {}, values, other)
     with torch.no_grad():
         reference = module(**example_inputs)
     inputs, shape0 = _input_specs(example_inputs, dynamic or {}, module)
@@ -104,7 +105,7 @@ def _port_spec(spec, output, inputs, dynamic, weights, check, trust_checkpoint):
         factory = f"lambda: {cls.__module__}.{fname}({cls.__module__}.{cfg}({args}))"
     elif src.endswith(".detection"):
         imports = [f"import {src}", "import trtnet.port.capture"]
-        factory = f"lambda: trtnet.port.capture.DetectionHeads({src}.{fname}({args}))"
+        factory = f"lambda: trtnet.port.capture.detection_network({src}.{fname}({args}))"
     else:
         imports, factory = [f"import {src}"], f"lambda: {src}.{fname}({args})"
     name = os.path.splitext(os.path.basename(output))[0] if output else fname
@@ -154,6 +155,27 @@ def _other_values(gm, examples, module, dynamic):
             raise PortError(f"{frozen}: at {sizes} output {k} differs from the module's "
                             f"({'x'.join(map(str, a.shape))} against {'x'.join(map(str, b.shape))})")
     return rec.values
+
+
+def _one_axis(gm, examples, dynamic, values, other):
+    """`other`, with None for the nodes whose values change when only the first dynamic axis besides the batch
+    doubles: a ratio of sizes (h / w) that doubling every axis keeps is no constant. Modules that cannot run at
+    that size (axes that must stay equal) keep `other` as it is."""
+    from .capture import _Recorder
+    from .codegen import _same
+    axes = [(k, a) for k, ax in dynamic.items() for a in ax if a != 0]
+    if len(axes) < 2:
+        return other
+    k, axis = axes[0]
+    sized = {n: v.repeat_interleave(2, axis) if n == k else v for n, v in examples.items()}
+    rec = _Recorder(gm)
+    try:
+        with torch.no_grad():
+            rec.run(*sized.values())
+    except Exception:  # noqa: BLE001 (the module's own code at sizes it does not take)
+        return other
+    return {n: None if n in rec.values and _same(values.get(n), v) and not _same(values.get(n), rec.values[n])
+            else v for n, v in other.items()}
 
 
 def _other_size(size, floating, module):

@@ -480,6 +480,10 @@ def write_call(p, c, n, name, args, kwargs):
         mode = kwargs["rounding_mode"]
         return infix(f"{op(args[0])} // {op(args[1])}") if mode == "floor" else c.unsupported(f"div {mode} rounding")
     if name in T.INFIX and len(args) == 2 and kwargs.get("alpha", 1) == 1:
+        # h / w, h + 1e-6: a Python float of run-time sizes is computed by the network, as a 0-D tensor
+        if isinstance(value, float) and (like := c.like()) is not None:
+            args = [c.call("tensor", a, like, "float32") if _run_time_size(p, x) else a
+                    for a, x in zip(args, n.args)]
         return infix(f"{op(args[0])} {T.INFIX[name]} {op(args[1])}")
     if name in ("to", "type", "float", "half", "type_as", "_to_copy", "long", "int", "bool"):
         src, dst = p.values.get(n.args[0]), value
@@ -521,6 +525,11 @@ def write_call(p, c, n, name, args, kwargs):
     if not T.known(name):
         return c.unsupported(f"{'tensor.' if n.op == 'call_method' else ''}{name}")
     return bind(c, name, args, kwargs)
+
+
+def _run_time_size(p, a):
+    """Whether argument `a` is a size the network computes at run time (a Python int the capture did not fold)."""
+    return isinstance(a, fx.Node) and a not in p.static and type(p.values.get(a)) is int
 
 
 def _explicit_sizes(p, n, sizes, value):

@@ -2,7 +2,10 @@
 import torch
 import torch.nn.functional as F
 
-from .core import TORCH_TYPES, ref, t
+from ..shape import evaluate
+from .core import TORCH_TYPES, needs_sizes, ref, t
+
+needs_sizes("size_tensor")
 
 _BINARY = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "pow": torch.pow,
            "maximum": torch.maximum, "minimum": torch.minimum, "floor_divide": torch.floor_divide,
@@ -76,3 +79,9 @@ def _cast(n, x):
 @ref("identity")
 def _identity(n, x):
     return x
+
+
+@ref("size_tensor")
+def _size_tensor(n, env):
+    values = [evaluate(d, env) for d in n.attrs["sizes"]]
+    return torch.tensor(values, dtype=TORCH_TYPES[n.dtype]).reshape(n.shape)
