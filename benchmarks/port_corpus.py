@@ -8,7 +8,8 @@ Each model runs in its own process (random init, seed 0), at a small input where
 check is trtnet.check at batch 2, fp32 tolerance 1e-4. `--smoke` ports torchvision's squeezenet1_0 alone.
 `--transformers` runs the command lines a user types: `python -m trtnet.port SPEC -o FILE.py` at a dynamic
 batch and sequence, then `python -m trtnet.check FILE.py` at both ends of each range (decoders: `--generate 32`).
-`--detection` does the same for every Ultralytics family x task the installed package ships (trtnet.port.ultralytics).
+`--detection` does the same for every Ultralytics family x task the installed package ships (trtnet.port.ultralytics)
+and torchvision's detectors.
 """
 import argparse
 import json
@@ -207,17 +208,27 @@ def transformers_rows(out_dir, timeout):
     return [(r[0], lambda r=r: run_cli(*r[:2], out_dir, *r[2:], timeout)) for r in rows]
 
 
+# torchvision's detectors: (builder, example size, dynamic axes). One-stage: anchors and decoding in the network;
+# two-stage: the first network (backbone, FPN, RPN head). SSD300's VGG pools in ceil mode: its size is fixed, as
+# its transform's is.
+TORCHVISION = {"RetinaNet": ("retinanet_resnet50_fpn", 160, "0,2,3"), "FCOS": ("fcos_resnet50_fpn", 160, "0,2,3"),
+               "SSD300": ("ssd300_vgg16", 300, "0"), "SSDlite": ("ssdlite320_mobilenet_v3_large", 160, "0,2,3"),
+               "Faster R-CNN": ("fasterrcnn_resnet50_fpn", 160, "0,2,3"),
+               "Mask R-CNN": ("maskrcnn_resnet50_fpn", 160, "0,2,3"),
+               "Keypoint R-CNN": ("keypointrcnn_resnet50_fpn", 160, "0,2,3")}
+
+
 def detection_rows(out_dir, timeout):
     """[(row name, job)]: every Ultralytics family x task the package ships at its smallest size, ported at a
-    dynamic batch and image size (RT-DETR: the batch alone, its anchors divide by the image size) and checked at
-    2x3x160x160."""
+    dynamic batch and image size and checked at 2x3x160x160, and torchvision's detectors."""
     from trtnet.port.ultralytics import corpus
-    check = ["--shapes", "images:2x3x160x160"]
-
-    def port(cfg):
-        return ["--input", "images:1x3x160x160", "--dynamic", "images:0" if cfg.startswith("rtdetr") else "images:0,2,3"]
-    return [(name, lambda n=name, c=cfg: run_cli(n, f'trtnet.port.ultralytics:model{{"cfg": "{c}"}}', out_dir,
-                                                  port(c), check, timeout)) for name, cfg in corpus()]
+    port = ["--input", "images:1x3x160x160", "--dynamic", "images:0,2,3"]
+    rows = [(name, lambda n=name, c=cfg: run_cli(n, f'trtnet.port.ultralytics:model{{"cfg": "{c}"}}', out_dir,
+                                                  port, ["--shapes", "images:2x3x160x160"], timeout))
+            for name, cfg in corpus()]
+    return rows + [(f"torchvision {row}", lambda r=f"torchvision {row}", b=b, s=s, d=d: run_cli(
+        r, f"torchvision:{b}", out_dir, ["--input", f"x:1x3x{s}x{s}", "--dynamic", f"x:{d}"],
+        ["--shapes", f"x:2x3x{s}x{s}"], timeout)) for row, (b, s, d) in TORCHVISION.items()]
 
 
 CORPORA = {"transformers": transformers_rows,   # --NAME: [(row name, job)] of (out_dir, timeout)

@@ -1,6 +1,8 @@
 """trtnet.detect against the packages' own post-processing: Ultralytics' predictors (detect, segment, pose, obb,
-and an end-to-end head) on the raw outputs of the same network, from the same letterboxed pixels, on
-scikit-image's astronaut, coffee and chelsea."""
+and an end-to-end head) on the raw outputs of the same network, from the same letterboxed pixels, and
+torchvision's eager detectors (one- and two-stage), on scikit-image's astronaut, coffee and chelsea."""
+import re
+
 import numpy as np
 import pytest
 
@@ -137,24 +139,58 @@ def test_picture_shows_masks_keypoints_and_rotated_boxes(tmp_path):
     assert (out[45:55, 60:80] == 40).all(), "no horizontal 60 px side"
 
 
-SCORE_THRESHOLD = {"retinanet": 0.3, "fcos": 0.4}
+SCORE_THRESHOLD = {"retinanet": 0.3, "fcos": 0.4, "ssd": 0.1, "ssdlite": 0.1}
+
+
+class TinySSDBackbone(torch.nn.Module):
+    """Six feature maps of SSD300's sizes (38, 19, 10, 5, 3, 1 from 300 pixels) from a few convolutions: SSD300's
+    default boxes without VGG-16's work."""
+
+    def __init__(self):
+        super().__init__()
+        conv = torch.nn.Conv2d
+        self.stem = torch.nn.Sequential(conv(3, 16, 3, 2, 1), torch.nn.ReLU(), conv(16, 16, 3, 2, 1), torch.nn.ReLU(),
+                                        conv(16, 32, 3, 2, 1), torch.nn.ReLU())
+        self.blocks = torch.nn.ModuleList([conv(32, 32, 3, 2, 1) for _ in range(4)] + [conv(32, 32, 3)])
+
+    def forward(self, x):
+        x = self.stem(x)
+        out = [x]
+        for block in self.blocks:
+            out.append(torch.relu(block(out[-1])))
+        return dict(zip("012345", out))
 
 
 def small_detector(kind):
-    """torchvision's RetinaNet or FCOS on a ResNet-18 FPN (the same classes as the ResNet-50 models, a quarter of
-    the work), built offline and seeded, with the class convolution scaled so that its logits vary by ~2 across
-    the pictures' positions (seeded ones vary by ~0.05: near-equal scores would leave the order to rounding)."""
-    from torchvision.models.detection import FCOS, RetinaNet
+    """A torchvision one-stage detector built offline, seeded and small: RetinaNet or FCOS on a ResNet-18 FPN (the
+    same classes as the ResNet-50 models, a quarter of the work), SSD300's default boxes and heads on
+    TinySSDBackbone, or SSDlite320 as it is. The class convolutions are scaled so that their logits vary by ~2
+    across the pictures' positions (seeded ones vary by ~0.05: near-equal scores would leave the order to
+    rounding)."""
+    from torchvision.models.detection import FCOS, RetinaNet, ssd300_vgg16, ssdlite320_mobilenet_v3_large
+    from torchvision.models.detection.ssd import SSD
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
     from torchvision.ops.feature_pyramid_network import LastLevelP6P7
     from trtnet.zoo import randomize_trivial
     torch.manual_seed(0)
-    backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5,
-                                   returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))
-    model = {"retinanet": RetinaNet, "fcos": FCOS}[kind](backbone, num_classes=91, min_size=256, max_size=384,
-                                                        score_thresh=SCORE_THRESHOLD[kind]).eval()
-    last = [model.head.classification_head.cls_logits]
+    threshold = SCORE_THRESHOLD[kind]
+    if kind in ("retinanet", "fcos"):
+        backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5,
+                                       returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))
+        model = {"retinanet": RetinaNet, "fcos": FCOS}[kind](backbone, num_classes=91, min_size=256, max_size=384,
+                                                            score_thresh=threshold)
+        last = [model.head.classification_head.cls_logits]
+    elif kind == "ssd":
+        boxes = ssd300_vgg16(weights=None, weights_backbone=None).anchor_generator
+        model = SSD(TinySSDBackbone(), boxes, (300, 300), num_classes=91, score_thresh=threshold)
+        last = list(model.head.classification_head.module_list)
+    else:
+        model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, score_thresh=threshold)
+        last = [m[-1] for m in model.head.classification_head.module_list]
+    model.eval()
     randomize_trivial(model, 0)
+    if kind == "ssdlite":
+        measure_norms(model)
     seen = []
     hooks = [c.register_forward_hook(lambda m, i, o: seen.append(o - m.bias[:, None, None])) for c in last]
     with torch.no_grad():
@@ -167,21 +203,38 @@ def small_detector(kind):
     return model
 
 
+def measure_norms(model):
+    """BatchNorm statistics of a detector's backbone and head measured on the three pictures (seeded ones let
+    MobileNetV3's signal fade until every position scores alike)."""
+    norms = [b for b in model.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    for b in norms:
+        b.reset_running_stats()
+        b.momentum = None
+    with torch.no_grad():
+        batch, _ = model.transform([torch.from_numpy(image(n)).permute(2, 0, 1).float() / 255 for n in IMAGES])
+        model.train()
+        model.head(list(model.backbone(batch.tensors).values()))
+    model.eval()
+
+
+PORT_SIZE = {"retinanet": (160, 160), "fcos": (160, 160), "ssd": (300, 300), "ssdlite": (320, 320)}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["retinanet", "fcos"])
+@pytest.mark.parametrize("kind", ["retinanet", "fcos", "ssd", "ssdlite"])
 def test_torchvision_detections_equal_eager(kind, tmp_path):
-    """Backbone, FPN and heads ported by trtnet.port and run by the interpreter on the TensorRT network,
-    torchvision's own anchors, decoding and NMS on the host: the detections of torchvision's eager model on the
-    three pictures, boxes within 1e-3 px x the image size, scores within 1e-5, the same classes. (SSDlite's port
-    gives its head outputs within 2e-6, but with seeded weights its scores tie over the pictures' flat regions,
-    where the order of NMS among tied boxes, and so the detections, is up to rounding.)"""
+    """Backbone, heads, anchors and box decoding ported by trtnet.port and run by the interpreter on the TensorRT
+    network, torchvision's candidate selection, clipping and NMS reproduced on the host: the detections of
+    torchvision's eager model on the three pictures, boxes within 1e-3 px x the image size, scores within 1e-5
+    (SSDlite's 1e-4: its pictures' BatchNorm statistics give logits of ~20, whose float32 rounding through
+    MobileNetV3 moves a softmax by ~3e-5), the same classes."""
     from trtnet import harness, zoo
     from trtnet.examples import Runner
     from trtnet.port import port
     from trtnet.port.capture import DetectionHeads
     model = small_detector(kind)
     path = str(tmp_path / "net.py")
-    port(DetectionHeads(model), {"x": torch.rand(1, 3, 256, 320)}, path, dynamic={"x": (2, 3)})
+    port(DetectionHeads(model), {"x": torch.rand(1, 3, *PORT_SIZE[kind])}, path, dynamic={"x": (2, 3)})
     runner = Runner(path, weights=harness.load_model_weights(zoo.get(path)))
     images = [image(n) for n in IMAGES]
     got = detect.torchvision_detections(model, images, lambda inputs: runner(**inputs))
@@ -190,7 +243,106 @@ def test_torchvision_detections_equal_eager(kind, tmp_path):
     for g, w, img in zip(got, want, images):
         assert 10 < len(w["scores"]) <= model.detections_per_img
         full = len(w["scores"]) == model.detections_per_img
-        assert_same_detections(g, {k: v.numpy() for k, v in w.items()}, 1e-3 * max(img.shape), full=full)
+        assert_same_detections(g, {k: v.numpy() for k, v in w.items()}, 1e-3 * max(img.shape),
+                               1e-4 if kind == "ssdlite" else 1e-5, full=full)
+
+
+class TinyPyramid(torch.nn.Module):
+    """Four levels of 32 channels (FCOS's head normalizes groups of them) at strides 8, 16, 32 and 64 (the last
+    rounding up, as an FPN's P6 does)."""
+    out_channels = 32
+
+    def __init__(self):
+        super().__init__()
+        self.convs = torch.nn.ModuleList([torch.nn.Conv2d(3, 32, 3, 8, 1)] +
+                                         [torch.nn.Conv2d(32, 32, 3, 2, 1) for _ in range(3)])
+
+    def forward(self, x):
+        out = []
+        for conv in self.convs:
+            x = conv(x)
+            out.append(x)
+        return dict(zip("0123", out))
+
+
+def tiny_detector(kind):
+    """A seeded one-stage detector of five classes on TinyPyramid (images resized to 256..384) or TinySSDBackbone,
+    each kind of torchvision's anchors: AnchorGenerator with three aspect ratios (RetinaNet) or one (FCOS),
+    DefaultBoxGenerator with SSD300's steps (SSD) or from the grid sizes (SSDlite's)."""
+    from torchvision.models.detection import FCOS, RetinaNet
+    from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
+    from torchvision.models.detection.ssd import SSD
+    torch.manual_seed(0)
+    sizes = ((16,), (32,), (64,), (128,))
+    small = {"min_size": 256, "max_size": 384}
+    if kind in ("retinanet", "fcos"):
+        ratios = (0.5, 1.0, 2.0) if kind == "retinanet" else (1.0,)
+        model = {"retinanet": RetinaNet, "fcos": FCOS}[kind](
+            TinyPyramid(), 5, anchor_generator=AnchorGenerator(sizes, (ratios,) * 4), **small).eval()
+        with torch.no_grad():       # scores spread (seeded ones sit within 1e-6 of the head's prior)
+            model.head.classification_head.cls_logits.weight.mul_(100)
+        return model
+    steps = [8, 16, 32, 64, 100, 300] if kind == "ssd" else None
+    boxes = DefaultBoxGenerator([[2], [2, 3], [2, 3], [2, 3], [2], [2]], steps=steps)
+    return SSD(TinySSDBackbone(), boxes, (300, 300), 5).eval()
+
+
+@pytest.mark.parametrize("kind", ["retinanet", "fcos", "ssd", "ssdlite"])
+def test_anchors_and_decoding_are_in_the_network(kind, tmp_path):
+    """The ported network, run by the interpreter at two other image sizes and batches, gives the boxes of
+    torchvision's own anchor generator and box coder over the head's outputs within 1e-4 px, and the scores its
+    postprocess_detections computes within 1e-5: the anchors follow the features' run-time sizes (at 224 x 288
+    TinyPyramid's coarsest stride is 224 // 4 = 56 by 288 // 5 = 57, where the example's, 256 and twice it, had
+    64; SSD300's default boxes scale with the image size, which torchvision's transform fixes but the network
+    leaves free)."""
+    from torchvision.models.detection.image_list import ImageList
+    from trtnet import harness, zoo
+    from trtnet.examples import Runner
+    from trtnet.port import port
+    from trtnet.port.capture import DetectionHeads
+    model = tiny_detector(kind)
+    path = str(tmp_path / "net.py")
+    example = (256, 256) if kind in ("retinanet", "fcos") else (300, 300)   # strides at 256 and 512 alike
+    port(DetectionHeads(model), {"x": torch.rand(1, 3, *example)}, path, dynamic={"x": (0, 2, 3)})
+    runner = Runner(path, weights=harness.load_model_weights(zoo.get(path)))
+    sizes = ((224, 288), (320, 384)) if kind in ("retinanet", "fcos") else ((320, 384), (384, 320))
+    for shape in ((2, 3, *sizes[0]), (1, 3, *sizes[1])):
+        x = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+        got = runner(x=x.numpy())
+        with torch.no_grad():
+            features = list(model.backbone(x).values())
+            head = model.head(features)
+            anchors = model.anchor_generator(ImageList(x, [shape[2:]] * shape[0]), features)
+        logits, regression = head["cls_logits"], head["bbox_regression"]
+        if kind == "fcos":
+            boxes = model.box_coder.decode(regression, torch.stack(anchors))
+            scores = torch.sqrt(torch.sigmoid(logits) * torch.sigmoid(head["bbox_ctrness"]))
+        else:
+            boxes = torch.stack([model.box_coder.decode_single(r, a) for r, a in zip(regression, anchors)])
+            scores = torch.softmax(logits, -1) if kind.startswith("ssd") else torch.sigmoid(logits)
+        np.testing.assert_allclose(got["boxes"], boxes.numpy(), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(got["scores"], scores.numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["retinanet", "fcos", "ssd", "ssdlite"])
+def test_host_selection_is_torchvisions(kind):
+    """torchvision_detections on DetectionHeads run eagerly gives torchvision's eager detections: the network's
+    boxes and scores are its float32 operations on the same values (to the last bit but where a vectorized exp
+    rounds otherwise), and the host's thresholds and top-k per level (RetinaNet, FCOS) or per class (SSD),
+    clipping, class-wise NMS, cut and scaling back are its postprocessing's. A top-k of 20 makes the groups
+    count."""
+    from trtnet.port.capture import DetectionHeads
+    model = tiny_detector(kind)
+    model.score_thresh, model.topk_candidates = 0.0, 20      # every anchor a candidate: the top-k decides
+    heads = DetectionHeads(model)
+    images = [image(n) for n in IMAGES]
+    got = detect.torchvision_detections(model, images, lambda x: heads(torch.from_numpy(x["x"])))
+    with torch.no_grad():
+        want = model([torch.from_numpy(i).permute(2, 0, 1).float() / 255 for i in images])
+    for g, w in zip(got, want):
+        assert len(w["scores"]) > 10
+        assert_same_detections(g, {k: v.numpy() for k, v in w.items()}, 1e-4, 1e-7,
+                               full=len(w["scores"]) == model.detections_per_img)
 
 
 def assert_same_detections(got, want, box_tol, score_tol=1e-5, full=False):
@@ -258,6 +410,36 @@ def test_command_draws_a_zoo_yolo_as_ultralytics_detects(tmp_path, capsys):
     assert np.asarray(Image.open(out)).shape == img.shape
 
 
+@pytest.mark.slow
+def test_command_draws_a_torchvision_detector_as_torchvision_detects(tmp_path, capsys):
+    """`python -m trtnet.examples.detect` on coffee with a ported SSDlite (seeded weights in the model file's
+    safetensors): prints the detections of torchvision's eager model with those weights, at the given --conf,
+    and writes a picture of the image's size."""
+    from PIL import Image
+    from torchvision.models._meta import _COCO_CATEGORIES
+    from trtnet.examples.detect import main
+    from trtnet.port import port
+    from trtnet.port.capture import DetectionHeads
+    model = small_detector("ssdlite")
+    path, src, out = str(tmp_path / "ssdlite.py"), tmp_path / "coffee.png", tmp_path / "out.png"
+    port(DetectionHeads(model), {"x": torch.rand(1, 3, 320, 320)}, path, dynamic={"x": (2, 3)},
+         factory="lambda: trtnet.port.capture.DetectionHeads(trtnet.detect.torchvision_detector("
+                 "'ssdlite320_mobilenet_v3_large'))", imports=["import trtnet.detect", "import trtnet.port.capture"])
+    img = image("coffee")
+    Image.fromarray(img).save(src)
+    assert main([str(src), "--model", path, "--conf", "0.5", "-o", str(out)]) == 0
+    rows = re.findall(r"^  (.+?) +([\d.]+)  \[(.*)\]$", capsys.readouterr().out, re.M)     # name, score, box
+    model.score_thresh = 0.5
+    with torch.no_grad():
+        want = model([torch.from_numpy(img).permute(2, 0, 1).float() / 255])[0]
+    assert 5 < len(want["scores"]) == len(rows)
+    got = np.array([[float(v) for v in box.split(", ")] + [float(score)] for _, score, box in rows])
+    np.testing.assert_allclose(got[:, :4], want["boxes"].numpy(), rtol=0, atol=0.06)   # printed to 0.1 px
+    np.testing.assert_allclose(got[:, 4], want["scores"].numpy(), rtol=0, atol=1.5e-4)  # 1e-4 x the head, printed
+    assert [r[0] for r in rows] == [_COCO_CATEGORIES[i] for i in want["labels"]]
+    assert np.asarray(Image.open(out)).shape == img.shape
+
+
 def test_command_errors_are_one_line(tmp_path, capsys):
     from trtnet.examples.detect import main
     bad = tmp_path / "not.png"
@@ -319,9 +501,11 @@ def two_stage(tmp_path_factory):
     TensorRT network (or an engine), its outputs kept per input (the three detectors see the same pixels)."""
     from trtnet import harness, zoo
     from trtnet.examples import Runner
+    from trtnet.port import port
+    from trtnet.port.capture import RegionProposals
     models = two_stage_detectors()
     path = str(tmp_path_factory.mktemp("rcnn") / "rpn.py")
-    detect.port_region_proposals(models["faster"], path)
+    port(RegionProposals(models["faster"]), {"x": torch.rand(1, 3, 128, 128)}, path, dynamic={"x": (2, 3)})
     runner = Runner(path, weights=harness.load_model_weights(zoo.get(path)))
     seen = {}
 

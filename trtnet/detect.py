@@ -254,61 +254,57 @@ def torchvision_detector(name, **kwargs):
 
 def torchvision_detections(detector, images, run):
     """torchvision's detections ([{boxes, scores, labels}] in each (H, W, 3) uint8 RGB image's pixels) with the
-    network part (backbone, FPN, heads: trtnet.port.capture.DetectionHeads) run by `run` ({"x": array} ->
-    {head output: array}). The rest is torchvision's own code on the host: its transform (resize, normalize,
-    batch), anchors (their count per level read from the backbone run on the meta device: shapes only), box
-    decoding, score threshold, top-k, class-wise NMS, and scaling back to the images."""
-    import copy
+    network (trtnet.port.capture.DetectionHeads: backbone, heads, anchors and box decoding) run by `run`
+    ({"x": array} -> {"boxes", "scores"}). On the host, torchvision's transform before it and its
+    postprocess_detections after the decoding: per level (RetinaNet, FCOS) or per class (SSD) the scores over the
+    threshold, their topk_candidates best, boxes clipped to the image, class-wise NMS, detections_per_img, and
+    the boxes scaled back to the images."""
     import torch
-    from torchvision.models.detection.ssd import SSD
-    tensors = [torch.from_numpy(np.ascontiguousarray(i)).permute(2, 0, 1).float() / 255 for i in images]
+    from torchvision.ops import boxes as box_ops
+    tensors = [torch.tensor(np.asarray(i)).permute(2, 0, 1).float() / 255 for i in images]
     with torch.no_grad():
         batch, _ = detector.transform(tensors)
-        head = {k: torch.from_numpy(np.asarray(v)) for k, v in run({"x": batch.tensors.numpy()}).items()}
-        features = copy.deepcopy(detector.backbone).to("meta")(batch.tensors.to("meta"))
-        features = list(features.values()) if isinstance(features, dict) else [features]
-        anchors = detector.anchor_generator(batch, [torch.empty(f.shape) for f in features])
-        if not isinstance(detector, SSD):       # RetinaNet, FCOS: outputs and anchors split by level
-            counts = [f.shape[2] * f.shape[3] for f in features]
-            per = head["cls_logits"].shape[1] // sum(counts)          # anchors per location
-            counts = [c * per for c in counts]
-            head = {k: list(v.split(counts, 1)) for k, v in head.items()}
-            anchors = [list(a.split(counts)) for a in anchors]
-        found = detector.postprocess_detections(head, anchors, batch.image_sizes)
+        out = run({"x": batch.tensors.numpy()})
+        boxes, scores = (torch.from_numpy(np.asarray(out[k], np.float32)) for k in ("boxes", "scores"))
+        found = []
+        for b, s, size in zip(boxes, scores, batch.image_sizes):
+            parts = [_candidates(b[rows], s[rows, classes], detector, classes.start)
+                     for rows, classes in _groups(detector, batch.tensors, s.shape[-1])]
+            b, s, labels = (torch.cat(p) for p in zip(*parts))
+            b = box_ops.clip_boxes_to_image(b, size)
+            keep = box_ops.batched_nms(b, s, labels, detector.nms_thresh)[:detector.detections_per_img]
+            found.append({"boxes": b[keep], "scores": s[keep], "labels": labels[keep]})
         found = detector.transform.postprocess(found, batch.image_sizes, [t.shape[-2:] for t in tensors])
     return [{k: v.numpy() for k, v in d.items()} for d in found]
 
 
+def _groups(detector, x, classes):
+    """[(anchor rows, class columns)] that torchvision selects candidates within: SSD each class but the
+    background over all anchors; RetinaNet and FCOS each level's anchors (counted from the backbone's feature
+    sizes, run on the meta device: shapes only) over all classes."""
+    import copy
+    from torchvision.models.detection.ssd import SSD
+    if isinstance(detector, SSD):
+        return [(slice(None), slice(c, c + 1)) for c in range(1, classes)]
+    features = copy.deepcopy(detector.backbone).to("meta")(x.to("meta"))
+    features = list(features.values()) if isinstance(features, dict) else [features]
+    per = detector.anchor_generator.num_anchors_per_location()
+    ends = np.cumsum([0] + [f.shape[-2] * f.shape[-1] * k for f, k in zip(features, per)])
+    return [(slice(a, b), slice(0, classes)) for a, b in zip(ends[:-1], ends[1:])]
+
+
+def _candidates(boxes, scores, detector, first_label):
+    """(boxes, scores, labels) of torchvision's candidates among (A, 4) boxes and their (A, C) scores: those over
+    score_thresh, the topk_candidates best of them (flattened anchor by anchor, as torchvision's)."""
+    import torch
+    flat = scores.flatten()
+    index = torch.where(flat > detector.score_thresh)[0]
+    top, order = flat[index].topk(min(detector.topk_candidates, len(index)))
+    index = index[order]
+    return boxes[index // scores.shape[1]], top, index % scores.shape[1] + first_label
+
+
 # torchvision's two-stage detectors (Faster R-CNN, Mask R-CNN, Keypoint R-CNN) -----------------------------------------
-def region_proposal_stage(detector):
-    """The first network of a two-stage torchvision detector: backbone, FPN and RPN head, returning the pooled
-    levels' features (`feature_0`...) and each level's objectness and box deltas (`objectness_0`, `deltas_0`...)."""
-    import torch
-
-    class Stage(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.backbone, self.head = detector.backbone, detector.rpn.head
-
-        def forward(self, x):
-            features = self.backbone(x)
-            objectness, deltas = self.head(list(features.values()))
-            out = {f"feature_{k}": v for k, v in features.items() if k in pooled_levels(detector)}
-            out.update({f"objectness_{i}": o for i, o in enumerate(objectness)})
-            out.update({f"deltas_{i}": d for i, d in enumerate(deltas)})
-            return out
-    return Stage()
-
-
-def port_region_proposals(detector, path, size=(128, 128)):
-    """trtnet.port's model file of region_proposal_stage(detector) at `path`, batch, height and width dynamic
-    (`size` only the example the port captures and checks at: small is quick)."""
-    import torch
-    from .port import port
-    return port(region_proposal_stage(detector), {"x": torch.rand(1, 3, *size)}, path, dynamic={"x": (2, 3)},
-                factory="trtnet.detect.region_proposal_stage", imports=["import trtnet.detect"])
-
-
 def pooled_levels(detector):
     return detector.roi_heads.box_roi_pool.featmap_names
 
@@ -404,7 +400,7 @@ def graph_runner(graph):
 def torchvision_two_stage_detections(detector, images, run):
     """A Faster, Mask or Keypoint R-CNN's detections ([{boxes, scores, labels[, masks][, keypoints,
     keypoints_scores]}] in each (H, W, 3) uint8 RGB image's pixels) with its networks run by trtnet: `run`
-    ({"x": array} -> outputs of region_proposal_stage) for the first, roi_network's graphs (run by graph_runner)
+    ({"x": array} -> outputs of trtnet.port.capture.RegionProposals) for the first, roi_network's graphs (run by graph_runner)
     for the second. Between and after them torchvision's own code on the host: transform, anchors, proposal
     decoding and NMS, level assignment, box decoding and NMS, mask pasting and keypoint heatmaps."""
     import torch

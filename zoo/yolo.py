@@ -5,7 +5,7 @@ width as Ultralytics scales them, so weights keep Ultralytics' names (`model.0.c
 decodes in the network: DFL (softmax over 16 bins, then its fixed 1x1 conv = the expected distance), anchors from
 the run-time feature sizes, xyxy boxes in input pixels, sigmoid class scores; then each anchor's best class and a
 top-k over anchors, so the engine returns at most `max_det` candidates per image. TensorRT-RTX builds no NMS layer:
-NMS runs on the host (trtnet.examples.yolo).
+NMS runs on the host (trtnet.detect).
 
 Ultralytics (AGPL-3.0) is imported only by the PyTorch reference and the checkpoint loader, never by the network.
 """

@@ -3,10 +3,12 @@ detector's model file on an image and prints and draws its boxes, masks, keypoin
 
 The model is a file written by `python -m trtnet.port 'trtnet.port.ultralytics:model{"cfg": "yolo11n-seg.yaml"}'`
 (named outputs: boxes, scores, the task's mask coefficients, keypoints or angles, a segmentation model's
-prototypes; or an end-to-end head's final rows) or a zoo YOLO (its best candidates); its weights are the file's
-(FILE.safetensors beside it, or --weights), else seeded ones. The image is letterboxed as Ultralytics' predictor
-does, the network runs as a TensorRT engine where one can execute (the --engine file, or one built here), else
-trtnet.check's CPU interpreter runs its TensorRT network, and trtnet.detect post-processes as Ultralytics does.
+prototypes; or an end-to-end head's final rows), by `python -m trtnet.port torchvision:retinanet_resnet50_fpn`
+(or FCOS, SSD, SSDlite: each anchor's decoded box and class scores) or a zoo YOLO (its best candidates); its
+weights are the file's (FILE.safetensors beside it, or --weights), else seeded ones. The image is letterboxed as
+Ultralytics' predictor does (a torchvision detector's: resized and normalized by its own transform), the network
+runs as a TensorRT engine where one can execute (the --engine file, or one built here), else trtnet.check's CPU
+interpreter runs its TensorRT network, and trtnet.detect post-processes as Ultralytics (or torchvision) does.
 """
 import argparse
 import os
@@ -17,8 +19,17 @@ from .. import cli
 from .. import detect as post
 from ..files import write_atomic
 from . import Runner
-from .yolo import COCO
 
+ULTRALYTICS = {"size": 640, "conf": 0.25, "iou": 0.7, "max_det": 300}    # its predictor's defaults
+
+# COCO's 80 classes as Ultralytics numbers them
+COCO = ("person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign "
+        "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie "
+        "suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard "
+        "tennis_racket bottle wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot "
+        "hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard "
+        "cell_phone microwave oven toaster sink refrigerator book clock vase scissors teddy_bear hair_drier "
+        "toothbrush").split()
 # COCO's 17 keypoints: the limbs drawn between them
 SKELETON = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9),
             (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6))
@@ -28,23 +39,28 @@ COLOURS = ((255, 56, 56), (255, 157, 151), (255, 112, 31), (255, 178, 29), (207,
 
 
 def describe(spec):
-    """(keypoint shape, class names, end to end) of a model file from its PyTorch reference: a
-    trtnet.port.ultralytics model says; else (a zoo YOLO: candidates for NMS) COCO's classes."""
+    """(keypoint shape, class names, end to end, torchvision detector or None) of a model file from its PyTorch
+    reference: a trtnet.port.ultralytics model says; a torchvision one-stage detector's names are COCO's in
+    torchvision's numbering; else (a zoo YOLO: candidates for NMS) COCO's classes."""
     module = spec.torch_module() if spec.torch_module is not None else None
+    detector = getattr(module, "detector", [None])[0]          # trtnet.port.capture.DetectionHeads
+    if detector is not None:
+        from torchvision.models._meta import _COCO_CATEGORIES
+        return (17, 3), dict(enumerate(_COCO_CATEGORIES)), False, detector
     task_model = getattr(module, "task_model", [None])[0]      # trtnet.port.ultralytics.Ultralytics
     if task_model is None:
-        return (17, 3), dict(enumerate(COCO)), False
+        return (17, 3), dict(enumerate(COCO)), False, None
     if module.kind in ("rtdetr", "classify"):
         raise ValueError(f"{spec.file}: an Ultralytics {module.kind} model; this example draws YOLO detectors' "
                          "boxes, masks, keypoints and rotated boxes")
     head, names = task_model.model[-1], task_model.names
     if len(names) == len(COCO) and all(v == str(k) for k, v in names.items()):   # a yaml's placeholder names
         names = dict(enumerate(COCO))
-    return tuple(getattr(head, "kpt_shape", (17, 3))), names, bool(getattr(head, "end2end", False))
+    return tuple(getattr(head, "kpt_shape", (17, 3))), names, bool(getattr(head, "end2end", False)), None
 
 
 def load(a):
-    """(Runner, keypoint shape, names, end to end, weights' origin)."""
+    """(Runner, keypoint shape, names, end to end, torchvision detector or None, weights' origin)."""
     from .. import harness, zoo
     from ..weights import WeightFileError
     spec = zoo.get(a.model)
@@ -58,8 +74,10 @@ def load(a):
     return (runner, *describe(spec), origin or weights.source)
 
 
-def detect(runner, image, a, kpt_shape, end2end):
+def detect(runner, image, a, kpt_shape, end2end, detector=None):
     """(Detections, task, network input size) for one image."""
+    if detector is not None:
+        return torchvision_detect(runner, image, a, detector)
     graph = runner.graph
     fixed = [d for d in graph.inputs[0].shape[2:] if isinstance(d, int)]
     size = tuple(fixed) if len(fixed) == 2 else a.size
@@ -72,6 +90,23 @@ def detect(runner, image, a, kpt_shape, end2end):
     outputs, task = post.joined(out)
     return post.postprocess(outputs, hw, image.shape, task, a.conf, a.iou, a.max_det, kpt_shape=kpt_shape,
                             end2end=end2end)[0], task, hw
+
+
+def torchvision_detect(runner, image, a, detector):
+    """detect() for a torchvision one-stage detector: its transform and thresholds, --size (the longer side),
+    --conf, --iou and --max-det replacing them where given."""
+    t = detector.transform
+    t.min_size, t.max_size = ((a.size,), a.size) if a.size else (t.min_size, t.max_size)
+    for key, value in (("score_thresh", a.conf), ("nms_thresh", a.iou), ("detections_per_img", a.max_det)):
+        setattr(detector, key, getattr(detector, key) if value is None else value)
+    a.conf, a.iou = detector.score_thresh, detector.nms_thresh     # as printed
+    shapes = []
+
+    def run(inputs):
+        shapes.append(inputs["x"].shape[2:])
+        return runner(**inputs)
+    found = post.torchvision_detections(detector, [image], run)[0]
+    return post.Detections(found["boxes"], found["scores"], found["labels"]), "detect", shapes[0]
 
 
 def draw(image, dets, input_hw, names, path):
@@ -121,14 +156,16 @@ def main(argv=None):
     p.add_argument("--model", required=True, help="a model file (FILE.py or FILE.py:NAME) or a zoo YOLO name")
     p.add_argument("--weights", help="its weights file (default: FILE.safetensors beside it, or weights/NAME.*)")
     p.add_argument("--engine", help="a TensorRT engine built from it, run where an engine can execute")
-    p.add_argument("--size", type=int, default=640, help="letterbox size of a dynamic-size network, multiple of 32")
-    p.add_argument("--conf", type=float, default=0.25, help="confidence threshold")
-    p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold")
-    p.add_argument("--max-det", type=int, default=300, help="at most this many detections, best first")
+    p.add_argument("--size", type=int, help="letterbox size of a dynamic-size network, multiple of 32 (default "
+                   "640; a torchvision detector's: its own)")
+    p.add_argument("--conf", type=float, help="confidence threshold (default 0.25; a torchvision detector's: its own)")
+    p.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.7; a torchvision detector's: its own)")
+    p.add_argument("--max-det", type=int, help="at most this many detections, best first (default 300; a "
+                   "torchvision detector's: its own)")
     p.add_argument("-o", "--output", metavar="PNG", help="draw the detections into this file")
     p.add_argument("-v", "--verbose", action="store_true", help="a traceback with any error")
     a = p.parse_args(argv)
-    if a.size % 32 or not 32 <= a.size <= 1280:
+    if a.size is not None and (a.size % 32 or not 32 <= a.size <= 1280):
         p.error(f"--size must be a multiple of 32 in 32..1280, got {a.size}")
     return cli.run_command(a, lambda: run(a), cli.Timeline(show=False))
 
@@ -143,10 +180,13 @@ def run(a):
         image = np.asarray(Image.open(a.image).convert("RGB"))
     except (OSError, ImportError) as e:    # ImportError: a decoder plugin another package registered is missing
         raise cli.UsageError(f"{a.image}: cannot read the image: {e}") from None
-    runner, kpt_shape, names, end2end, origin = load(a)
+    runner, kpt_shape, names, end2end, detector, origin = load(a)
+    if detector is None:
+        for key, value in ULTRALYTICS.items():
+            setattr(a, key, value if getattr(a, key) is None else getattr(a, key))
     print(f"network run by: {runner.backend}")
     print(f"weights: {origin}")
-    dets, task, hw = detect(runner, image, a, kpt_shape, end2end)
+    dets, task, hw = detect(runner, image, a, kpt_shape, end2end, detector)
     print(f"{len(dets)} detection{'s' * (len(dets) != 1)} ({task}) in {a.image} ({image.shape[1]}x{image.shape[0]}, "
           f"network input {hw[1]}x{hw[0]}, conf {a.conf}, IoU {a.iou})")
     for i, (box, score, c) in enumerate(zip(dets.boxes, dets.scores, dets.classes)):

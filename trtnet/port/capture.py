@@ -85,7 +85,7 @@ def load_spec(spec, trust_checkpoint=False):
             if hasattr(mod, name):
                 model = getattr(mod, name)(**_random_weights(getattr(mod, name), spec, kwargs))
                 if where == "detection":
-                    return DetectionHeads(model), (mod.__name__, name, kwargs)
+                    return detection_network(model), (mod.__name__, name, kwargs)
                 return model, (mod.__name__, name, kwargs)
         raise PortError(f"torchvision has no model {name!r}")
     if kind == "timm":
@@ -131,21 +131,112 @@ def transformers_class(name):
     raise PortError(f"transformers has no model class {name!r}")
 
 
-class DetectionHeads(torch.nn.Module):
-    """A torchvision detector up to its raw outputs (box regression, class logits); anchors, decoding and NMS
-    stay outside the network."""
+def detection_network(detector):
+    """What of a torchvision detector runs as one network: a one-stage detector's DetectionHeads, a two-stage
+    one's RegionProposals (its second network, RoIAlign and the box, mask or keypoint heads, runs on the
+    proposals the host picks: trtnet.detect.torchvision_two_stage_detections)."""
+    return DetectionHeads(detector) if hasattr(detector, "head") else RegionProposals(detector)
+
+
+class RegionProposals(torch.nn.Module):
+    """A two-stage torchvision detector's first network (Faster, Mask, Keypoint R-CNN): backbone, FPN and RPN
+    head, returning the pooled levels' features (`feature_0`...) and each level's objectness and box deltas
+    (`objectness_0`, `deltas_0`...)."""
 
     def __init__(self, detector):
         super().__init__()
-        if not hasattr(detector, "head"):
-            raise PortError(f"{type(detector).__name__} has no single head over its features (a two-stage "
-                            "detector): one-stage detectors (RetinaNet, FCOS, SSD) port")
+        self.backbone, self.head = detector.backbone, detector.rpn.head
+        self.levels = list(detector.roi_heads.box_roi_pool.featmap_names)
+        self.eval()
+
+    def forward(self, x):
+        features = self.backbone(x)
+        objectness, deltas = self.head(list(features.values()))
+        out = {f"feature_{k}": v for k, v in features.items() if k in self.levels}
+        out.update({f"objectness_{i}": o for i, o in enumerate(objectness)})
+        out.update({f"deltas_{i}": d for i, d in enumerate(deltas)})
+        return out
+
+
+class DetectionHeads(torch.nn.Module):
+    """A one-stage torchvision detector (RetinaNet, FCOS, SSD, SSDlite) up to what its postprocess_detections
+    computes for every anchor: `boxes` (N, A, 4) decoded, xyxy in the input's pixels, and `scores` (N, A, classes).
+    Anchors come from the features' run-time sizes, so batch, height and width stay free; thresholds, top-k,
+    clipping and NMS are left to the host (trtnet.detect.torchvision_detections, which reads the detector kept
+    here, unregistered)."""
+
+    def __init__(self, detector):
+        super().__init__()
+        from torchvision.models.detection.ssd import SSD
         self.backbone, self.head = detector.backbone, detector.head
+        self.detector = [detector]                    # not a submodule: its parameters are the two above
+        self.softmax = isinstance(detector, SSD)      # SSD's classes compete (background first); others' do not
+        self.eval()                                   # an inference wrapper: a builder's detector comes training
+
+    def train(self, mode=True):
+        self.detector[0].train(mode)                  # its transform and postprocess follow the mode too
+        return super().train(mode)
 
     def forward(self, x):
         features = self.backbone(x)
         features = list(features.values()) if isinstance(features, dict) else [features]
-        return self.head(features)
+        out = self.head(features)
+        detector = self.detector[0]
+        anchors = torch.cat([self.anchors(detector.anchor_generator, x, f, k) for k, f in enumerate(features)])
+        regression, logits = out["bbox_regression"], out["cls_logits"]
+        if "bbox_ctrness" in out:                     # FCOS: the linear coder, class scores with centre-ness
+            return {"boxes": self.linear_decode(regression, anchors, detector.box_coder.normalize_by_size),
+                    "scores": torch.sqrt(torch.sigmoid(logits) * torch.sigmoid(out["bbox_ctrness"]))}
+        coder = detector.box_coder
+        return {"boxes": self.decode(regression, anchors, coder.weights, coder.bbox_xform_clip),
+                "scores": torch.softmax(logits, -1) if self.softmax else torch.sigmoid(logits)}
+
+    @staticmethod
+    def anchors(generator, x, feature, level):
+        """(h x w x k, 4) anchors of one level, by grid position then cell anchor, as torchvision's generators
+        make them from the grid's and the image's sizes: AnchorGenerator's rounded cell anchors at strides of
+        image size // grid size; DefaultBoxGenerator's relative centres and box sizes times the image size."""
+        h, w = feature.shape[-2:]
+        image_h, image_w = x.shape[-2:]
+        size = None
+        if hasattr(generator, "cell_anchors"):
+            cell = torch.tensor(generator.cell_anchors[level].tolist())
+            # strides as vectors of the grid's length: a port folds a scalar size expression whose value at twice
+            # the example size is the same (image // grid of a pyramid's coarse levels often is), not these
+            ys, xs = torch.arange(h).float(), torch.arange(w).float()
+            ys, xs = ys * ((torch.ones_like(ys) * image_h) // h), xs * ((torch.ones_like(xs) * image_w) // w)
+        else:
+            pairs = generator._wh_pairs[level].clamp(min=0, max=1) if generator.clip else generator._wh_pairs[level]
+            cell = torch.tensor(torch.cat([-0.5 * pairs, 0.5 * pairs], 1).tolist())
+            height, width = torch.ones(1) * image_h, torch.ones(1) * image_w      # run-time sizes as tensors
+            step = generator.steps[level] if generator.steps else None
+            ys = (torch.arange(h).float() + 0.5) / (height / step if step else h)
+            xs = (torch.arange(w).float() + 0.5) / (width / step if step else w)
+            size = torch.cat([width, height, width, height])
+        grid = torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w)] * 2, -1).reshape(-1, 1, 4)
+        boxes = (grid + cell[None]).reshape(-1, 4)
+        return boxes if size is None else boxes * size
+
+    @staticmethod
+    def decode(rel, anchors, weights, clip):
+        """torchvision's BoxCoder.decode_single of (N, A, 4) codes against (A, 4) anchors."""
+        widths, heights = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+        ctr_x, ctr_y = anchors[:, 0] + 0.5 * widths, anchors[:, 1] + 0.5 * heights
+        wx, wy, ww, wh = weights
+        x = rel[..., 0] / wx * widths + ctr_x
+        y = rel[..., 1] / wy * heights + ctr_y
+        half_w = 0.5 * (torch.exp(torch.clamp(rel[..., 2] / ww, max=clip)) * widths)
+        half_h = 0.5 * (torch.exp(torch.clamp(rel[..., 3] / wh, max=clip)) * heights)
+        return torch.stack([x - half_w, y - half_h, x + half_w, y + half_h], -1)
+
+    @staticmethod
+    def linear_decode(rel, anchors, normalize):
+        """torchvision's BoxLinearCoder.decode (FCOS): distances from the anchor's centre to the box's sides."""
+        ctr_x, ctr_y = 0.5 * (anchors[:, 0] + anchors[:, 2]), 0.5 * (anchors[:, 1] + anchors[:, 3])
+        if normalize:
+            w, h = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+            rel = rel * torch.stack([w, h, w, h], -1)
+        return torch.stack([ctr_x - rel[..., 0], ctr_y - rel[..., 1], ctr_x + rel[..., 2], ctr_y + rel[..., 3]], -1)
 
 
 def _split_kwargs(rest):
@@ -318,6 +409,8 @@ def trace(module, examples):
             graph = tracer.trace(module, concrete_args=concrete)
         _drop_cached_proxies(module)
         _inplace_as_values(graph, tracer.values)
+        for n in graph.nodes:   # torch.tensor, wrapped only while tracing (_unwrapped): its code registers nothing
+            n.meta.pop("is_wrapped", None)
         return fx.GraphModule(tracer.root, graph), "fx"
     except Exception as fx_error:  # noqa: BLE001 (any tracing failure: try export)
         _drop_cached_proxies(module)
@@ -381,15 +474,18 @@ class _plain_forward:
 
 
 class _unwrapped:
-    """Functions a library marked with torch.fx.wrap are traced through: trtnet writes what is inside."""
+    """Functions a library marked with torch.fx.wrap are traced through: trtnet writes what is inside. torch.tensor
+    is wrapped instead: of traced sizes (torch.tensor([w, h])) it is a call of the graph, not an error."""
 
     def __enter__(self):
         from torch.fx import _symbolic_trace as st
         self.saved = dict(st._wrapped_fns_to_patch)
         st._wrapped_fns_to_patch.clear()
+        st._wrapped_fns_to_patch[(id(vars(torch)), "tensor")] = vars(torch)
 
     def __exit__(self, *exc):
         from torch.fx import _symbolic_trace as st
+        st._wrapped_fns_to_patch.clear()
         st._wrapped_fns_to_patch.update(self.saved)
 
 
