@@ -347,8 +347,8 @@ def multiscale_roi_align(features, boxes, levels, scales, pool):
 def roi_network(detector, branch, feature_shapes, scales):
     """The second network of a two-stage detector (`branch` "box", "mask" or "keypoint"): inputs the pooled
     levels' features (1, C, h, w) of one image, `boxes` (R, 4) and `levels` (R, L); RoIAlign, then the branch's
-    head and predictor with the detector's weights. Outputs class_logits and box_regression, mask_logits, or
-    keypoint_logits."""
+    head and predictor with the detector's weights. Outputs each class's `class_scores` (softmax) and `class_boxes`
+    (R, C, 4) decoded against the input boxes, or mask_logits, or keypoint_logits."""
     import trtnet as tn
     heads = detector.roi_heads
     w = tn.WeightMap({k: v.detach().numpy() for k, v in heads.state_dict().items()})
@@ -359,8 +359,10 @@ def roi_network(detector, branch, feature_shapes, scales):
     x = multiscale_roi_align(features, boxes, levels, scales, getattr(heads, f"{branch}_roi_pool"))
     if branch == "box":
         x = tn.relu(tn.linear(tn.relu(tn.linear(tn.flatten(x, 1), w["box_head.fc6"])), w["box_head.fc7"]))
-        g.output(tn.linear(x, w["box_predictor.cls_score"]), "class_logits")
-        g.output(tn.linear(x, w["box_predictor.bbox_pred"]), "box_regression")
+        g.output(tn.softmax(tn.linear(x, w["box_predictor.cls_score"]), -1), "class_scores")
+        classes = heads.box_predictor.cls_score.out_features
+        codes = tn.reshape(tn.linear(x, w["box_predictor.bbox_pred"]), (-1, classes, 4))
+        g.output(decode(codes, boxes, heads.box_coder.weights, heads.box_coder.bbox_xform_clip), "class_boxes")
         return g
     x = _convs(x, getattr(heads, f"{branch}_head"), w[f"{branch}_head"])
     if branch == "mask":
@@ -372,6 +374,18 @@ def roi_network(detector, branch, feature_shapes, scales):
     g.output(tn.interpolate(x, scale_factor=float(p.up_scale), mode="bilinear", align_corners=False),
              "keypoint_logits")
     return g
+
+
+def decode(codes, boxes, weights, clip):
+    """torchvision's BoxCoder.decode as network layers: (R, C, 4) xyxy boxes from (R, C, 4) codes, each class's
+    against its row's box of `boxes` (R, 4), with the coder's `weights` and `clip` of the log sizes."""
+    import trtnet as tn
+    corner = tn.narrow(boxes, 1, 0, 2)
+    size = tn.narrow(boxes, 1, 2, 2) - corner                                           # (R, 2): w, h
+    centre, size = tn.unsqueeze(corner + size * 0.5, 1), tn.unsqueeze(size, 1)
+    centre = tn.narrow(codes, 2, 0, 2) / tn.tensor(weights[:2], codes) * size + centre
+    half = tn.exp(tn.clamp(tn.narrow(codes, 2, 2, 2) / tn.tensor(weights[2:], codes), max=clip)) * size * 0.5
+    return tn.cat([centre - half, centre + half], 2)
 
 
 def _convs(x, head, w):
@@ -440,8 +454,7 @@ def _image_detections(heads, pooled, proposals, image_size):
     class-wise NMS on the box branch's outputs, then its masks and keypoints from their branches' outputs."""
     from torchvision.models.detection.roi_heads import keypointrcnn_inference, maskrcnn_inference
     o = pooled("box", proposals)
-    b, s, l = (v[0] for v in heads.postprocess_detections(o["class_logits"], o["box_regression"], [proposals],
-                                                             [image_size]))
+    b, s, l = _selected(heads, o["class_boxes"], o["class_scores"], image_size)
     d = {"boxes": b, "scores": s, "labels": l}
     if heads.has_mask():
         d["masks"] = maskrcnn_inference(pooled("mask", b)["mask_logits"], [l])[0]
@@ -451,19 +464,31 @@ def _image_detections(heads, pooled, proposals, image_size):
     return d
 
 
+def _selected(heads, boxes, scores, image_size):
+    """(boxes, scores, labels): torchvision's RoIHeads.postprocess_detections after the network's decoding and
+    softmax: boxes clipped, background dropped, scores over the threshold, small boxes removed, class-wise NMS,
+    the best detections_per_img."""
+    import torch
+    from torchvision.ops import boxes as ops
+    labels = torch.arange(scores.shape[1]).view(1, -1).expand_as(scores)[:, 1:].reshape(-1)
+    boxes = ops.clip_boxes_to_image(boxes, image_size)[:, 1:].reshape(-1, 4)
+    scores = scores[:, 1:].reshape(-1)
+    keep = torch.where(scores > heads.score_thresh)[0]
+    keep = keep[ops.remove_small_boxes(boxes[keep], min_size=1e-2)]
+    keep = keep[ops.batched_nms(boxes[keep], scores[keep], labels[keep], heads.nms_thresh)[:heads.detections_per_img]]
+    return boxes[keep], scores[keep], labels[keep]
+
+
 def _branches(detector):
     heads = detector.roi_heads
     return ["box"] + ["mask"] * heads.has_mask() + ["keypoint"] * heads.has_keypoint()
 
 
 def _proposals(detector, batch, out):
-    """torchvision's RPN after its head: anchors, deltas decoded, per-level top-k, clipping and NMS."""
-    from torchvision.models.detection.rpn import concat_box_prediction_layers
-    rpn = detector.rpn
+    """torchvision's RPN after the network's anchors and decoding: per-level top-k, clipping and NMS."""
+    import torch
     n = len([k for k in out if k.startswith("objectness_")])
-    objectness, deltas = [out[f"objectness_{i}"] for i in range(n)], [out[f"deltas_{i}"] for i in range(n)]
-    anchors = rpn.anchor_generator(batch, objectness)
-    counts = [o[0].numel() for o in objectness]
-    objectness, deltas = concat_box_prediction_layers(objectness, deltas)
-    proposals = rpn.box_coder.decode(deltas, anchors).view(len(anchors), -1, 4)
-    return rpn.filter_proposals(proposals, objectness, batch.image_sizes, counts)[0]
+    objectness = [out[f"objectness_{i}"] for i in range(n)]
+    proposals = torch.cat([out[f"proposals_{i}"] for i in range(n)], 1)
+    return detector.rpn.filter_proposals(proposals, torch.cat(objectness, 1), batch.image_sizes,
+                                         [o.shape[1] for o in objectness])[0]

@@ -140,21 +140,29 @@ def detection_network(detector):
 
 class RegionProposals(torch.nn.Module):
     """A two-stage torchvision detector's first network (Faster, Mask, Keypoint R-CNN): backbone, FPN and RPN
-    head, returning the pooled levels' features (`feature_0`...) and each level's objectness and box deltas
-    (`objectness_0`, `deltas_0`...)."""
+    head with its anchors (from the features' run-time sizes) and box decoding, returning the pooled levels'
+    features (`feature_0`...) and each level's objectness (N, A) and decoded proposals (N, A, 4), xyxy in the
+    input's pixels (`objectness_0`, `proposals_0`...), anchors ordered as torchvision's RPN orders them."""
 
     def __init__(self, detector):
         super().__init__()
         self.backbone, self.head = detector.backbone, detector.rpn.head
+        self.rpn = [detector.rpn]                      # not a submodule: its parameters are the head's
         self.levels = list(detector.roi_heads.box_roi_pool.featmap_names)
         self.eval()
 
     def forward(self, x):
         features = self.backbone(x)
         objectness, deltas = self.head(list(features.values()))
+        rpn = self.rpn[0]
         out = {f"feature_{k}": v for k, v in features.items() if k in self.levels}
-        out.update({f"objectness_{i}": o for i, o in enumerate(objectness)})
-        out.update({f"deltas_{i}": d for i, d in enumerate(deltas)})
+        for i, (o, d, f) in enumerate(zip(objectness, deltas, features.values())):
+            n, k, h, w = o.shape                      # torchvision's permute_and_flatten: by position, then anchor
+            out[f"objectness_{i}"] = o.permute(0, 2, 3, 1).reshape(n, -1)
+            d = d.view(n, k, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, 4)
+            anchors = DetectionHeads.anchors(rpn.anchor_generator, x, f, i)
+            out[f"proposals_{i}"] = DetectionHeads.decode(d, anchors, rpn.box_coder.weights,
+                                                          rpn.box_coder.bbox_xform_clip)
         return out
 
 
@@ -344,6 +352,14 @@ class _Tracer(fx.Tracer):
     def proxy(self, node):
         return _Proxy(node, self)
 
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        """fx keeps one read per buffer name: a buffer the forward reassigned is read anew."""
+        if isinstance(attr_val, torch.Tensor):
+            for name, proxy in list(parameter_proxy_cache.items()):
+                if name.rpartition(".")[2] == attr and self.values.get(proxy.node) is not attr_val:
+                    del parameter_proxy_cache[name]
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
         from torch.fx._symbolic_trace import _maybe_revert_all_patches
         node = super().create_node(kind, target, args, kwargs, name, type_expr)
@@ -359,7 +375,7 @@ class _Tracer(fx.Tracer):
         if kind == "placeholder":
             return self.examples[target] if target in self.examples else args[0] if args else _UNKNOWN
         if kind == "get_attr":
-            return self.fetch_attr(target)
+            return _attribute(self.root, target)
         if kind == "call_module":
             return self.root.get_submodule(target)(*args, **kwargs)
         if kind == "call_method":
@@ -367,12 +383,6 @@ class _Tracer(fx.Tracer):
         if kind == "call_function":
             return target(*args, **kwargs)
         return _UNKNOWN
-
-    def fetch_attr(self, target):
-        obj = self.root
-        for part in target.split("."):
-            obj = getattr(obj, part)
-        return obj
 
     def _concrete(self, a):
         if isinstance(a, fx.Node):
@@ -400,27 +410,72 @@ class _Tracer(fx.Tracer):
 
 def trace(module, examples):
     """(GraphModule, method): fx symbolic trace (through torch.fx.wrap'ed helpers too), else torch.export
-    (non-strict) with a dynamic batch."""
+    (non-strict) with a dynamic batch. The module's attributes are left as they were (see `kept`)."""
     module.eval()
     names = list(examples)
     try:
         tracer = _Tracer(examples)
-        with torch.no_grad(), _unwrapped(), _plain_forward(module, names) as concrete:
+        with kept(module) as state, torch.no_grad(), _unwrapped(), _plain_forward(module, names) as concrete:
             graph = tracer.trace(module, concrete_args=concrete)
-        _drop_cached_proxies(module)
-        _inplace_as_values(graph, tracer.values)
-        for n in graph.nodes:   # torch.tensor, wrapped only while tracing (_unwrapped): its code registers nothing
+            state.restore()
+            gm = _graph_module(tracer, graph)
+        _inplace_as_values(gm.graph, tracer.values)
+        for n in gm.graph.nodes:   # torch.tensor, wrapped only while tracing (_unwrapped): its code registers nothing
             n.meta.pop("is_wrapped", None)
-        return fx.GraphModule(tracer.root, graph), "fx"
+        return gm, "fx"
     except Exception as fx_error:  # noqa: BLE001 (any tracing failure: try export)
-        _drop_cached_proxies(module)
         try:
-            ep = _export(module, examples)
+            with kept(module):
+                ep = _export(module, examples)
         except Exception as e:  # noqa: BLE001
             fx_line, export_line = _first(fx_error), _first(e)
             raise PortError(f"cannot capture the module: {fx_line}" if fx_line == export_line else
                             f"cannot capture the module: fx: {fx_line}; torch.export: {export_line}") from e
         return ep.module(), "export"
+
+
+class kept:
+    """The module's attributes and the contents of its dicts (buffers, caches) as they were on entry, back on exit
+    and on restore(): a forward that caches what it computes (a table of the input's size as a buffer, attention
+    biases by device) would otherwise keep what the capture gave it, proxies included."""
+
+    def __init__(self, module):
+        self.saved = [(m, dict(vars(m)), {k: dict(v) for k, v in vars(m).items() if isinstance(v, dict)})
+                      for m in module.modules()]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.restore()
+
+    def restore(self):
+        for m, attrs, dicts in self.saved:
+            vars(m).clear()
+            vars(m).update(attrs)
+            for k, v in dicts.items():
+                attrs[k].clear()
+                attrs[k].update(v)
+
+
+def _graph_module(tracer, graph):
+    """The GraphModule of a trace, from the module as it was before: a get_attr that read what the forward had
+    assigned (a cached table, a constant fx stored on the module) reads that value as a constant of its own,
+    attached only while the GraphModule copies it."""
+    root = tracer.root
+    for n in graph.nodes:
+        v = tracer.values.get(n, _UNKNOWN)
+        if n.op == "get_attr" and v is not _UNKNOWN and v is not _attribute(root, n.target):
+            n.target = tracer.get_fresh_qualname("_tensor_constant")
+            setattr(root, n.target, v)
+    return fx.GraphModule(root, graph)
+
+
+def _attribute(root, target):
+    """The attribute a qualified name reaches, or _UNKNOWN."""
+    for part in target.split("."):
+        root = getattr(root, part, _UNKNOWN)
+    return root
 
 
 def _inplace_as_values(graph, values):
@@ -435,14 +490,6 @@ def _inplace_as_values(graph, values):
         first = n.args[0] if n.args else None
         if inplace and isinstance(first, fx.Node) and isinstance(values.get(first), torch.Tensor):
             first.replace_all_uses_with(n, delete_user_cb=lambda u, n=n: order[u] > order[n])
-
-
-def _drop_cached_proxies(module):
-    """Caches a module fills while traced (attention biases by device) must not hand proxies to later runs."""
-    for m in module.modules():
-        for v in vars(m).values():
-            if isinstance(v, dict) and any(isinstance(x, fx.Proxy) for x in v.values()):
-                v.clear()
 
 
 class _plain_forward:
