@@ -317,6 +317,53 @@ def test_repeat_interleave_by_a_size_checks_at_any_batch():
     assert "x.shape[0]" in r.code, r.code       # the repeats follow the batch
 
 
+class CeilStride(nn.Module):
+    """torchvision's AnchorGenerator: a level's stride as image size // grid size, the grid from stride-2 convs
+    with ceil-sized outputs (ceil(h / 32)). 64 // 2 and 128 // 4 are both 32, but 72 // 3 is 24: doubling alone
+    cannot tell the stride from a constant."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.Sequential(*[nn.Conv2d(3 if i == 0 else 4, 4, 3, 2, 1) for i in range(5)])
+
+    def forward(self, x):
+        feat = self.convs(x)
+        sy, sx = x.shape[2] // feat.shape[2], x.shape[3] // feat.shape[3]
+        return feat + (torch.arange(feat.shape[2]) * sy)[:, None] + torch.arange(feat.shape[3]) * sx
+
+
+def test_a_size_that_doubling_keeps_is_not_folded_when_other_sizes_change_it(tmp_path):
+    from trtnet import zoo
+    from trtnet.check.report import check_graph_at
+    from trtnet.weights import load_weights
+    torch.manual_seed(0)
+    module = CeilStride().eval()
+    r = port(module, torch.randn(1, 3, 64, 64), str(tmp_path / "strides.py"), dynamic={"x": (0, 2, 3)}, check=True)
+    assert r.ok, r.report.summary()
+    graph = zoo.get(r.path).graph(load_weights(r.weights))
+    reports = check_graph_at(graph, reference=module, shapes=[{"N": 1, "H": 72, "W": 72}, {"N": 2, "H": 80, "W": 88}])
+    assert [x.ok for x in reports] == [True, True], [x.summary() for x in reports]
+
+
+class GroupsOfFour(nn.Module):
+    """A sequence padded to groups of four: the padding (-n) % 4 and n / ceil(n / 4) are 0 and 4 at 8 and 16."""
+
+    def forward(self, x):
+        return x * (x.shape[1] / -(-x.shape[1] // 4)) + (-x.shape[1]) % 4
+
+
+def test_padding_to_a_multiple_follows_the_sequence_length(tmp_path):
+    from trtnet import zoo
+    from trtnet.check.report import check_graph_at
+    from trtnet.weights import load_weights
+    module = GroupsOfFour()
+    r = port(module, torch.randn(1, 8, 3), str(tmp_path / "groups.py"), dynamic={"x": (0, 1)}, check=True)
+    assert r.ok, r.report.summary()
+    graph = zoo.get(r.path).graph(load_weights(r.weights))
+    reports = check_graph_at(graph, reference=module, shapes=[{"N": 1, "x_1": 6}, {"N": 2, "x_1": 13}])
+    assert [x.ok for x in reports] == [True, True], [x.summary() for x in reports]
+
+
 class SizeTables(nn.Module):
     """Tables from the run-time size, as detectors make anchors and positional tables: a grid of aranges divided
     by torch.tensor([w, h]), a valid mask, sizes in arithmetic with tensors and Python floats of sizes (h / w:
@@ -341,3 +388,47 @@ def test_tables_from_run_time_sizes_check_at_other_sizes(tmp_path):
     reports = check_graph_at(graph, reference=module, shapes=[{"N": 3, "H": 16, "W": 6}, {"N": 1, "H": 5, "W": 20}])
     assert [x.ok for x in reports] == [True, True], [x.summary() for x in reports]
     torch.fx.symbolic_trace(nn.Linear(2, 2))     # torch.tensor, wrapped while the port traced, is torch's again
+
+
+class CachedTable(nn.Module):
+    """timm's GPSA: a table of the token count cached in forward as a non-persistent buffer, computed anew when
+    the count differs (zeros filled by index assignments), then read again."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 8)
+        self.register_buffer("table", torch.zeros(1, 1, 3), persistent=False)
+
+    def forward(self, x):
+        n = x.shape[1]
+        if self.table.shape[1] != n:
+            table = torch.zeros(1, n, 3)
+            pos = torch.arange(n, dtype=torch.float32) / n
+            table[:, :, 0], table[:, :, 1], table[:, :, 2] = pos, pos * pos, 1.0
+            self.table = table
+        return x + self.fc(self.table).expand(x.shape[0], -1, -1)
+
+
+def test_a_table_cached_in_forward_is_computed_and_the_module_left_as_it_was(tmp_path):
+    from trtnet import zoo
+    from trtnet.check.report import check_graph_at
+    from trtnet.port.capture import trace
+    from trtnet.weights import load_weights
+    module = CachedTable().eval()
+    before, x = module.table, torch.randn(1, 6, 8)
+    trace(module, {"x": x})
+    assert module.table is before and "table" in module._buffers and not any(
+        isinstance(v, torch.fx.Proxy) for m in module.modules() for v in [*vars(m).values(), *m._buffers.values()])
+    r = port(module, x, check=True)                 # the table folded at the example's size, checked at batch 2
+    assert r.ok and "arange" not in r.code, r.report.summary()
+    assert module.table is before                   # the port's own runs leave nothing cached
+    with torch.no_grad():
+        module(x)                                   # the module's own run caches the table at 6 tokens
+    with pytest.raises(PortError, match=r"test_port.py:\d+: return x \+ self.fc.*frozen"):
+        port(module, x, dynamic={"x": (1,)})
+    module = CachedTable().eval()       # nothing cached yet: the trace computes the table
+    r = port(module, x, str(tmp_path / "cached.py"), dynamic={"x": (1,)}, check=True)
+    assert r.ok and "arange" in r.code, r.report.summary()   # the table follows the token count
+    graph = zoo.get(r.path).graph(load_weights(r.weights))
+    reports = check_graph_at(graph, reference=module, shapes=[{"N": 2, "x_1": 11}, {"N": 1, "x_1": 3}])
+    assert [x.ok for x in reports] == [True, True], [x.summary() for x in reports]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .capture import PortError, default_inputs, example_tensors, load_spec, offline, record_values, trace
+from .capture import PortError, default_inputs, example_tensors, kept, load_spec, offline, record_values, trace
 from .codegen import generate
 from .. import llm
 from ..files import write_atomic
@@ -47,29 +47,30 @@ def port(module, example_inputs, output=None, name=None, weights=None, dynamic=N
     _check_dynamic(example_inputs, dynamic or {})
     name = _identifier(name or (os.path.splitext(os.path.basename(output))[0] if output else
                                 type(module).__name__.lower()))
-    gm, method = trace(module, example_inputs)
-    values, eager = record_values(gm, example_inputs)
-    other = _other_values(gm, example_inputs, module, dynamic or {})
-    other = _one_axis(gm, example_inputs, dynamic or {}, values, other)
-    with torch.no_grad():
-        reference = module(**example_inputs)
-    inputs, shape0 = _input_specs(example_inputs, dynamic or {}, module)
-    header = [f"{source or type(module).__module__ + '.' + type(module).__qualname__} ported by trtnet.port "
-              f"(captured with {method}).",
-              "Inputs: " + ", ".join(f"{k} {'x'.join(map(str, v.shape))} {str(v.dtype).replace('torch.', '')}"
-                                     for k, v in example_inputs.items()) +
-              f"; dynamic: {', '.join(['the batch N', *(d for spec in inputs for d in spec[2])])}.",
-              "Weights: the module's state_dict names, plus any constants folded from its parameters",
-              "and buffers (`*_folded`: recompute them when swapping weights)."]
-    factory = factory or f"{type(module).__module__}.{type(module).__qualname__}"
-    reg = [f"@register({name!r}, {shape0!r}, {factory})"]
-    imps = list(imports) or [f"import {type(module).__module__.split('.')[0]}"]
-    code, extra = generate(gm, module, values, inputs, _output_names(reference), name, header, reg, imps, other)
-    result = PortResult(None, None, code, method, 0.0, code.count("\n"), extra=sorted(extra))
-    _records(code, name, module, extra)
-    result.seconds = time.perf_counter() - t0
-    if check:
-        result.report = check_port(result, module, example_inputs, name, extra)
+    with kept(module):     # what the module's forward caches on itself is put back as it was
+        gm, method = trace(module, example_inputs)
+        values, eager = record_values(gm, example_inputs)
+        other = _other_values(gm, example_inputs, module, dynamic or {})
+        other = _other_sizes_kept(gm, example_inputs, dynamic or {}, module, values, other)
+        with torch.no_grad():
+            reference = module(**example_inputs)
+        inputs, shape0 = _input_specs(example_inputs, dynamic or {}, module)
+        header = [f"{source or type(module).__module__ + '.' + type(module).__qualname__} ported by trtnet.port "
+                  f"(captured with {method}).",
+                  "Inputs: " + ", ".join(f"{k} {'x'.join(map(str, v.shape))} {str(v.dtype).replace('torch.', '')}"
+                                         for k, v in example_inputs.items()) +
+                  f"; dynamic: {', '.join(['the batch N', *(d for spec in inputs for d in spec[2])])}.",
+                  "Weights: the module's state_dict names, plus any constants folded from its parameters",
+                  "and buffers (`*_folded`: recompute them when swapping weights)."]
+        factory = factory or f"{type(module).__module__}.{type(module).__qualname__}"
+        reg = [f"@register({name!r}, {shape0!r}, {factory})"]
+        imps = list(imports) or [f"import {type(module).__module__.split('.')[0]}"]
+        code, extra = generate(gm, module, values, inputs, _output_names(reference), name, header, reg, imps, other)
+        result = PortResult(None, None, code, method, 0.0, code.count("\n"), extra=sorted(extra))
+        _records(code, name, module, extra)
+        result.seconds = time.perf_counter() - t0
+        if check:
+            result.report = check_port(result, module, example_inputs, name, extra)
     if output and result.ok:     # a file that does not check is not written either
         write_atomic(output, code.encode())
         result.path = output
@@ -94,7 +95,8 @@ def _port_spec(spec, output, inputs, dynamic, weights, check, trust_checkpoint):
     if dynamic is None:     # token ids: any batch and length
         dynamic = {k: (0, 1) for k, v in examples.items() if v.dim() == 2 and not v.dtype.is_floating_point}
     if not getattr(module, "seeded", False):       # modules that seed their own weights keep them
-        _randomize(module, examples)
+        with kept(module):                         # the statistics change in place; caches are put back
+            _randomize(module, examples)
     args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     if src == "timm":
         imports, factory = ["import timm"], f"lambda: timm.create_model({fname!r}, {args})"
@@ -157,25 +159,53 @@ def _other_values(gm, examples, module, dynamic):
     return rec.values
 
 
-def _one_axis(gm, examples, dynamic, values, other):
-    """`other`, with None for the nodes whose values change when only the first dynamic axis besides the batch
-    doubles: a ratio of sizes (h / w) that doubling every axis keeps is no constant. Modules that cannot run at
-    that size (axes that must stay equal) keep `other` as it is."""
+def _other_sizes_kept(gm, examples, dynamic, module, values, other):
+    """`other`, with None for the nodes whose values change at two more sizes, so that they are not constants:
+    the first dynamic axis besides the batch doubled (a ratio h / w, which doubling every axis keeps), and each
+    such axis a step longer (h // ceil(h / 32), ceil(h / 64), (-h) % 32, which doubling keeps): the smallest step
+    of 1, 2, 4 ... 32 the capture runs at, as networks that take multiples of 32 only run at +32. A size the
+    capture does not run at changes nothing: the other values stand as they are."""
+    axes = [(k, a) for k, ax in dynamic.items() for a in ax if a != 0]
+    if len(axes) > 1:
+        k, axis = axes[0]
+        other = _changed(gm, {n: v.repeat_interleave(2, axis) if n == k else v for n, v in examples.items()},
+                         values, other) or other
+    for step in (1, 2, 4, 8, 16, 32) if axes else ():
+        sized = _stepped(examples, axes, module, step)
+        changed = None if sized is None else _changed(gm, sized, values, other)
+        if changed is not None:
+            return changed
+    return other
+
+
+def _changed(gm, inputs, values, other):
+    """`other` with None for the nodes it shares with `values` that differ when the capture runs at `inputs`; None
+    when it does not run there (sizes the module does not take)."""
     from .capture import _Recorder
     from .codegen import _same
-    axes = [(k, a) for k, ax in dynamic.items() for a in ax if a != 0]
-    if len(axes) < 2:
-        return other
-    k, axis = axes[0]
-    sized = {n: v.repeat_interleave(2, axis) if n == k else v for n, v in examples.items()}
     rec = _Recorder(gm)
     try:
         with torch.no_grad():
-            rec.run(*sized.values())
+            rec.run(*inputs.values())
     except Exception:  # noqa: BLE001 (the module's own code at sizes it does not take)
-        return other
+        return None
     return {n: None if n in rec.values and _same(values.get(n), v) and not _same(values.get(n), rec.values[n])
             else v for n, v in other.items()}
+
+
+def _stepped(examples, axes, module, step):
+    """The examples with each of `axes` `step` longer (shorter where longer leaves its range), repeating their
+    data; None where a size leaves its range both ways."""
+    sized = dict(examples)
+    for k, axis in axes:
+        v = sized[k]
+        size = v.shape[axis]
+        lo, _, hi = _range(size, v.dtype.is_floating_point, getattr(module, "config", None))
+        new = size + step if size + step <= hi else size - step
+        if new < lo:
+            return None
+        sized[k] = v.index_select(axis, torch.arange(new) % size)
+    return sized
 
 
 def _other_size(size, floating, module):

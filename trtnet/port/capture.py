@@ -4,7 +4,6 @@ import importlib
 import inspect
 import json
 import linecache
-import operator
 import os
 import re
 import sys
@@ -330,7 +329,51 @@ class _Proxy(fx.Proxy):
         return super().__getattr__(k)
 
     def __setitem__(self, index, value):
-        self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
+        """`t[index] = value` makes a new value of t that later reads of t get (a table filled by assignments):
+        a torch.where over the positions that integers along some axes pick, else a copy assigned (folded
+        where static, refused where it is not)."""
+        new = _where_assigned(self, index, value)
+        if new is None:
+            new = self.tracer.create_proxy("call_function", assigned, (self, index, value), {})
+        self.node = new.node
+
+
+def assigned(tensor, index, value):
+    """A copy of `tensor` with `tensor[index] = value`: an index assignment as a value of the graph."""
+    tensor = tensor.clone()
+    tensor[index] = value
+    return tensor
+
+
+def _where_assigned(t, index, value):
+    """`t[index] = value` as torch.where(mask, value, t) for an index of integers and full slices (an Ellipsis
+    too), the mask from aranges of t's sizes so that it follows them; None for other indexes."""
+    values = t.tracer.values
+    example = values.get(t.node, _UNKNOWN)
+    index = list(index) if isinstance(index, tuple) else [index]
+    ellipsis = [k for k, i in enumerate(index) if i is Ellipsis]
+    if not isinstance(example, torch.Tensor) or len(ellipsis) > 1:
+        return None
+    if ellipsis:
+        index[ellipsis[0]:ellipsis[0] + 1] = [slice(None)] * (example.dim() - len(index) + 1)
+    picks = [d for d, i in enumerate(index) if type(i) is int]
+    full = all(type(i) is int or isinstance(i, slice) and all(x is None for x in (i.start, i.stop, i.step))
+               for i in index)
+    v = values.get(value.node, _UNKNOWN) if isinstance(value, fx.Proxy) else value
+    if not (picks and full and len(index) <= example.dim() and isinstance(v, (torch.Tensor, int, float, bool))):
+        return None
+    if isinstance(v, torch.Tensor):     # of the rank of t[index] (broadcast from the left), then of t's
+        value = value if v.dtype == example.dtype else value.to(example.dtype)
+        value = value[(None,) * (example.dim() - len(picks) - v.dim())] if v.dim() + len(picks) < example.dim() \
+            else value
+    mask = None
+    for d in picks:
+        size = t.shape[d]
+        at = torch.arange(size) == (index[d] if index[d] >= 0 else size + index[d])
+        at = at.reshape([-1 if a == d else 1 for a in range(example.dim())])
+        mask = at if mask is None else mask & at
+        value = value.unsqueeze(d) if isinstance(v, torch.Tensor) else value
+    return torch.where(mask, value, t)
 
 
 _UNKNOWN = object()
@@ -354,14 +397,17 @@ class _Tracer(fx.Tracer):
 
     def getattr(self, attr, attr_val, parameter_proxy_cache):
         """fx keeps one read per buffer name: a buffer the forward reassigned is read anew."""
-        if isinstance(attr_val, torch.Tensor):
-            for name, proxy in list(parameter_proxy_cache.items()):
-                if name.rpartition(".")[2] == attr and self.values.get(proxy.node) is not attr_val:
-                    del parameter_proxy_cache[name]
+        if isinstance(attr_val, torch.Tensor) and self.proxy_buffer_attributes:
+            name = next((k for k, b in self.root.named_buffers() if b is attr_val), None)
+            read = parameter_proxy_cache.get(name)
+            if read is not None and read.node.op == "get_attr" and self.values.get(read.node) is not attr_val:
+                del parameter_proxy_cache[name]
         return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
         from torch.fx._symbolic_trace import _maybe_revert_all_patches
+        if kind == "call_function" and target in (torch.zeros, torch.ones, torch.empty) and len(args) > 1:
+            args = (tuple(args),)       # torch.zeros(1, n, 3): one size, as a factory's first argument
         node = super().create_node(kind, target, args, kwargs, name, type_expr)
         try:   # modules run unpatched (fx patches their calls and attributes); functions need not (it is slow)
             with _maybe_revert_all_patches() if kind in ("call_module", "get_attr") else contextlib.nullcontext():
