@@ -292,6 +292,18 @@ class InputNamed(nn.Module):
         return self.fc(input)
 
 
+@pytest.mark.parametrize("stem", ["pad", "class", "register"])
+def test_a_file_named_after_a_trtnet_op_or_keyword_records(stem, tmp_path):
+    """The model's function takes another name where the file's would hide an import or is no Python name."""
+    from trtnet import zoo
+    from trtnet.weights import load_weights
+    module = torch.nn.Sequential(torch.nn.ZeroPad2d(1), torch.nn.Conv2d(3, 4, 3)).eval()
+    r = port(module, {"input": torch.randn(1, 3, 8, 8)}, str(tmp_path / f"{stem}.py"), check=True)
+    assert r.ok and f"def {stem}_net(" in r.code, r.report.summary() if r.report else r.code
+    graph = zoo.get(r.path).graph(load_weights(r.weights))
+    assert [tuple(o.shape[1:]) for o in graph.outputs] == [(4, 8, 8)]
+
+
 def test_one_input_takes_the_name_forward_gives_it():
     from trtnet.port.capture import example_tensors
     examples = example_tensors({"x": ((1, 4), "float32")}, InputNamed())

@@ -259,8 +259,13 @@ def _randomize(module, examples):
 
 
 def _identifier(s):
+    """A Python name for the model's function: the file's own name unless a keyword or a trtnet name the code
+    imports (a `pad.py` defining `pad` would hide trtnet's pad)."""
+    import keyword
+    import trtnet
     s = re.sub(r"\W", "_", s)
-    return "m_" + s if s[0].isdigit() else s
+    s = "m_" + s if s[0].isdigit() else s
+    return s + "_net" if keyword.iskeyword(s) or s in trtnet.__all__ or s == "register" else s
 
 
 def _input_specs(examples, dynamic, module):
