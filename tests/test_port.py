@@ -444,3 +444,61 @@ def test_a_table_cached_in_forward_is_computed_and_the_module_left_as_it_was(tmp
     graph = zoo.get(r.path).graph(load_weights(r.weights))
     reports = check_graph_at(graph, reference=module, shapes=[{"N": 2, "x_1": 11}, {"N": 1, "x_1": 3}])
     assert [x.ok for x in reports] == [True, True], [x.summary() for x in reports]
+
+
+class RotateHalf(nn.Module):
+    """Rotary embeddings (timm's EVA): interleaved halves stacked, then reshaped to the input's own shape."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return torch.stack([-y[..., 1::2], y[..., ::2]], -1).reshape(y.shape) * 0.5 + y
+
+
+def test_a_reshape_to_another_tensors_shape_checks_at_any_batch():
+    r = port(RotateHalf(), torch.randn(1, 3, 8), check=True)     # checked at batch 2 as well
+    assert r.ok, r.report.summary()
+    assert max(m["rel"] for m in r.report.final.values()) < 1e-5
+
+
+class VectorNorms(nn.Module):
+    """ConvNeXt-V2's global response norm (linalg.vector_norm over two dims) and CLIP's x / x.norm(dim=-1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        y = self.fc(x)
+        g = torch.linalg.vector_norm(y, ord=2, dim=(1, 2), keepdim=True)
+        unit = y / y.norm(dim=-1, keepdim=True)
+        return y * g / g.mean(dim=-1, keepdim=True) + unit + torch.norm(y, 1, -1)[..., None]
+
+
+def test_vector_norms_check_against_torch():
+    r = port(VectorNorms(), torch.randn(1, 3, 8), check=True)     # checked at batch 2 as well
+    assert r.ok, r.report.summary()
+    assert max(m["rel"] for m in r.report.final.values()) < 1e-5
+    assert "sqrt(sum(" in r.code and "sum(abs(" in r.code, r.code
+
+
+class WholeSliceAssigned(nn.Module):
+    """timm's MViT-v2: attn[:, :, off:, off:] = attn[:, :, off:, off:] + bias, the offset 0 without a class token."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        attn, off = self.fc(x), 0
+        attn[:, off:, off:] = attn[:, off:, off:] + x
+        return attn.softmax(-1)
+
+
+def test_a_whole_slice_assigned_in_place_checks_at_any_batch():
+    r = port(WholeSliceAssigned(), torch.randn(1, 3, 8), check=True)     # checked at batch 2 as well
+    assert r.ok, r.report.summary()
+    assert max(m["rel"] for m in r.report.final.values()) < 1e-5

@@ -357,11 +357,13 @@ def _where_assigned(t, index, value):
     if ellipsis:
         index[ellipsis[0]:ellipsis[0] + 1] = [slice(None)] * (example.dim() - len(index) + 1)
     picks = [d for d, i in enumerate(index) if type(i) is int]
-    full = all(type(i) is int or isinstance(i, slice) and all(x is None for x in (i.start, i.stop, i.step))
-               for i in index)
+    full = all(type(i) is int or isinstance(i, slice) and i.start in (None, 0) and i.stop is None and
+               i.step in (None, 1) for i in index)     # x[:, off:] = ... with an offset of 0 is whole too
     v = values.get(value.node, _UNKNOWN) if isinstance(value, fx.Proxy) else value
-    if not (picks and full and len(index) <= example.dim() and isinstance(v, (torch.Tensor, int, float, bool))):
+    if not (full and len(index) <= example.dim() and isinstance(v, (torch.Tensor, int, float, bool))):
         return None
+    if not picks:       # the whole tensor replaced by a value of its shape
+        return value.to(example.dtype) if isinstance(v, torch.Tensor) and v.shape == example.shape else None
     if isinstance(v, torch.Tensor):     # of the rank of t[index] (broadcast from the left), then of t's
         value = value if v.dtype == example.dtype else value.to(example.dtype)
         value = value[(None,) * (example.dim() - len(picks) - v.dim())] if v.dim() + len(picks) < example.dim() \

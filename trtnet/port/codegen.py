@@ -506,6 +506,8 @@ def write_call(p, c, n, name, args, kwargs):
         d = dim % p.values[n.args[0]].dim()       # each element repeated: a new dim expanded, then merged
         sizes = tuple(args[1] if i == d + 1 else -1 for i in range(p.values[n.args[0]].dim() + 1))
         return c.call("flatten", c.call("expand", c.call("unsqueeze", args[0], d + 1), sizes), d, d + 1)
+    if name in ("norm", "linalg_vector_norm", "vector_norm") and isinstance(value, torch.Tensor):
+        return _vector_norm(c, args, kwargs)
     if name in ("reshape_as", "view_as"):
         return c.call("reshape", args[0], E(f"{op(args[1])}.shape"))
     if name in ("new_full", "new_zeros", "new_ones") and isinstance(value, torch.Tensor):   # sizes may be run-time
@@ -517,14 +519,28 @@ def write_call(p, c, n, name, args, kwargs):
         expand = _repeat_as_expand(p.values[n.args[0]].shape, sizes)
         if expand is not None:
             return c.call("expand", args[0], expand)
-    if name in T.VARARGS and len(args) > 2 or (name in T.VARARGS and len(args) == 2 and
-                                                  not isinstance(args[1], (tuple, list))):
+    if name in T.VARARGS and len(args) > 2 or (name in T.VARARGS and len(args) == 2 and   # x.reshape(y.shape)
+                                                  not isinstance(args[1], (tuple, list)) and
+                                                  not isinstance(p.values.get(n.args[1]), (tuple, list))):
         args = [args[0], tuple(args[1:])] if name != "repeat" else args
     if name == "reshape" and len(args) == 2 and isinstance(args[1], (tuple, list)):
         args = [args[0], _explicit_sizes(p, n, args[1], value)]
     if not T.known(name):
         return c.unsupported(f"{'tensor.' if n.op == 'call_method' else ''}{name}")
     return bind(c, name, args, kwargs)
+
+
+def _vector_norm(c, args, kwargs):
+    """x.norm(), torch.linalg.vector_norm (ConvNeXt-V2's GRN, CLIP's embeddings) as the reduction it is."""
+    ord_, dim, keepdim = (list(args[1:]) + [None, None, False][len(args) - 1:])[:3]
+    ord_ = kwargs.get("ord", kwargs.get("p", 2 if ord_ in (None, "fro") else ord_))
+    dim, keepdim = kwargs.get("dim", dim), kwargs.get("keepdim", keepdim)
+    if kwargs.get("dtype") is not None or ord_ not in (1, 2, float("inf")):
+        return c.unsupported(f"vector norm of order {ord_!r}" + (" with a dtype" if kwargs.get("dtype") else ""))
+    kw = c.nondefault(dim=(dim, None), keepdim=(keepdim, False))
+    if ord_ == 2:
+        return c.call("sqrt", c.call("sum", infix(f"{c.operand(args[0])} * {c.operand(args[0])}"), **kw))
+    return c.call("sum" if ord_ == 1 else "amax", c.call("abs", args[0]), **kw)
 
 
 def _run_time_size(p, a):
