@@ -114,3 +114,34 @@ case("index_nd", "several-tensors", {"x": (("N", 5, 4, 3), "float32"), "i": (("T
      lambda w, x, i, j: [x[:, i, j], x[i, :, j], x[i, j], x[..., i, 0, j], x[:, [0, -1], 1:, [1, 2]]],
      lambda x, i, j: [x[:, i, j], x[i, :, j], x[i, j], x[..., i, 0, j], x[:, [0, -1], 1:, [1, 2]]],
      ({"N": 3, "T": 2}, {"N": 4, "T": 5}), make=indices(3, i=(-3, 3), j=(-3, 3)))
+
+
+def detections(name, shape, dtype, rng):
+    """Boxes (x1, y1, x2, y2) crowded enough to overlap, and distinct scores in (0, 1)."""
+    if name == "boxes":
+        corner = rng.uniform(0, 6, shape[:-1] + (2,))
+        return np.concatenate([corner, corner + rng.uniform(6, 12, shape[:-1] + (2,))], -1).astype(dtype)
+    return ((rng.permutation(int(np.prod(shape))).reshape(shape) + 0.5) / np.prod(shape)).astype(dtype)
+
+
+def torchvision_nms(boxes, scores, max_per_class, iou, threshold):
+    """Rows [batch, class, box] of torchvision's batched_nms per batch item, by decreasing score, -1 after."""
+    from torchvision.ops import batched_nms
+    n, b, c = scores.shape
+    rows = torch.full((n * c * min(max_per_class, b), 3), -1, dtype=torch.int32)
+    found = []
+    for i in range(n):
+        flat, labels = scores[i].flatten(), torch.arange(b * c) % c
+        over = torch.nonzero(flat > threshold).flatten()
+        keep = over[batched_nms(boxes[i][over // c], flat[over], labels[over], iou)]
+        keep = torch.cat([keep[labels[keep] == k][:max_per_class] for k in range(c)])
+        keep = keep[flat[keep].argsort(descending=True)]
+        found += [(i, int(k % c), int(k // c)) for k in keep]
+    rows[:len(found)] = torch.tensor(found, dtype=torch.int32).reshape(-1, 3)
+    return [rows, torch.tensor(len(found), dtype=torch.int32)]
+
+
+case("nms", "per-class", {"boxes": ((2, 12, 4), "float32"), "scores": ((2, 12, 3), "float32")},
+     lambda w, boxes, scores: [*tn.nms(boxes, scores, 3, 0.3, 0.2), *tn.nms(boxes, scores, 20, 0.6)],
+     lambda boxes, scores: [*torchvision_nms(boxes, scores, 3, 0.3, 0.2), *torchvision_nms(boxes, scores, 20, 0.6, 0.0)],
+     make=detections, engine=False)

@@ -874,6 +874,37 @@ def _topk(layer, x, k=None):
     return values.narrow(axes[0], 0, k), indices.narrow(axes[0], 0, k)
 
 
+@_layer("NMS", "INMSLayer")
+def _nms(layer, boxes, scores, max_per_class, iou=None, score=None):
+    """Per batch item, the (box, class) pairs over the score threshold (input 4, default 0) by decreasing score,
+    the best topk_box_limit of them; a pair is kept unless a kept box of its class overlaps it by IoU over the
+    threshold (input 3, default 0), at most max_per_class per class. Rows [batch, class, box] int32 in the order
+    kept, and their count. CENTER_SIZES boxes are (cx, cy, w, h)."""
+    iou = 0.0 if iou is None else float(iou)
+    score = 0.0 if score is None else float(score)
+    if layer.bounding_box_format == trt().BoundingBoxFormat.CENTER_SIZES:
+        half = boxes[..., 2:] / 2
+        boxes = torch.cat([boxes[..., :2] - half, boxes[..., :2] + half], -1)
+    rows = []
+    for i in range(boxes.shape[0]):
+        pairs = [(float(scores[i, b, c]), b, c) for b in range(scores.shape[1]) for c in range(scores.shape[2])]
+        pairs = sorted(pairs, key=lambda p: -p[0])[:layer.topk_box_limit]
+        kept = {}
+        for s, b, c in pairs:
+            same = kept.setdefault(c, [])
+            if s > score and len(same) < int(max_per_class) and all(_iou(boxes[i, b], boxes[i, k]) <= iou
+                                                                     for k in same):
+                same.append(b)
+                rows.append((i, c, b))
+    return (torch.tensor(rows, dtype=torch.int32).reshape(-1, 3), torch.tensor(len(rows), dtype=torch.int32))
+
+
+def _iou(a, b):
+    inter = (torch.minimum(a[2:], b[2:]) - torch.maximum(a[:2], b[:2])).clamp(min=0).prod()
+    union = (a[2:] - a[:2]).prod() + (b[2:] - b[:2]).prod() - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
 @_layer("CUMULATIVE", "ICumulativeLayer")
 def _cumulative(layer, x, axis):
     """Running SUM along `axis` (input 1); exclusive drops the current element, reverse runs

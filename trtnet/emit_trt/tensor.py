@@ -65,3 +65,22 @@ def _index_tensor(e, n, x, index):
 @emitter("index_nd")
 def _index_nd(e, n, x, index):
     return e.named(e.network.add_gather_v2(x, index, e.t.GatherMode.ND), n.name)
+
+
+@emitter("nms")
+def _nms(e, n, boxes, scores):
+    """INMSLayer with its thresholds as inputs 3 and 4; its data-dependent (K, 3) rows filled with -1 up to the
+    node's fixed row count."""
+    from .conv import _slice
+    a = n.attrs
+    layer = e.network.add_nms(boxes, scores, e.constant(np.array(a["max_per_class"], np.int32),
+                                                         f"{n.name}/max_per_class", np.int32, helper=True))
+    layer.set_input(3, e.constant(np.array(a["iou_threshold"], np.float32), f"{n.name}/iou", np.float32, True))
+    layer.set_input(4, e.constant(np.array(a["score_threshold"], np.float32), f"{n.name}/score", np.float32, True))
+    layer.bounding_box_format = (e.t.BoundingBoxFormat.CENTER_SIZES if a["centers"] else
+                                 e.t.BoundingBoxFormat.CORNER_PAIRS)
+    layer.topk_box_limit = a["limit"]
+    rows = e.helper(layer, f"{n.name}/selected")
+    count = layer.get_output(1)
+    count.name = item_name(e, n, 1)
+    return _slice(e, rows, [0, 0], n.shape, n.name, e.t.SampleMode.FILL, -1, "int32", final=True), count

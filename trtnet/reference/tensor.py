@@ -32,3 +32,26 @@ def _index_tensor(n, x, index):
 @ref("index_nd")
 def _index_nd(n, x, index):
     return x[tuple(index.long().unbind(-1))]
+
+
+@ref("nms")
+def _nms(n, boxes, scores):
+    """torchvision.ops.nms per batch item and class, the kept pairs of each item by decreasing score."""
+    from torchvision.ops import box_convert, nms
+    a = n.attrs
+    found = []
+    for i in range(boxes.shape[0]):
+        corners = box_convert(boxes[i], "cxcywh", "xyxy") if a["centers"] else boxes[i]
+        flat = scores[i].flatten()                                     # (B * C,): box-major pairs
+        best = flat.argsort(descending=True, stable=True)[:a["limit"]]
+        best = best[flat[best] > a["score_threshold"]]
+        kept = []
+        for c in range(scores.shape[2]):
+            ids = best[best % scores.shape[2] == c] // scores.shape[2]
+            keep = nms(corners[ids], scores[i, ids, c], a["iou_threshold"])[:a["max_per_class"]]
+            kept += [(float(scores[i, ids[k], c]), c, int(ids[k])) for k in keep]
+        found += [(i, c, b) for _, c, b in sorted(kept, key=lambda t: -t[0])]
+    rows = torch.full(n.shape, -1, dtype=torch.int32)
+    if found:
+        rows[:len(found)] = torch.tensor(found, dtype=torch.int32)
+    return rows, torch.tensor(len(found), dtype=torch.int32)
