@@ -208,18 +208,14 @@ class DetectionHeads(torch.nn.Module):
         size = None
         if hasattr(generator, "cell_anchors"):
             cell = torch.tensor(generator.cell_anchors[level].tolist())
-            # strides as vectors of the grid's length: a port folds a scalar size expression whose value at twice
-            # the example size is the same (image // grid of a pyramid's coarse levels often is), not these
-            ys, xs = torch.arange(h).float(), torch.arange(w).float()
-            ys, xs = ys * ((torch.ones_like(ys) * image_h) // h), xs * ((torch.ones_like(xs) * image_w) // w)
+            ys, xs = torch.arange(h).float() * (image_h // h), torch.arange(w).float() * (image_w // w)
         else:
             pairs = generator._wh_pairs[level].clamp(min=0, max=1) if generator.clip else generator._wh_pairs[level]
             cell = torch.tensor(torch.cat([-0.5 * pairs, 0.5 * pairs], 1).tolist())
-            height, width = torch.ones(1) * image_h, torch.ones(1) * image_w      # run-time sizes as tensors
             step = generator.steps[level] if generator.steps else None
-            ys = (torch.arange(h).float() + 0.5) / (height / step if step else h)
-            xs = (torch.arange(w).float() + 0.5) / (width / step if step else w)
-            size = torch.cat([width, height, width, height])
+            ys = (torch.arange(h).float() + 0.5) / (image_h / step if step else h)
+            xs = (torch.arange(w).float() + 0.5) / (image_w / step if step else w)
+            size = torch.tensor([image_w, image_h, image_w, image_h]).float()
         grid = torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w)] * 2, -1).reshape(-1, 1, 4)
         boxes = (grid + cell[None]).reshape(-1, 4)
         return boxes if size is None else boxes * size
