@@ -14,7 +14,7 @@ from cases_tensor import detections, torchvision_nms
 def graph(box_coding="corners"):
     g = tn.Graph("nms")
     boxes, scores = g.input("boxes", (2, 16, 4), batch=False), g.input("scores", (2, 16, 3), batch=False)
-    rows, count = tn.nms(boxes, scores, 8, 0.4, 0.1, box_coding=box_coding, topk_box_limit=100, name="nms")
+    rows, count = tn.nms(boxes, scores, 8, 0.4, 0.5, box_coding=box_coding, topk_box_limit=100, name="nms")
     g.output(rows, "rows")
     g.output(count, "count")
     return g
@@ -52,7 +52,7 @@ def test_interpreter_keeps_what_torchvision_keeps(box_coding):
     if box_coding == "center":      # the same boxes given as centres and sizes
         boxes = np.concatenate([(boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]], -1)
         got = run_network(network, {"boxes": boxes, "scores": scores})
-    rows, count = torchvision_nms(corners, torch.from_numpy(scores), 8, 0.4, 0.1)
+    rows, count = torchvision_nms(corners, torch.from_numpy(scores), 8, 0.4, 0.5)
     assert 0 < int(count) < len(rows)          # some suppressed, some rows filled
     np.testing.assert_array_equal(got["rows"], rows.numpy())
     assert int(got["count"]) == int(count)
