@@ -128,7 +128,7 @@ def torchvision_nms(boxes, scores, max_per_class, iou, threshold):
     """Rows [batch, class, box] of torchvision's batched_nms per batch item, by decreasing score, -1 after."""
     from torchvision.ops import batched_nms
     n, b, c = scores.shape
-    rows = torch.full((n * c * min(max_per_class, b), 3), -1, dtype=torch.int32)
+    rows = torch.full((n * c * max_per_class, 3), -1, dtype=torch.int32)
     found = []
     for i in range(n):
         flat, labels = scores[i].flatten(), torch.arange(b * c) % c

@@ -579,3 +579,47 @@ def test_roi_align_equals_torchvision():
                                   "levels": levels})["pooled"]
     assert (want == 0).any(), "some bins lie wholly outside"
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", ["yolo11n.yaml", pytest.param("yolo11n-seg.yaml", marks=pytest.mark.slow)])
+def test_nms_layer_keeps_what_ultralytics_nms_keeps(cfg, tmp_path):
+    """`nms` in a trtnet.port.ultralytics model ends the network in TensorRT's NMS layer (read back: centre-size
+    boxes, TensorRT's largest top-k). Its rows, run by the interpreter on a picture, select what
+    Ultralytics' own non_max_suppression selects from the same network's candidates, and trtnet.detect turns
+    them into the detections (and masks) its host NMS gives."""
+    from ultralytics.utils.nms import non_max_suppression
+    from trtnet.check.interp import run_network
+    from trtnet.engine import create_network
+    from trtnet import zoo
+    from trtnet.port import port
+    from trtnet.port.ultralytics import Ultralytics
+    from trtnet.weights import load_weights
+    img = image("chelsea")
+    x = detect.letterbox(img, 320, auto=True)
+    wrapped = Ultralytics(seeded_yolo(cfg).model)
+    with torch.no_grad():
+        best = wrapped(torch.from_numpy(x))["scores"][0].amax(-1)
+    conf = float(best.sort(descending=True)[0][100])        # about 100 candidates over the threshold
+    wrapped.nms = {"conf": conf, "iou": 0.6, "max_det": 300}
+    r = port(wrapped, {"images": torch.from_numpy(x)}, str(tmp_path / "y.py"), dynamic={"images": (2, 3)})
+    graph = zoo.get(r.path).graph(load_weights(r.weights))
+    _, network, _ = create_network(graph)
+    layer = next(network.get_layer(i) for i in range(network.num_layers) if "NMS" in str(network.get_layer(i).type))
+    trt = __import__(type(layer).__module__.split("_bindings")[0].split(".")[0])
+    layer.__class__ = trt.INMSLayer
+    assert layer.bounding_box_format == trt.BoundingBoxFormat.CENTER_SIZES and layer.topk_box_limit == 5000
+    out = run_network(network, {"images": x})
+    named = {k: out[k] for k in out}
+    outputs, task = detect.joined(named)
+    count = int(named["count"])
+    assert named["selected"].shape == (80 * 300, 3) and (named["selected"][count:] == -1).all()
+    want = non_max_suppression(torch.from_numpy(outputs[0]), conf, 0.6, nc=80)[0]   # xyxy, score, class, extra
+    got = detect.kept(torch.from_numpy(outputs[0][0]), 80, named["selected"], count, 0, 300)
+    assert 5 < len(want) == count < 100
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    args = (outputs, x.shape[2:], img.shape[:2], task)
+    on_host = detect.postprocess(*args, conf=conf, iou=0.6)[0]
+    in_network = detect.postprocess(*args, conf=conf, iou=0.6, selected=(named["selected"], count))[0]
+    np.testing.assert_array_equal(rows(in_network, task), rows(on_host, task))
+    if task == "segment":
+        assert in_network.masks.any() and np.array_equal(in_network.masks, on_host.masks)

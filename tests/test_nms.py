@@ -1,5 +1,9 @@
 """tn.nms: TensorRT's INMSLayer as the network holds it (read back), its build on this TensorRT, and its rows
 against torchvision's batched_nms through the interpreter."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -56,3 +60,40 @@ def test_interpreter_keeps_what_torchvision_keeps(box_coding):
     assert 0 < int(count) < len(rows)          # some suppressed, some rows filled
     np.testing.assert_array_equal(got["rows"], rows.numpy())
     assert int(got["count"]) == int(count)
+
+
+MODEL = '''
+import trtnet as tn
+from trtnet.zoo import register
+
+
+@register("boxes", (16, 5), None)
+def boxes(w, shape):
+    g = tn.Graph("boxes")
+    x = g.input("x", shape)
+    rows, count = tn.nms(x[..., :4], tn.sigmoid(x[..., 4:]), 4, 0.5)
+    g.output(rows, "rows")
+    g.output(count, "count")
+    return g
+'''
+
+
+def test_rtx_build_refusal_names_the_layer_and_leaves_no_engine(tmp_path):
+    """The command line on a model file ending in tn.nms, batch and box count dynamic: with TensorRT for RTX, one
+    error line naming the layer and its source line, exit 1, no engine; a full TensorRT builds it."""
+    from trtnet import backend
+    from safetensors.numpy import save_file
+    (tmp_path / "boxes.py").write_text(MODEL)
+    (tmp_path / "weights").mkdir()
+    save_file({}, str(tmp_path / "weights" / "boxes.safetensors"))      # a network without weights
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "trtnet.build", "boxes.py", "--no-verify", "-o", "boxes.engine"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    if not backend.is_rtx():
+        assert r.returncode == 0 and (tmp_path / "boxes.engine").exists(), r.stderr
+        return
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 1 and len(errors) == 1, r.stderr
+    assert "builds no NMS layer: 'rows', tn.nms at boxes.py:10" in errors[0], errors[0]
+    assert not (tmp_path / "boxes.engine").exists()

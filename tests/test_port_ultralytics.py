@@ -186,3 +186,26 @@ def test_task_model_specs_and_checkpoints_reach_the_export_form(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "--trust-checkpoint" in err[0], err
     assert main([*argv, "--trust-checkpoint"]) == 0 and out.exists()
+
+
+def test_nms_option_is_refused_where_no_nms_follows():
+    """NMS-free heads, classifiers and rotated boxes (probabilistic IoU) take no NMS layer; settings are checked."""
+    for cfg, words in (("yolo26n.yaml", "NMS-free"), ("yolov8n-cls.yaml", "classifies"),
+                       ("yolov8n-obb.yaml", "probabilistic IoU")):
+        with pytest.raises(ValueError, match=words):
+            model(cfg, nms=True)
+    with pytest.raises(ValueError, match="unknown setting.*conf_thres"):
+        model("yolov8n.yaml", nms={"conf_thres": 0.3})
+    assert model("yolo26n.yaml", end2end=False, nms={"iou": 0.5}).nms == {"conf": 0.25, "iou": 0.5, "max_det": 300}
+
+
+def test_spec_with_nms_ports_to_the_nms_layer(tmp_path):
+    """The command line's spec form: the model file calls tn.nms on the decoded candidates, batch and image size
+    dynamic, and checks against the model (rows and count equal)."""
+    from trtnet.port import port_spec
+    r = port_spec('trtnet.port.ultralytics:model{"cfg": "yolov8n.yaml", "nms": {"conf": 0.05}}',
+                  str(tmp_path / "y.py"), {"images": ((1, 3, 128, 160), "float32")}, {"images": (0, 2, 3)}, check=True)
+    assert r.ok, r.report.summary()
+    code = (tmp_path / "y.py").read_text()
+    assert "nms(" in code and "300, 0.7, 0.05, 'center', 5000)" in code
+    assert {"selected", "count"} <= set(r.report.final)

@@ -71,12 +71,13 @@ def frame(input_hw, image_hw):
 
 
 def postprocess(outputs, input_hw, image_hw, task="detect", conf=0.25, iou=0.7, max_det=300, kpt_shape=(17, 3),
-                end2end=None, agnostic=False):
+                end2end=None, agnostic=False, selected=None):
     """[Detections] per image from an Ultralytics-style network's outputs: `outputs[0]` the decoded candidates
     (N, 4 + classes + extra, anchors): each anchor's xywh box and sigmoid class scores, or an end-to-end
     head's (N, k, 6 + extra) rows [x1, y1, x2, y2, score, class, extra] (`end2end` None: the shape tells);
     `outputs[1]` the prototypes (N, 32, h/4, w/4) of a segmentation model. Extra channels: mask coefficients,
-    keypoints (`kpt_shape`) or the angle of rotated boxes, by `task`."""
+    keypoints (`kpt_shape`) or the angle of rotated boxes, by `task`. `selected`: (rows [image, class, anchor],
+    count) of TensorRT's NMS layer in the network (trtnet.port.ultralytics' `nms`), which replace the host's NMS."""
     import torch
     if task not in TASKS:
         raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)}")
@@ -88,8 +89,14 @@ def postprocess(outputs, input_hw, image_hw, task="detect", conf=0.25, iou=0.7, 
              "obb": 1}[task]
     out = []
     for i, p in enumerate(pred):
-        rows = p[p[:, 4] > conf][:max_det] if end2end else suppress(p, p.shape[0] - 4 - extra, conf, iou, max_det,
-                                                                    task == "obb", agnostic)
+        nc = p.shape[0] - 4 - extra
+        if end2end:
+            rows = p[p[:, 4] > conf][:max_det]
+        elif selected is not None:        # the network's thresholds, then the host's conf if higher
+            rows = kept(p, nc, *selected, i, max_det)
+            rows = rows[rows[:, 4] > conf]
+        else:
+            rows = suppress(p, nc, conf, iou, max_det, task == "obb", agnostic)
         out.append(finish(rows, task, input_hw, image_hw, None if protos is None else protos[i], kpt_shape))
     return out
 
@@ -146,6 +153,19 @@ def suppress(pred, nc, conf, iou, max_det, rotated=False, agnostic=False):
     else:
         keep = torchvision_nms(x[:, :4] + offset, x[:, 4], iou)
     return x[keep[:max_det]]
+
+
+def kept(pred, nc, selected, count, image, max_det):
+    """suppress()'s rows from the NMS layer's choice for one image: its rows [image, class, anchor] (the first
+    `count` of `selected`) give the candidates and classes, best score first, at most `max_det` (TensorRT keeps
+    max_det per class and documents no order)."""
+    import torch
+    pairs = torch.as_tensor(np.asarray(selected)[:int(count)].astype(np.int64))
+    pairs = pairs[pairs[:, 0] == image]
+    x = pred.T[pairs[:, 2]]
+    score = x[:, 4:4 + nc].gather(1, pairs[:, 1:2])
+    x = torch.cat((xyxy(x[:, :4]), score, pairs[:, 1:2].float(), x[:, 4 + nc:]), 1)
+    return x[x[:, 4].argsort(descending=True, stable=True)[:max_det]]
 
 
 def xyxy(box):

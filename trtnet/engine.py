@@ -132,7 +132,10 @@ def build_engine(graph, profiles=None, workspace_mb=None, progress=True, tf32=Fa
     cached = plan is not None
     if plan is None:
         with events.phase("TensorRT build"):
-            plan = _build(graph.name, builder, network, config, progress and events.step(), timing_cache_path)
+            try:
+                plan = _build(graph.name, builder, network, config, progress and events.step(), timing_cache_path)
+            except BuildError as e:
+                raise BuildError(str(e) + _unbuildable(graph)) from None
         if engine_cache is not None:
             engine_cache.put(key, plan)
     io = network_io(network, input_profiles(graph, profiles))
@@ -142,6 +145,13 @@ def build_engine(graph, profiles=None, workspace_mb=None, progress=True, tf32=Fa
                       profiles, time.perf_counter() - start, half or "fp32", len(plan), cached=cached,
                       io=io, keep_fp32=tuple(keep_fp32) if half else ())
     return plan, info
+
+
+def _unbuildable(graph):
+    """Why a build failed where the network holds a layer this TensorRT has no runner for (TensorRT for RTX: NMS)."""
+    nodes = [n for n in graph.nodes if n.op == "nms"] if backend.is_rtx() else []
+    return "".join(f" (TensorRT for RTX builds no NMS layer: '{n.name}', tn.nms at {n.where}; keep NMS on the host, "
+                   "as trtnet.detect does, or build with a full TensorRT)" for n in nodes[:1])
 
 
 def _build(name, builder, network, config, step, timing_cache_path):

@@ -70,7 +70,7 @@ def _index_nd(e, n, x, index):
 @emitter("nms")
 def _nms(e, n, boxes, scores):
     """INMSLayer with its thresholds as inputs 3 and 4; its data-dependent (K, 3) rows filled with -1 up to the
-    node's fixed row count."""
+    node's fixed row count (a -1 row appended first, so that the slice never samples an empty tensor)."""
     from .conv import _slice
     a = n.attrs
     layer = e.network.add_nms(boxes, scores, e.constant(np.array(a["max_per_class"], np.int32),
@@ -83,4 +83,6 @@ def _nms(e, n, boxes, scores):
     rows = e.helper(layer, f"{n.name}/selected")
     count = layer.get_output(1)
     count.name = item_name(e, n, 1)
+    end = e.constant(np.full((1, 3), -1, np.int32), f"{n.name}/end", np.int32, helper=True)
+    rows = e.helper(e.network.add_concatenation([rows, end]), f"{n.name}/ended")   # never empty: no boxes kept
     return _slice(e, rows, [0, 0], n.shape, n.name, e.t.SampleMode.FILL, -1, "int32", final=True), count

@@ -36,7 +36,10 @@ class Runner:
         n = len(next(iter(inputs.values())))
         parts = [self._run({k: np.ascontiguousarray(v[i:i + self.batch]) for k, v in inputs.items()})
                  for i in range(0, n, self.batch)]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if len(parts) > 1 and any(np.ndim(v) == 0 for v in parts[0].values()):
+            raise ValueError(f"'{self.graph.name}' has outputs for the whole batch (an NMS layer's rows and count): "
+                             f"give it at most {self.batch} images at a time")
+        return parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _run(self, inputs):
         if self.engine is not None:

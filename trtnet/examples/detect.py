@@ -88,8 +88,9 @@ def detect(runner, image, a, kpt_shape, end2end, detector=None):
         return post.from_candidates(out["boxes"], out["scores"], out["classes"], hw, image.shape, a.conf,
                                     a.iou, a.max_det)[0], "detect", hw
     outputs, task = post.joined(out)
+    selected = (out["selected"], out["count"]) if "selected" in out else None     # the network's NMS layer
     return post.postprocess(outputs, hw, image.shape, task, a.conf, a.iou, a.max_det, kpt_shape=kpt_shape,
-                            end2end=end2end)[0], task, hw
+                            end2end=end2end, selected=selected)[0], task, hw
 
 
 def torchvision_detect(runner, image, a, detector):
@@ -188,7 +189,8 @@ def run(a):
     print(f"weights: {origin}")
     dets, task, hw = detect(runner, image, a, kpt_shape, end2end, detector)
     print(f"{len(dets)} detection{'s' * (len(dets) != 1)} ({task}) in {a.image} ({image.shape[1]}x{image.shape[0]}, "
-          f"network input {hw[1]}x{hw[0]}, conf {a.conf}, IoU {a.iou})")
+          f"network input {hw[1]}x{hw[0]}, conf {a.conf}, " +
+          ("NMS in the network, with its own IoU)" if any(o.name == "selected" for o in runner.graph.outputs) else f"IoU {a.iou})"))
     for i, (box, score, c) in enumerate(zip(dets.boxes, dets.scores, dets.classes)):
         extra = f"  mask {int(dets.masks[i].sum())} px" if dets.masks is not None else ""
         print(f"  {str(names.get(int(c), c)):<14} {score:.4f}  [{', '.join(f'{v:.1f}' for v in box)}]{extra}")

@@ -192,9 +192,9 @@ def nms(boxes, scores, max_per_class, iou_threshold=0.5, score_threshold=0.0, bo
     rows [batch, class, box], count int32) from `boxes` (N, B, 4) and `scores` (N, B, C). Per batch item the
     (box, class) pairs scoring over `score_threshold` are taken by decreasing score (the best `topk_box_limit`),
     a pair kept unless its IoU with a kept box of its class exceeds `iou_threshold`, at most `max_per_class` per
-    class. Its row count depends on the data, so rows come in a fixed size S = N x C x min(max_per_class, B) as
-    nonzero_static's do, in the order kept, rows past the count filled with -1. `box_coding`: "corners" (x1, y1,
-    x2, y2) or "center" (cx, cy, w, h)."""
+    class. Its row count depends on the data, so rows come in a fixed size S = N x C x max_per_class (a bound known
+    before the run: N and B may be dynamic) as nonzero_static's do, in the order kept, rows past the count filled
+    with -1. `box_coding`: "corners" (x1, y1, x2, y2) or "center" (cx, cy, w, h)."""
     L = Layer("nms", boxes, name)
     max_per_class, limit = static_int(L, max_per_class, "max_per_class"), static_int(L, topk_box_limit, "limit")
     if box_coding not in ("corners", "center"):
@@ -202,11 +202,11 @@ def nms(boxes, scores, max_per_class, iou_threshold=0.5, score_threshold=0.0, bo
     if boxes.rank != 3 or boxes.shape[2] != 4 or scores.rank != 3 or not same(boxes.shape[1], scores.shape[1]) or \
             not same(boxes.shape[0], scores.shape[0]):
         L.fail(f"expected boxes (N, B, 4) and scores (N, B, C), got {fmt(boxes.shape)} and {fmt(scores.shape)}")
-    n, b, c = boxes.shape[0], boxes.shape[1], scores.shape[2]
-    if not all(is_static(d) for d in (n, b, c)) or max_per_class < 1:
-        L.fail(f"needs static N, B and C (the rows' fixed count) and max_per_class >= 1, got {fmt(scores.shape)} "
-               f"and {max_per_class}")
-    rows = n * c * builtins.min(max_per_class, b)
+    n, c = boxes.shape[0], scores.shape[2]
+    if not is_static(c) or max_per_class < 1:
+        L.fail(f"needs a static class count C (the rows' fixed count is N x C x max_per_class) and max_per_class "
+               f">= 1, got {fmt(scores.shape)} and {max_per_class}")
+    rows = n * c * max_per_class
     attrs = dict(max_per_class=max_per_class, iou_threshold=float(iou_threshold),
                  score_threshold=float(score_threshold), centers=box_coding == "center", limit=limit)
     return tuple(L.emit_multi([boxes, scores], [((rows, 3), "int32"), ((), "int32")], attrs))

@@ -4,11 +4,14 @@ The module's forward pass is captured (torch.fx, else torch.export), every call 
 the same torch name, weights as WeightMap views by state_dict prefix, and each repeated module class as one
 function. Unsupported calls are all listed, with the source line that made them, before anything is written.
 """
-__all__ = ["port", "port_spec", "PortError", "PortResult"]
+__all__ = ["port", "port_spec", "PortError", "PortResult", "nms"]
 
 
 def __getattr__(name):
     """The port needs torch; `python -m trtnet.port --help` and `import trtnet.port.ultralytics` load it only when used."""
+    if name == "nms":
+        from .ops import nms
+        return nms
     if name in __all__:
         from . import api
         return getattr(api, name)

@@ -13,6 +13,7 @@ import torch.fx as fx
 
 from . import ultralytics
 from .modules import MODULES
+from .ops import LEAVES
 from ..cli import message
 
 
@@ -382,7 +383,7 @@ class _Tracer(fx.Tracer):
     each call on the example inputs alongside so that control flow on shapes can be decided."""
 
     def __init__(self, examples):
-        super().__init__()
+        super().__init__(autowrap_functions=LEAVES)
         self.record_stack_traces = True
         self.proxy_buffer_attributes = True     # buffers sliced by a size (position ids) follow the input
         self.examples, self.values = examples, {}

@@ -34,6 +34,20 @@ WEIGHTED = {  # functional layer -> (trtnet op, tensor argument names in torch's
 }
 
 
+def nms(boxes, scores, max_per_class, iou_threshold=0.5, score_threshold=0.0, box_coding="corners",
+        topk_box_limit=5000):
+    """tn.nms for PyTorch code: a forward that calls it ports to TensorRT's NMS layer (the tracer keeps the call);
+    run eagerly, it gives the same fixed-size rows and count from torchvision's nms."""
+    from ..reference.tensor import nms_rows
+    if box_coding not in ("corners", "center"):
+        raise ValueError(f"box_coding {box_coding!r}: expected 'corners' or 'center'")
+    return nms_rows(boxes, scores, int(max_per_class), float(iou_threshold), float(score_threshold),
+                    box_coding == "center", int(topk_box_limit))
+
+
+LEAVES = (nms,)   # functions the tracer records as one call
+
+
 def torch_name(node):
     """The torch name of a call_function/call_method target (aten overloads without their overload)."""
     t = node.target

@@ -10,6 +10,7 @@ import os
 import torch
 
 from ..zoo import randomize_trivial
+from .ops import nms as nms_layer
 
 OUTPUTS = {  # head task -> names of the per-candidate values after the boxes (and scores, classes)
     "detect": (), "segment": ("mask_coefficients",), "pose": ("keypoints",), "obb": ("angles",)}
@@ -19,11 +20,15 @@ class Ultralytics(torch.nn.Module):
     """An Ultralytics task model whose forward returns named, decoded outputs; equal to the model's own eval
     forward (its first output, split): boxes (xywh, or xyxy where the head says so), per-class scores and the
     task's values for every anchor; NMS-free heads (YOLOv10, YOLO26, RT-DETR) give their top-k detections with
-    xyxy boxes (RT-DETR: xywh, normalized), scores and classes; classifiers give class probabilities."""
+    xyxy boxes (RT-DETR: xywh, normalized), scores and classes; classifiers give class probabilities.
+
+    `nms` (True, or a dict of `conf`, `iou`, `max_det`: Ultralytics' defaults 0.25, 0.7, 300) adds TensorRT's NMS
+    layer to a detect, segment or pose head's candidates, for a TensorRT that builds it (TensorRT for RTX does not):
+    outputs `selected`, rows [image, class, anchor] of the kept candidates padded with -1, and their `count`."""
 
     seeded = True   # trtnet.port keeps the weights as they come (seeded by `calibrate`, or a checkpoint's)
 
-    def __init__(self, task_model, end2end=True):
+    def __init__(self, task_model, end2end=True, nms=None):
         super().__init__()
         self.model = task_model.model                 # registered: keys stay `model.0.conv.weight`, ...
         self.task_model = [task_model]                # not a submodule: its parameters are `model`'s
@@ -35,6 +40,7 @@ class Ultralytics(torch.nn.Module):
         head.export = True                            # the decoded tensor alone (prototypes beside it for seg)
         if self.kind != "rtdetr":
             head.dynamic = True                       # anchors from the feature sizes at every call
+        self.nms = _nms_settings(nms, self.kind, getattr(head, "end2end", False))
         self.eval()
 
     def train(self, mode=True):
@@ -64,7 +70,19 @@ class Ultralytics(torch.nn.Module):
         y = {"boxes": boxes, "scores": scores, **dict(zip(task, extra))}
         if proto is not None:
             y["prototypes"] = proto
+        if self.nms:
+            y["selected"], y["count"] = self._selected(boxes, scores, head.xyxy)
         return y
+
+    def _selected(self, boxes, scores, xyxy):
+        """TensorRT's NMS as Ultralytics' non_max_suppression runs it (multi_label=False): each anchor's best class
+        alone scores (its other classes 0), so per-class NMS is class-aware NMS over the best classes; at most
+        max_det per class, the best max_det of all taken on the host. Its top-k limit is TensorRT's largest, 5000
+        candidates (Ultralytics takes 30000)."""
+        best = scores.max(-1, keepdim=True)[1]
+        only = scores * (torch.arange(scores.shape[-1], device=scores.device) == best).float()
+        s = self.nms
+        return nms_layer(boxes, only, s["max_det"], s["iou"], s["conf"], "corners" if xyxy else "center", 5000)
 
     def _head_inputs(self, x):
         """The feature maps the head takes, as the task model's own forward computes them."""
@@ -94,6 +112,22 @@ class Ultralytics(torch.nn.Module):
         return y
 
 
+def _nms_settings(nms, kind, end2end):
+    """Ultralytics' NMS defaults updated by `nms` (True or a dict), or None; refused where no NMS follows."""
+    if not nms:
+        return None
+    why = ("its head is NMS-free (top-k in the network)" if end2end or kind == "rtdetr" else
+           "it classifies images" if kind == "classify" else
+           "rotated boxes need probabilistic IoU, which TensorRT's NMS layer does not compute" if kind == "obb" else "")
+    if why:
+        raise ValueError(f"nms: a {kind} model takes no NMS layer: {why}")
+    settings = {"conf": 0.25, "iou": 0.7, "max_det": 300}
+    unknown = set(nms if isinstance(nms, dict) else ()) - set(settings)
+    if unknown:
+        raise ValueError(f"nms: unknown setting(s) {', '.join(sorted(unknown))}; expected conf, iou, max_det")
+    return {**settings, **(nms if isinstance(nms, dict) else {})}
+
+
 def _take(x, index):
     return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
 
@@ -108,9 +142,10 @@ def _kind(head):
                      "Classify, RTDETRDecoder)")
 
 
-def model(cfg=None, checkpoint=None, trust_checkpoint=False, nc=None, end2end=True):
+def model(cfg=None, checkpoint=None, trust_checkpoint=False, nc=None, end2end=True, nms=None):
     """The wrapped task model from a yaml name (`yolo11n-pose.yaml`, scale letter in the name) or a checkpoint;
-    `end2end=False` keeps an NMS-free model's one-to-many head (candidates for NMS) instead."""
+    `end2end=False` keeps an NMS-free model's one-to-many head (candidates for NMS) instead; `nms` adds TensorRT's
+    NMS layer (see Ultralytics)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")       # Ultralytics resolves DNS names at import otherwise
     from ultralytics.nn import tasks
     if checkpoint:
@@ -118,14 +153,14 @@ def model(cfg=None, checkpoint=None, trust_checkpoint=False, nc=None, end2end=Tr
             raise PermissionError(f"{checkpoint}: an Ultralytics checkpoint is a pickle that can run code when "
                                   "loaded; pass trust_checkpoint=true if you trust its source")
         ckpt, _ = tasks.torch_safe_load(checkpoint)
-        return Ultralytics((ckpt.get("ema") or ckpt["model"]).float(), end2end)
+        return Ultralytics((ckpt.get("ema") or ckpt["model"]).float(), end2end, nms)
     task = "rtdetr" if "rtdetr" in cfg else tasks.guess_model_task(tasks.yaml_model_load(cfg))
     cls = {"detect": tasks.DetectionModel, "segment": tasks.SegmentationModel, "pose": tasks.PoseModel,
            "obb": tasks.OBBModel, "classify": tasks.ClassificationModel, "rtdetr": tasks.RTDETRDetectionModel}[task]
     kwargs = {} if nc is None else {"nc": nc}
     task_model = cls(cfg, verbose=False, **kwargs)
     calibrate(task_model)
-    return Ultralytics(task_model, end2end)
+    return Ultralytics(task_model, end2end, nms)
 
 
 def calibrate(task_model, seed=0):
