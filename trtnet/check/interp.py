@@ -887,13 +887,13 @@ def _nms(layer, boxes, scores, max_per_class, iou=None, score=None):
         boxes = torch.cat([boxes[..., :2] - half, boxes[..., :2] + half], -1)
     rows = []
     for i in range(boxes.shape[0]):
-        pairs = [(float(scores[i, b, c]), b, c) for b in range(scores.shape[1]) for c in range(scores.shape[2])]
-        pairs = sorted(pairs, key=lambda p: -p[0])[:layer.topk_box_limit]
+        flat = scores[i].flatten().tolist()          # box-major (box, class) pairs
+        order = sorted(range(len(flat)), key=lambda k: -flat[k])[:layer.topk_box_limit]
+        pairs = [(flat[k], k // scores.shape[2], k % scores.shape[2]) for k in order if flat[k] > score]
         kept = {}
         for s, b, c in pairs:
             same = kept.setdefault(c, [])
-            if s > score and len(same) < int(max_per_class) and all(_iou(boxes[i, b], boxes[i, k]) <= iou
-                                                                     for k in same):
+            if len(same) < int(max_per_class) and all(_iou(boxes[i, b], boxes[i, k]) <= iou for k in same):
                 same.append(b)
                 rows.append((i, c, b))
     return (torch.tensor(rows, dtype=torch.int32).reshape(-1, 3), torch.tensor(len(rows), dtype=torch.int32))
