@@ -3,6 +3,7 @@
 Both expose the same network-definition API for everything trtnet emits, so the rest of
 the package asks `trt()` for the module and never imports either by name.
 """
+import contextlib
 import importlib
 import logging
 import os
@@ -69,8 +70,11 @@ def logger(t=None):
             def __init__(self):
                 t.ILogger.__init__(self)
                 self.errors = []  # kept for error messages: TensorRT reports failures only through its log
+                self.muted = False
 
             def log(self, severity, msg):
+                if self.muted:
+                    return
                 level = levels.get(severity, logging.INFO)
                 if level >= logging.ERROR:
                     self.errors.append(msg)
@@ -78,6 +82,18 @@ def logger(t=None):
 
         _loggers[t] = PyLogger()
     return _loggers[t]
+
+
+@contextlib.contextmanager
+def muted():
+    """TensorRT's messages dropped: reading every attribute of a layer back asks for some that do not apply to
+    its configuration (a dynamic resize's static shape), which TensorRT logs as errors while answering."""
+    log_ = logger()
+    before, log_.muted = log_.muted, True
+    try:
+        yield
+    finally:
+        log_.muted = before
 
 
 SHOW = None          # progress bars: None = when stderr is a terminal

@@ -235,3 +235,18 @@ class Tied:
         if swapped:
             notes.append(f"{swapped} positions hold values of other tied candidates (accepted)")
         return errors(a, np.where(tied, a, e), notes)
+
+
+def unordered_rows(graph):
+    """Names of the graph's outputs whose rows come in no documented order (an NMS layer's selected rows: TensorRT
+    documents none), compared as sets through `sorted_rows`."""
+    return {o.name for o in graph.outputs if o.op == "nms"}
+
+
+def sorted_rows(rows):
+    """Rows in lexicographic order, -1 padding rows after the others: the same set of rows gives the same array."""
+    rows = np.asarray(rows)
+    pad = (rows < 0).all(axis=-1)
+    key = np.lexsort(rows.T[::-1]) if rows.ndim == 2 and len(rows) else np.arange(len(rows))
+    key = key[np.argsort(pad[key], kind="stable")]
+    return rows[key]

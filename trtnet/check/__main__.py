@@ -12,7 +12,7 @@ from ..quantize import add_arguments as add_quant_arguments, advise_quantized, c
     parse_arguments as parse_quant_arguments
 from .advise import advise
 from .dumps import compare_dumps, save_tensors
-from .module import run_captured
+from .module import float64_outputs, rounding, run_captured
 from .report import BF16_TOL, DEFAULT_TOL, FP16_TOL, PLOT_FORMATS, check_graph, half_tol, plot_errors
 
 EPILOG = """examples:
@@ -146,6 +146,10 @@ def check_model(args, events):
                 reports.append(check_graph(graph, inputs, expected, tol, args.half, progress=events.step(),
                                            keep_fp32=args.keep_fp32, module_values=got,
                                            stream=not args.save_outputs))
+            if reports[-1].added_up and module is not None and not args.half:
+                with events.phase("PyTorch run in float64"):   # is the error fp32 rounding PyTorch makes too?
+                    exact = float64_outputs(module, graph, inputs, spec.output)
+                reports[-1].rounding = rounding(exact, expected, reports[-1].values, tol)
             inputs = expected = got = None
     if args.save_outputs:
         save_tensors(args.save_outputs, reports[-1].values)

@@ -178,3 +178,48 @@ def first_over(rows, tol, first_bad=None):
     the graph's column names it (`first_bad`), so an fp16 error that a layer inherits is not blamed on it twice."""
     return next((r.name for r in rows if r.mod is not None and r.mod > tol
                  and (r.rel is None or r.rel <= tol or r.name == first_bad)), None)
+
+
+ROUNDING_FACTOR = 2      # the network may be this many times as far from float64 as PyTorch's own fp32 run
+ROUNDING_CAP = 100       # ... where that run is within this many tolerances of float64
+
+
+def float64_outputs(module, graph, inputs, output=None):
+    """The module's outputs from the same inputs computed in float64 (its float32 parameters and buffers widened in
+    place, narrowed back after: float32 -> float64 -> float32 is exact), or None where it holds other floating
+    types or cannot run so."""
+    import torch
+    tensors = list(module.parameters()) + list(module.buffers())
+    if not tensors or any(t.is_floating_point() and t.dtype != torch.float32 for t in tensors):
+        return None
+    wide = {k: v.astype(np.float64) if np.asarray(v).dtype == np.float32 else v for k, v in inputs.items()}
+    try:
+        module.double()
+        return run_module(module, graph, wide, output)
+    except Exception:  # noqa: BLE001 (a module that cannot run in float64 gives no floor)
+        return None
+    finally:
+        module.float()
+
+
+def rounding(exact, expected, got, tol):
+    """{output: (network's error, PyTorch fp32's error) against the float64 outputs `exact`} when every output of
+    the network (`got`) is at most ROUNDING_FACTOR times as far from them as the module's own fp32 run
+    (`expected`), that run within ROUNDING_CAP tolerances: the end-to-end error is fp32 rounding both make
+    (deep networks with large activations), not a mistake. None otherwise."""
+    if exact is None:
+        return None
+    out = {}
+    for name, want in exact.items():
+        if name not in got or name not in expected or np.asarray(want).dtype.kind != "f":
+            return None
+        net, own = compare(got[name], want, tol)["rel"], compare(expected[name], want, tol)["rel"]
+        if own > ROUNDING_CAP * tol or net > max(tol, ROUNDING_FACTOR * own):
+            return None
+        out[name] = (net, own)
+    return out
+
+
+def rounding_note(drift):
+    return "within PyTorch's own fp32 rounding, against the module in float64: " + ", ".join(
+        f"{k} {net:.2e} (PyTorch fp32 {own:.2e})" for k, (net, own) in drift.items())

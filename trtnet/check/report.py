@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import backend
-from ..compare import DEFAULT_TOL, Gathered, Indices, Pick, Tied, compare
-from .module import NONE, compare_row, counterparts, first_over, run_captured
+from ..compare import DEFAULT_TOL, Gathered, Indices, Pick, Tied, compare, sorted_rows, unordered_rows
+from .module import NONE, compare_row, counterparts, first_over, rounding_note, run_captured
 
 FP16_TOL = 1e-2     # half precision keeps ~3 decimal digits per op; the zoo's deep networks reach a few 1e-3
 BF16_TOL = 5e-2     # bfloat16 keeps 8 bits of mantissa, 8x fp16's rounding: resnet18 reaches 8e-3 (fp16 1e-3)
@@ -40,10 +40,12 @@ class CheckReport:
     values: dict = field(default_factory=dict, repr=False)   # every tensor the interpreter computed
     quant: dict = None            # a quantized graph: precision per layer count, calibration, accuracy cost
     first_bad_module: str = None  # first layer whose error against the module exceeds tol (None: none, or no module)
+    added_up: bool = False        # outputs over tol while every layer is within it on its own inputs
+    rounding: dict = None         # such outputs found within PyTorch's own fp32 rounding (module.rounding)
 
     @property
     def ok(self):
-        return self.first_bad is None and self.first_bad_module is None and \
+        return self.rounding is not None or self.first_bad is None and self.first_bad_module is None and \
             all(m["rel"] <= self.tol for m in self.final.values())
 
     def table(self, all_rows=False):
@@ -75,6 +77,8 @@ class CheckReport:
         where = f"; first layer over tolerance: '{self.first_bad}'" if self.first_bad else ""
         if self.first_bad_module:
             where += f"; first layer over tolerance against the module: '{self.first_bad_module}'"
+        if self.rounding is not None:
+            where = f"; {rounding_note(self.rounding)}"
         lines.append(f"  {verdict} (tolerance {self.tol:g} relative){where}")
         if self.quant:
             lines += self.quant.lines()
@@ -98,6 +102,7 @@ class LayerRows:
         self.references, self.tol, self.chosen = references, tol, chosen or {}
         self.first = references     # the references before any retie (retied)
         self.captured, self.consume = captured, consume
+        self.added_up = False
         self.module = None if captured is None else counterparts([r.name for r in self.rows], captured)
 
     def add(self, name, got):
@@ -135,6 +140,7 @@ class LayerRows:
                                    self.chosen.get(row.name))
                 if first_bad is not None:
                     break
+        self.added_up = first_bad is None and own is not None and any(m["rel"] > self.tol for m in finals)
         if first_bad is None and any(m["rel"] > self.tol for m in finals):
             first_bad = next((r.name for r in self.rows if r.rel is not None and r.rel > self.tol), None)
         if self.module is None:
@@ -304,7 +310,7 @@ def _reordered(got, want, tol, chosen):
     return bool((np.asarray(got) != np.asarray(want)).any()) and compare(got, want, tol, chosen)["rel"] <= tol
 
 
-def _final(got, expected, tol, first, chosen, reference, retied_reference, given):
+def _final(got, expected, tol, first=None, chosen=None, reference=None, retied_reference=None, given=None):
     """An output against the module's (tied choices as against the first reference); where top-k choices were
     retied (see retied) and the reference was equal to the module, against the reference with the network's
     choices instead, saying so."""
@@ -347,14 +353,18 @@ def check_network(network, inputs, references, finals, tol=DEFAULT_TOL, title="c
         rows.references, rows.chosen, given, first_chosen = retied(graph, network, inputs, values, references, tol)
         for name, got in values.items():
             rows.add(name, got)
-    final = {k: _final(values[k], v, tol, first_chosen.get(k), rows.chosen.get(k), first.get(k),
-                       rows.references.get(k), given)
+    unordered = unordered_rows(graph) if graph is not None else ()
+    final = {k: _final(sorted_rows(values[k]), sorted_rows(v), tol) if k in unordered else
+             _final(values[k], v, tol, first_chosen.get(k), rows.chosen.get(k), first.get(k), rows.references.get(k),
+                    given)
              for k, v in finals.items()}
+    layers = rows
     rows, first_bad, first_bad_module = rows.finish(values, own_inputs(graph, values) if own else None,
                                                     final.values())
     if stream:
         values = {o.name: values[o.name] for o in map(network.get_output, range(network.num_outputs))}
-    return CheckReport(title, rows, final, tol, first_bad, values, first_bad_module=first_bad_module)
+    return CheckReport(title, rows, final, tol, first_bad, values, first_bad_module=first_bad_module,
+                       added_up=layers.added_up)
 
 
 def check_graph(graph, inputs, expected, tol=DEFAULT_TOL, half=None, references=None, progress=None, keep_fp32=(),
