@@ -180,7 +180,7 @@ def first_over(rows, tol, first_bad=None):
                  and (r.rel is None or r.rel <= tol or r.name == first_bad)), None)
 
 
-ROUNDING_FACTOR = 2      # the network may be this many times as far from float64 as PyTorch's own fp32 run
+ROUNDING_FACTOR = 4      # the network may be this many times (2 bits) as far from float64 as PyTorch's own fp32 run
 ROUNDING_CAP = 100       # ... where that run is within this many tolerances of float64
 
 
