@@ -27,23 +27,32 @@ def drifted(scale, seed=0):
 
 def test_accepts_a_network_as_near_float64_as_pytorch():
     exact, fp32, net = drifted(1.5)
-    drift = rounding(exact, fp32, net, TOL)
+    drift = rounding(exact, fp32, net, TOL, ["y"])
     assert drift is not None and drift["y"][0] == pytest.approx(4.5e-4, rel=1e-3)
     assert drift["y"][1] == pytest.approx(3e-4, rel=1e-3)
 
 
+def test_only_outputs_over_tolerance_need_the_floor():
+    """Outputs within tolerance against the module (top-k classes compared tie-aware there) are not asked again."""
+    exact, fp32, net = drifted(1.5)
+    for d, v in ((exact, np.arange(4)), (fp32, np.arange(4)), (net, np.arange(4)[::-1].copy())):
+        d["classes"] = v
+    assert set(rounding(exact, fp32, net, TOL, ["y"])) == {"y"}
+    assert rounding(exact, fp32, net, TOL, ["y", "classes"]) is None
+
+
 @pytest.mark.parametrize("scale", [ROUNDING_FACTOR * 1.2, 10.0])
 def test_refuses_a_network_further_from_float64(scale):
-    assert rounding(*drifted(scale), TOL) is None
+    assert rounding(*drifted(scale), TOL, ["y"]) is None
 
 
 def test_refuses_where_pytorch_itself_is_far_from_float64_or_outputs_are_not_floats():
     exact, fp32, net = drifted(0.5)
     fp32["y"][3] += ROUNDING_CAP * TOL * 2 * np.abs(exact["y"]).max()       # PyTorch's own run off by 2e-2
-    assert rounding(exact, fp32, net, TOL) is None
+    assert rounding(exact, fp32, net, TOL, ["y"]) is None
     ints = {"i": np.arange(4)}
-    assert rounding(ints, ints, ints, TOL) is None
-    assert rounding(None, fp32, net, TOL) is None
+    assert rounding(ints, ints, ints, TOL, ["i"]) is None
+    assert rounding(None, fp32, net, TOL, ["y"]) is None and rounding(exact, fp32, net, TOL, []) is None
 
 
 def test_float64_run_leaves_the_module_in_float32():

@@ -202,16 +202,17 @@ def float64_outputs(module, graph, inputs, output=None):
         module.float()
 
 
-def rounding(exact, expected, got, tol):
-    """{output: (network's error, PyTorch fp32's error) against the float64 outputs `exact`} when every output of
-    the network (`got`) is at most ROUNDING_FACTOR times as far from them as the module's own fp32 run
-    (`expected`), that run within ROUNDING_CAP tolerances: the end-to-end error is fp32 rounding both make
-    (deep networks with large activations), not a mistake. None otherwise."""
-    if exact is None:
+def rounding(exact, expected, got, tol, over):
+    """{output: (network's error, PyTorch fp32's error) against the float64 outputs `exact`} when each output in
+    `over` (those over `tol` against the module) of the network (`got`) is at most ROUNDING_FACTOR times as far
+    from them as the module's own fp32 run (`expected`), that run within ROUNDING_CAP tolerances: the end-to-end
+    error is fp32 rounding both make (deep networks with large activations), not a mistake. None otherwise."""
+    if exact is None or not over:
         return None
     out = {}
-    for name, want in exact.items():
-        if name not in got or name not in expected or np.asarray(want).dtype.kind != "f":
+    for name in over:
+        want = exact.get(name)
+        if want is None or name not in got or name not in expected or np.asarray(want).dtype.kind != "f":
             return None
         net, own = compare(got[name], want, tol)["rel"], compare(expected[name], want, tol)["rel"]
         if own > ROUNDING_CAP * tol or net > max(tol, ROUNDING_FACTOR * own):
