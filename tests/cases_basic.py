@@ -88,3 +88,30 @@ case("concat", "dynamic", {"a": (("N", 2, "T"), "float32"), "b": (("N", 3, "T"),
 case("expand", "batch", {"x": (("N", 1, 4), "float32"), "c": ((1, 1, 4), "float32")},
      lambda w, x, c: [x.expand(-1, 3, 4), tn.expand(c, (x.shape[0], 2, 4))],
      lambda x, c: [x.expand(-1, 3, 4), c.expand(x.shape[0], 2, 4)], ({"N": 2}, {"N": 3}))
+case("softmax", "rank1-rank0-dtype", {"v": (("T",), "float32"), "h": (("T", 3), "float16")},
+     lambda w, v, h: [tn.softmax(v, 0), tn.log_softmax(v, -1), tn.softmax(v[0], 0), tn.log_softmax(v[1], -1),
+                      tn.softmax(h, -1, dtype="float32"), tn.log_softmax(h, 0, dtype="float32"), tn.softmax(h, None),
+                      tn.log_softmax(v, None)],
+     lambda v, h: [F.softmax(v, 0), F.log_softmax(v, -1), F.softmax(v[0], 0), F.log_softmax(v[1], -1),
+                   F.softmax(h, -1, dtype=torch.float32), F.log_softmax(h, 0, dtype=torch.float32),
+                   F.softmax(h.float(), None).half(), F.log_softmax(v, None)],
+     ({"T": 2}, {"T": 5}))
+case("log_softmax", "large-values", {"x": (("N", 5), "float32")}, lambda w, x: tn.log_softmax(x * 1000, -1),
+     lambda x: F.log_softmax(x * 1000, -1))   # exp underflows: log of softmax would give -inf
+case("concat", "promotes-dtypes", {"a": (("N", 2), "float32"), "i": (("N", 1), "int32"), "b": (("N", 3), "bool")},
+     lambda w, a, i, b: [tn.cat([a, i], 1), tn.cat([i, b], -1), tn.stack([i, tn.cast(i, "int64")])],
+     lambda a, i, b: [torch.cat([a, i], 1), torch.cat([i, b], -1), torch.stack([i, i.long()])], ({"N": 2}, {"N": 3}))
+case("slice", "narrow-negative-start", {"x": (("N", 5, 4), "float32")},
+     lambda w, x: [tn.narrow(x, 1, -2, 2), tn.narrow(x, -1, -4, 3), x.narrow(0, 0, 1), tn.narrow(x, 0, -2, 2)],
+     lambda x: [torch.narrow(x, 1, -2, 2), torch.narrow(x, -1, -4, 3), x.narrow(0, 0, 1), torch.narrow(x, 0, -2, 2)],
+     ({"N": 2}, {"N": 3}))
+case("permute", "movedim-several", {"x": (("N", 3, 2, 4), "float32")},
+     lambda w, x: [tn.movedim(x, (0, 1), (2, 0)), tn.movedim(x, [-1], [0]), x.movedim((3, 0), (0, 3))],
+     lambda x: [torch.movedim(x, (0, 1), (2, 0)), torch.movedim(x, [-1], [0]), x.movedim((3, 0), (0, 3))],
+     ({"N": 2}, {"N": 1}))
+case("avg_pool", "ceil-mode-counting-padding", {"x": (("N", 3, 7, 8), "float32"), "v": (("N", 2, 7), "float32"),
+                                                "u": (("N", 1, 5, 6, 7), "float32")},
+     lambda w, x, v, u: [tn.avg_pool(x, 3, 2, 1, ceil_mode=True), tn.avg_pool(x, (3, 2), (3, 2), (1, 0), True),
+                         tn.avg_pool(v, 2, 2, 1, True), tn.avg_pool(u, 3, 2, 1, True)],
+     lambda x, v, u: [F.avg_pool2d(x, 3, 2, 1, ceil_mode=True), F.avg_pool2d(x, (3, 2), (3, 2), (1, 0), True),
+                      F.avg_pool1d(v, 2, 2, 1, True), F.avg_pool3d(u, 3, 2, 1, True)], ({"N": 2}, {"N": 1}))

@@ -178,3 +178,43 @@ case("size_tensor", "run-time-sizes", X,
      lambda a: [torch.tensor(a.shape[2]), torch.tensor((a.shape[0], 2 * a.shape[2] + 1, 3), dtype=torch.int32),
                 torch.tensor([a.shape[2], a.shape[0]], dtype=torch.float32), (a + 0.5) / a.shape[2],
                 a.shape[0] * a.shape[2] - a, torch.arange(a.shape[2]) * a.shape[0]], DYN)
+
+INT_PAIR = {"a": (("N", "T"), "int32"), "b": (("T",), "int32")}
+case("div", "rounding-modes", INT_PAIR,
+     lambda w, a, b: [tn.div(a, b, rounding_mode="trunc"), tn.div(a, -2, rounding_mode="trunc"),
+                      tn.div(a, 2.5, rounding_mode="trunc"), a.div(b, rounding_mode="floor"),
+                      tn.div(tn.cast(a, "float32") / 4, b, rounding_mode="trunc"), tn.div(a, b, rounding_mode=None)],
+     lambda a, b: [torch.div(a, b, rounding_mode="trunc"), torch.div(a, -2, rounding_mode="trunc"),
+                   torch.div(a, 2.5, rounding_mode="trunc"), a.div(b, rounding_mode="floor"),
+                   torch.div(a.float() / 4, b, rounding_mode="trunc"), torch.div(a, b)], DYN, make=away_from_zero)
+case("fmod", "signs", {"a": (("N", "T"), "int32"), "b": (("T",), "int32"), "x": (("N", "T"), "float32")},
+     lambda w, a, b, x: [a.fmod(b), tn.fmod(a, -3), tn.fmod(x, 1.5), tn.fmod(x * 4, b), tn.fmod(-7, b)],
+     lambda a, b, x: [torch.fmod(a, b), torch.fmod(a, -3), torch.fmod(x, 1.5), torch.fmod(x * 4, b),
+                      torch.fmod(torch.tensor(-7), b)], DYN,
+     make=lambda n, s, d, r: halves(n, s, d, r) if d == "float32" else away_from_zero(n, s, d, r))
+case("remainder", "operators-left-scalar-xor", {"a": (("N", "T"), "int32"), "b": (("T",), "int32"),
+                                                "c": (("N", "T"), "bool")},
+     lambda w, a, b, c: [-7 % b, 2.5 % b, 9 // b, c ^ (a > 0), True & c, False | c, True ^ c],
+     lambda a, b, c: [-7 % b, 2.5 % b, 9 // b, c ^ (a > 0), True & c, False | c, True ^ c], DYN, make=away_from_zero)
+case("round", "decimals", X, lambda w, a: [tn.round(a, decimals=2), tn.round(a * 100, decimals=-1), tn.round(a, 1)],
+     lambda a: [torch.round(a, decimals=2), torch.round(a * 100, decimals=-1), torch.round(a, decimals=1)], DYN,
+     make=lambda n, s, d, r: (r.integers(-400, 400, s) / 8 + r.choice([0, 0.001, 0.005], s)).astype(d))
+case("relu", "int-and-bool-inputs", {"a": (("N", "T"), "int32"), "c": (("N", "T"), "bool")},
+     lambda w, a, c: [tn.relu(a), tn.relu6(a * 2), tn.hardtanh(a, -2, 3), tn.hardtanh(a, -0.5, 2.5), tn.sigmoid(a),
+                      tn.tanh(a), tn.softsign(a), tn.sigmoid(c), tn.tanh(c)],
+     lambda a, c: [F.relu(a), F.relu6(a * 2), F.hardtanh(a, -2, 3), F.hardtanh(a, -0.5, 2.5), torch.sigmoid(a),
+                   torch.tanh(a), F.softsign(a), torch.sigmoid(c), torch.tanh(c)], DYN)
+case("mul", "float16-scalars", {"h": (("N", "T"), "float16"), "a": (("T",), "int32")},
+     lambda w, h, a: [h * 2.5, a / h, tn.clamp(h, 0.1, 0.5), tn.where(h > 0, h, 0.25), h - 1],
+     lambda h, a: [h * 2.5, a / h, torch.clamp(h, 0.1, 0.5), torch.where(h > 0, h, 0.25), h - 1], DYN,
+     make=away_from_zero, tol=1e-3)
+case("sign", "bool-uint8", {"c": (("N", "T"), "bool"), "u": (("N", "T"), "uint8")},
+     lambda w, c, u: [tn.sign(c), tn.isnan(c), tn.isinf(c), tn.abs(u), tn.sign(u), tn.isinf(u), tn.floor(u)],
+     lambda c, u: [torch.sign(c), torch.isnan(c), torch.isinf(c), torch.abs(u), torch.sign(u), torch.isinf(u),
+                   torch.floor(u)], DYN, values={"u": (0, 3)})
+case("add", "zero-dim-tensor-operands", {"h": (("N", "T"), "float16"), "i": (("T",), "int32"),
+                                         "c": (("N", "T"), "bool")},
+     lambda w, h, i, c: [h * tn.tensor(1.5, h), tn.maximum(h, tn.tensor(0.25, h)), i + tn.tensor(3, i),
+                         tn.where(c, i, tn.tensor(-1, i)), c * tn.tensor(2, c), i * tn.tensor(0.5, i)],
+     lambda h, i, c: [h * torch.tensor(1.5), torch.maximum(h, torch.tensor(0.25)), i + torch.tensor(3),
+                      torch.where(c, i, torch.tensor(-1)), c * torch.tensor(2), i * torch.tensor(0.5)], DYN, tol=1e-3)

@@ -94,3 +94,13 @@ case("expand", "filled", {"x": (("N", 3, "T"), "float32"), "i": (("N",), "int32"
      lambda x, i: [torch.zeros_like(x), torch.ones_like(i), torch.full_like(x, 2.5),
                    torch.ones_like(x, dtype=torch.int64), torch.zeros(x.shape[0], 2),
                    torch.full((1, x.shape[2]), 7, dtype=torch.int32)], NT)
+case("where", "triangles-keep-dtype", {"b": (("N", "T", "T"), "bool"), "i": (("T", 4), "int32")},
+     lambda w, b, i: [tn.tril(b), tn.triu(b, 1), tn.triu(i, -1)],
+     lambda b, i: [torch.tril(b), torch.triu(b, 1), torch.triu(i, -1)], NT)
+case("gather", "take-along-dim", {"x": (("N", 5, 4), "float32"), "idx": (("N", "T", 1), "int64"),
+                                  "flat": (("T",), "int32")},
+     lambda w, x, idx, flat: [x.take_along_dim(idx, 1), tn.take_along_dim(x, idx.transpose(1, 2), -1),
+                              tn.take_along_dim(x, tn.argmax(x, 1, True), 1), tn.take_along_dim(x, flat)],
+     lambda x, idx, flat: [torch.take_along_dim(x, idx, 1), torch.take_along_dim(x, idx.transpose(1, 2), -1),
+                           torch.take_along_dim(x, torch.argmax(x, 1, True), 1), torch.take_along_dim(x, flat.long())],
+     NT, make=lambda n, s, d, r: (r.integers(0, 4, s) if d.startswith("int") else r.standard_normal(s)).astype(d))

@@ -67,3 +67,30 @@ case("local_response_norm", "even-size-3d-5d", {"x": (("N", 6, "L"), "float32"),
      lambda w, x, v: [tn.local_response_norm(x, 4, alpha=0.5), tn.local_response_norm(v, 2, beta=0.5)],
      lambda x, v: [F.local_response_norm(x, 4, alpha=0.5), F.local_response_norm(v, 2, beta=0.5)],
      ({"N": 2, "L": 5}, {"N": 1, "L": 3}))
+case("normalize", "every-p", {"x": (("N", 5, "T"), "float32")},
+     lambda w, x: [tn.normalize(x, float("inf"), -1), tn.normalize(x, p=float("-inf"), dim=0),
+                   tn.normalize(x, 0, 1), tn.normalize(x - 3, -1.5, -2), tn.normalize(x, 0.5, 1)],
+     lambda x: [F.normalize(x, float("inf"), -1), F.normalize(x, p=float("-inf"), dim=0), F.normalize(x, 0, 1),
+                F.normalize(x - 3, -1.5, -2), F.normalize(x, 0.5, 1)],
+     ({"N": 2, "T": 3}, {"N": 3, "T": 1}),   # some zeros, which p 0 counts (none in x - 3, for negative p)
+     make=lambda n, s, d, r: (r.standard_normal(s) * (r.random(s) > 0.2)).astype(d))
+
+
+def _half(fn):
+    """torch's float32 result rounded to float16: the network computes the float16 tensor in float16."""
+    return lambda *xs: [y.half() for y in fn(*(x.float() for x in xs))]
+
+
+case("layer_norm", "float16-tensors-in-float32-network",
+     {"x": (("N", 6, 5, 6), "float16"), "k": ((2, 3, 4), "float16")},
+     lambda w, x, k: [tn.layer_norm(x, w["ln"], normalized_shape=(5, 6)), tn.group_norm(x, 3, w["gn"]),
+                      tn.instance_norm(x), tn.normalize(x, 3.0, 1), tn.normalize(x, dim=-1), tn.rms_norm(x, None, 6),
+                      tn.var(x, (2, 3)), tn.logsumexp(x, 1), tn.interpolate(x, scale_factor=1.5, mode="bilinear"),
+                      tn.adaptive_avg_pool(x, (3, 2)), tn.scaled_dot_product_attention(k, k, k)],
+     _half(lambda x, k: [F.layer_norm(x, (5, 6), T["ln.weight"], T["ln.bias"]),
+                         F.group_norm(x, 3, T["gn.weight"], T["gn.bias"]), F.instance_norm(x), F.normalize(x, 3.0, 1),
+                         F.normalize(x, dim=-1), F.rms_norm(x, (6,), eps=torch.finfo(torch.float16).eps),
+                         torch.var(x, (2, 3)), torch.logsumexp(x, 1),
+                         F.interpolate(x, scale_factor=1.5, mode="bilinear"), F.adaptive_avg_pool2d(x, (3, 2)),
+                         F.scaled_dot_product_attention(k, k, k)]),
+     ({"N": 2}, {"N": 1}), W, tol=1e-2)

@@ -97,3 +97,49 @@ case("logsumexp", "axes", X, lambda w, x: [tn.logsumexp(x, 1), tn.logsumexp(x * 
      lambda x: [torch.logsumexp(x, 1), torch.logsumexp(x * 50, (0, 2), True), torch.logsumexp(x, -1)], DYN)
 case("topk", "rank1", {"v": (("T",), "float32")}, lambda w, v: [*tn.topk(v, 2), *tn.max(v, 0), tn.argmin(v, 0, True)],
      lambda v: [*torch.topk(v, 2), *torch.max(v, 0), torch.argmin(v, 0, True)], DYN, make=distinct)
+
+
+def _0d(x):
+    """A 0-D tensor taken from x (both sides compute it alike)."""
+    return x[0, 1, 0]
+
+
+case("sum", "rank0-dims-and-empty-dims", X,
+     lambda w, x: [tn.sum(_0d(x), 0), tn.amax(_0d(x), -1, True), tn.mean(x, ()), tn.amin(x, [], True),
+                   tn.prod(_0d(x), 0), tn.any(_0d(x) > 0, 0), tn.sum(tn.cast(x, "int32"), ())],
+     lambda x: [torch.sum(_0d(x), 0), torch.amax(_0d(x), -1, True), torch.mean(x, ()), torch.amin(x, [], True),
+                torch.prod(_0d(x), 0), torch.any(_0d(x) > 0, 0), torch.sum(x.int(), ())], DYN)
+case("max", "rank0", X,
+     lambda w, x: [*tn.max(_0d(x), 0), *tn.min(_0d(x), -1, True), tn.argmax(_0d(x), 0), *tn.topk(_0d(x), 1),
+                   *tn.sort(_0d(x)), tn.cumsum(_0d(x), 0), tn.cumprod(_0d(x), -1), tn.var(_0d(x), 0, correction=0),
+                   tn.logsumexp(_0d(x), 0)],
+     lambda x: [*torch.max(_0d(x), 0), *torch.min(_0d(x), -1, True), torch.argmax(_0d(x), 0), *torch.topk(_0d(x), 1),
+                *torch.sort(_0d(x)), torch.cumsum(_0d(x), 0), torch.cumprod(_0d(x), -1),
+                torch.var(_0d(x), 0, correction=0), torch.logsumexp(_0d(x), 0)], DYN)
+case("max", "bool", B,
+     lambda w, b: [*tn.max(b, 1), *tn.min(b, -1, True), *tn.sort(b, 0), tn.argsort(b, descending=True)],
+     lambda b: [*torch.max(b, 1), *torch.min(b, -1, True), *torch.sort(b, dim=0, stable=True),
+                torch.argsort(b, descending=True, stable=True)], DYN)
+for k in ("var", "std"):
+    fn, tfn = getattr(tn, k), getattr(torch, k)
+    case(k, "unbiased-positional", X, lambda w, x, fn=fn: [fn(x, False), fn(x, True), fn(x, 1, False, True)],
+         lambda x, tfn=tfn: [tfn(x, False), tfn(x, True), tfn(x, 1, False, True)], DYN)
+    case(k, "correction-past-count", {"x": (("N", 2), "float32")},   # torch divides by max(0, count - 3): inf
+         lambda w, x, fn=fn: [fn(x, 1, correction=3), fn(x, 0, correction=3)],
+         lambda x, tfn=tfn: [tfn(x, 1, correction=3), tfn(x, 0, correction=3)], ({"N": 2}, {"N": 3}))
+
+
+def infinite_rows(name, shape, dtype, rng):
+    """Rows of -inf and rows holding +inf (logsumexp's max is then infinite), among finite ones."""
+    v = rng.standard_normal(shape).astype(dtype)
+    v[0, 0] = -np.inf
+    v[-1, 1, :1] = np.inf
+    return v
+
+
+case("logsumexp", "infinite-rows", X,
+     lambda w, x: [y := tn.logsumexp(x, -1), tn.where(tn.isinf(y), 0.0, y), tn.logsumexp(x, (0, 2), True)],
+     lambda x: [y := torch.logsumexp(x, -1), torch.where(torch.isinf(y), 0.0, y), torch.logsumexp(x, (0, 2), True)],
+     DYN, make=infinite_rows)
+case("logsumexp", "int", I, lambda w, i: [tn.logsumexp(i, 1), tn.logsumexp(i > 0, (0, 2))],
+     lambda i: [torch.logsumexp(i, 1), torch.logsumexp(i > 0, (0, 2))], DYN)

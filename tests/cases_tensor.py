@@ -145,3 +145,11 @@ case("nms", "per-class", {"boxes": ((2, 12, 4), "float32"), "scores": ((2, 12, 3
      lambda w, boxes, scores: [*tn.nms(boxes, scores, 3, 0.3, 0.2), *tn.nms(boxes, scores, 20, 0.6)],
      lambda boxes, scores: [*torchvision_nms(boxes, scores, 3, 0.3, 0.2), *torchvision_nms(boxes, scores, 20, 0.6, 0.0)],
      make=detections, engine=False)
+case("einsum", "ellipsis-capitals-broadcast", {"q": (("N", 2, "T", 4), "float32"), "k": (("N", 2, 3, 4), "float32"),
+                                               "v": ((4,), "float32"), "w": ((1, "T", 4, 5), "float32")},
+     lambda w, q, k, v, u: [tn.einsum("...qd,...kd->...qk", q, k), tn.einsum("...d,d", q, v),
+                            tn.einsum("BHqd->qdBH", q), tn.einsum("b...d,...de->b...e", q, u),
+                            tn.einsum("bhqd,bhkd", q, k), tn.einsum("...ij->...ji", k)],
+     lambda q, k, v, u: [torch.einsum("...qd,...kd->...qk", q, k), torch.einsum("...d,d", q, v),
+                         torch.einsum("BHqd->qdBH", q), torch.einsum("b...d,...de->b...e", q, u),
+                         torch.einsum("bhqd,bhkd", q, k), torch.einsum("...ij->...ji", k)], NT)

@@ -302,7 +302,8 @@ def test_data_dependent_sizes_are_refused_at_the_users_line():
 def test_einsum_refuses_what_tensorrt_cannot_do():
     g = tn.Graph("t")
     a, b = g.input("a", (3, 3)), g.input("b", (4, 5))
-    for eq, msg in (("...ij->...ji", "no ellipsis"), ("nii->n", "repeats a letter"), ("nij,njk->nik", "sizes 3 and 4"),
+    for eq, msg in (("...i...->i", "at most one '...'"), ("...ijkl->i", "'...' does not fit"),
+                    ("nii->n", "repeats a subscript"), ("nij,njk->nik", "sizes 3 and 4"),
                     ("nij->nx", "distinct letters of the inputs"), ("nij", "2 comma-separated terms")):
         with pytest.raises(tn.GraphError, match=msg):
             tn.einsum(eq, a, b) if eq.count(",") or eq == "nij" else tn.einsum(eq, a)

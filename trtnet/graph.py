@@ -106,6 +106,7 @@ class Node:
     def __floordiv__(self, o): return _op("floor_divide")(self, o)
     def __rfloordiv__(self, o): return _op("floor_divide")(o, self)
     def __mod__(self, o): return _op("remainder")(self, o)
+    def __rmod__(self, o): return _op("remainder")(o, self)
     def __pow__(self, o): return _op("pow")(self, o)
     def __rpow__(self, o): return _op("pow")(o, self)
     def __neg__(self): return _op("neg")(self)
@@ -113,6 +114,10 @@ class Node:
     def __invert__(self): return _op("logical_not")(self)
     def __and__(self, o): return _op("logical_and")(self, o)
     def __or__(self, o): return _op("logical_or")(self, o)
+    def __xor__(self, o): return _op("logical_xor")(self, o)
+    def __rand__(self, o): return _op("logical_and")(o, self)
+    def __ror__(self, o): return _op("logical_or")(o, self)
+    def __rxor__(self, o): return _op("logical_xor")(o, self)
     def __matmul__(self, o): return _op("matmul")(self, o)
     def __rmatmul__(self, o): return _op("matmul")(o, self)
     def __eq__(self, o): return _op("eq")(self, o)
@@ -183,7 +188,7 @@ METHODS = (
     "cumsum", "cumprod", "var", "std", "logsumexp", "softmax", "log_softmax", "flatten", "unflatten", "squeeze",
     "unsqueeze", "transpose", "swapaxes", "movedim", "repeat", "tile", "flip", "roll", "split", "chunk", "unbind",
     "narrow", "select", "gather", "index_select", "scatter", "index_put", "matmul", "bmm", "baddbmm", "expand_as",
-    "tril", "triu", "nonzero")
+    "tril", "triu", "nonzero", "fmod", "take_along_dim")
 
 
 def _method(name):

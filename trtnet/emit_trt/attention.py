@@ -26,7 +26,7 @@ def _sdpa(e, n, q, k, v, mask=None):
 
 def _scaled(e, n, q):
     """The query times the scale: the attention layer does not scale Q K^T."""
-    scale = e.constant(np.full((1, 1, 1, 1), n.attrs["scale"], np.float32), f"{n.name}/scale")
+    scale = e.constant(np.full((1, 1, 1, 1), n.attrs["scale"], np.float32), f"{n.name}/scale", e.np_type(n.dtype))
     return e.helper(e.network.add_elementwise(q, scale, e.t.ElementWiseOperation.PROD), f"{n.name}/scaled_query")
 
 
@@ -55,7 +55,7 @@ def _decomposed(e, n, q, k, v, mask, final):
     net = e.network
     scores = e.helper(net.add_matrix_multiply(q, M.NONE, k, M.TRANSPOSE), f"{n.name}/scores")
     if mask is not None and n.inputs[3].dtype == "bool":
-        ninf = e.constant(np.full((1, 1, 1, 1), -np.inf, np.float32), f"{n.name}/ninf")
+        ninf = e.constant(np.full((1, 1, 1, 1), -np.inf, np.float32), f"{n.name}/ninf", e.np_type(n.dtype))
         scores = e.helper(net.add_select(mask, scores, ninf), f"{n.name}/masked")
     elif mask is not None:
         scores = e.helper(net.add_elementwise(scores, mask, E.SUM), f"{n.name}/masked")

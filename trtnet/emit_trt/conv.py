@@ -106,9 +106,6 @@ def _pool(e, n, x):
     if a["ceil_mode"]:  # PyTorch's ceil_mode sizes, reached exactly with extra end padding under round-down
         post = [max(p, (o - 1) * s + k - i - p) for o, s, k, i, p in
                 zip(n.shape[2:], a["stride"], a["kernel"], n.inputs[0].shape[2:], a["padding"])]
-    if n.op == "avg_pool" and a["count_include_pad"] and any(q > p for q, p in zip(post, a["padding"])):
-        raise NotImplementedError(f"layer '{n.name}': average pooling with ceil_mode and count_include_pad=True "
-                                  "has windows past the padding, which TensorRT cannot divide as PyTorch does")
 
     def add(x, widen):
         layer = e.network.add_pooling_nd(x, kind, widen(a["kernel"], 1))
@@ -116,7 +113,25 @@ def _pool(e, n, x):
         layer.pre_padding, layer.post_padding = widen(a["padding"], 0), widen(post, 0)
         layer.average_count_excludes_padding = not a["count_include_pad"]
         return layer
-    return _nd(e, n, x, add)
+    if not (n.op == "avg_pool" and a["count_include_pad"] and any(q > p for q, p in zip(post, a["padding"]))):
+        return _nd(e, n, x, add)
+    # windows reaching past the padding: TensorRT counts the extra end padding in the divisor, PyTorch does not
+    ratio = _divisor_ratio(n, post)
+    y = _nd(e, n, x, add, n.shape, f"{n.name}/pool")
+    c = e.constant(ratio.reshape(1, 1, *ratio.shape), f"{n.name}/divisor_ratio", e.np_type(n.dtype))
+    return e.named(e.network.add_elementwise(y, c, e.t.ElementWiseOperation.PROD), n.name)
+
+
+def _divisor_ratio(n, post):
+    """Per output position, TensorRT's divisor (the window's overlap with the input padded by `padding` before and
+    `post` after) over PyTorch's (padded by `padding` on both sides), for ceil_mode with count_include_pad."""
+    a = n.attrs
+    ratio = np.ones(())
+    for i, o, k, s, p, q in zip(n.inputs[0].shape[2:], n.shape[2:], a["kernel"], a["stride"], a["padding"], post):
+        start = np.arange(o) * s - p
+        tensorrt, pytorch = np.minimum(start + k, i + q) - start, np.minimum(start + k, i + p) - start
+        ratio = np.multiply.outer(ratio, tensorrt / pytorch)
+    return ratio.astype(np.float32)
 
 
 def _dilated_max_pool(e, n, x):
@@ -159,22 +174,23 @@ def _adaptive(e, n, x):
         if d == o or o == 1:
             continue
         if avg:
-            y = _along(e, y, 2 + i, _window_matrix(d, o), f"{n.name}/pool{i}")
+            y = _along(e, y, 2 + i, _window_matrix(d, o), f"{n.name}/pool{i}", e.np_type(n.dtype))
         else:
             y = _window_max(e, y, shape, 2 + i, o, f"{n.name}/pool{i}")
         shape[2 + i] = o
     return e.named(e.network.add_identity(y), n.name)
 
 
-def _along(e, y, axis, m, name):
-    """y with its dim `axis` mapped through the matrix m (out, in): a product along the last dim."""
+def _along(e, y, axis, m, name, dtype):
+    """y with its dim `axis` mapped through the matrix m (out, in), a constant of y's numpy `dtype`: a product
+    along the last dim."""
     M = e.t.MatrixOperation.NONE
     r = len(y.shape)
     perm = list(range(r))
     perm[axis], perm[-1] = perm[-1], perm[axis]
     if axis != r - 1:
         y = _transpose(e, y, perm, f"{name}/move")
-    c = e.constant(np.ascontiguousarray(m.T).reshape((1,) * (r - 2) + m.T.shape), f"{name}/matrix")
+    c = e.constant(np.ascontiguousarray(m.T).reshape((1,) * (r - 2) + m.T.shape), f"{name}/matrix", dtype)
     y = e.helper(e.network.add_matrix_multiply(y, M, c, M), name)
     return _transpose(e, y, perm, f"{name}/back") if axis != r - 1 else y
 
@@ -211,11 +227,17 @@ def _window_matrix(size, out):
 
 @emitter("pad")
 def _pad(e, n, x):
-    """F.pad as one slice from -before: FILL (constant), REFLECT, CLAMP (replicate), WRAP (circular)."""
+    """F.pad as one slice from -before: FILL (constant), REFLECT, CLAMP (replicate), WRAP (circular). Circular
+    padding wraps around what negative pads leave, as torch: those crop first."""
     a, S = n.attrs, e.t.SampleMode
     mode = {"constant": S.FILL, "reflect": S.REFLECT, "replicate": S.CLAMP, "circular": S.WRAP}[a["mode"]]
     fill = a["value"] if a["mode"] == "constant" else None
-    return _slice(e, x, [-b for b in a["before"]], n.shape, n.name, mode, fill, n.dtype, final=True)
+    before = a["before"]
+    if a["mode"] == "circular" and min(before + a["after"]) < 0:
+        size = [d + min(p, 0) + min(q, 0) for d, p, q in zip(n.inputs[0].shape, before, a["after"])]
+        x = _slice(e, x, [max(-p, 0) for p in before], size, f"{n.name}/crop")
+        before = [max(p, 0) for p in before]
+    return _slice(e, x, [-b for b in before], n.shape, n.name, mode, fill, n.dtype, final=True)
 
 
 @emitter("interpolate")
@@ -229,7 +251,8 @@ def _interpolate(e, n, x):
         y = x
         for i, (d, o, sc) in enumerate(zip(spatial, n.shape[2:], a["scales"])):
             if d != o or sc != 1:
-                y = _along(e, y, 2 + i, _resize_matrix(a["mode"], d, o, sc), f"{n.name}/resize{i}")
+                y = _along(e, y, 2 + i, _resize_matrix(a["mode"], d, o, sc), f"{n.name}/resize{i}",
+                           e.np_type(n.dtype))
         return e.named(e.network.add_identity(y), n.name)
     layer = e.network.add_resize(x)
     layer.set_input(1, _shape_tensor(e, n.shape, n.name) if not all(map(is_static, n.shape)) else

@@ -41,9 +41,11 @@ class Emission:
                 "int32": t.int32, "int64": t.int64, "bool": t.bool, "uint8": t.uint8}[name]
 
     def np_type(self, name):
-        if name in ("float32", "float16", "bfloat16"):
+        """numpy type of a graph dtype's constants, as `dtype` types its tensors (a float16 tensor stays float16 in
+        an fp32 network)."""
+        if name in ("float32", "float16") and self.float != np.float32:
             return self.float
-        return NP_TYPES[name]
+        return ml_dtypes.bfloat16 if name == "bfloat16" else NP_TYPES[name]
 
     def weights(self, arr, dtype=None):
         """TensorRT weights; floating ones in the network's precision (a strongly typed network takes the
@@ -196,6 +198,9 @@ def emit(graph, network, half=None, keep_fp32=(), debug=()):
         e.tensors[n.name] = out
     e.float = low
     for o in graph.outputs:
+        if o.op == "input":
+            raise TrtnetError(f"output '{o.name}' is a network input unchanged, which TensorRT cannot mark as an "
+                              f"output; pass it through tn.identity(x, name=...) to give the output a name of its own")
         y = e.tensors[o.name]
         if half and o.dtype in ("float32", "float16") and y.dtype == low_t:
             y.name = f"{o.name}/{half}"

@@ -63,12 +63,17 @@ _UNARY = {"exp": "EXP", "log": "LOG", "sqrt": "SQRT", "abs": "ABS", "neg": "NEG"
 
 @emitter(*_UNARY, "rsqrt", "trunc")
 def _unary_op(e, n, x):
-    kind = n.op
-    if n.inputs[0].dtype not in ("float32", "float16", "bfloat16", "bool"):   # integers: TensorRT lacks these
-        if kind in ("floor", "ceil", "round", "trunc"):
-            return e.named(e.network.add_identity(x), n.name)
-        if kind in ("isnan", "isinf"):   # never true of an integer
-            return _unary(e, _elementwise(e, x, x, "EQUAL", f"{n.name}/eq", True), "NOT", n.name)
+    kind, dtype = n.op, n.inputs[0].dtype
+    if dtype not in ("float32", "float16", "bfloat16") and kind != "logical_not":   # TensorRT lacks these
+        if kind in ("floor", "ceil", "round", "trunc") or dtype in ("bool", "uint8") and kind in ("abs", "sign"):
+            if dtype != "uint8" or kind != "sign":   # the input itself (unsigned: its magnitude; bool: its sign)
+                return e.named(e.network.add_identity(x), n.name)
+            sign = _unary(e, _to(e, x, "int32", f"{n.name}/int32"), "SIGN", f"{n.name}/sign", True)
+            return e.named(e.network.add_cast(sign, e.dtype("uint8")), n.name)
+        if kind in ("isnan", "isinf"):   # never true of an integer or a bool
+            same = _elementwise(e, x, x, "EQUAL" if dtype != "bool" else "XOR", f"{n.name}/same", True)
+            return _unary(e, same, "NOT", n.name) if dtype != "bool" else e.named(e.network.add_identity(same),
+                                                                                  n.name)
     if kind in _UNARY:
         return _unary(e, x, _UNARY[kind], n.name)
     if kind == "rsqrt":

@@ -23,11 +23,25 @@ def _fc(e, n, x):
 
 @emitter("softmax", "log_softmax")
 def _softmax(e, n, x):
-    layer = e.network.add_softmax(x)
-    layer.axes = 1 << n.attrs["dim"]
+    """ISoftMaxLayer on inputs of rank 2 or more (lower ranks as one row); log_softmax as torch computes it,
+    x - max - log(sum(exp(x - max))), which stays finite where the softmax underflows to 0."""
+    dim, r = n.attrs["dim"], len(n.shape)
+    if r < 2:
+        x, dim = e.reshape(x, (1, -1), f"{n.name}/row", final=False), 1
     if n.op == "softmax":
-        return e.named(layer, n.name)
-    return e.named(e.network.add_unary(e.helper(layer, f"{n.name}/softmax"), e.t.UnaryOperation.LOG), n.name)
+        layer = e.network.add_softmax(x)
+        layer.axes = 1 << dim
+        if r >= 2:
+            return e.named(layer, n.name)
+        return e.reshape(e.helper(layer, f"{n.name}/softmax"), n.shape, n.name)
+    E, U, R = e.t.ElementWiseOperation, e.t.UnaryOperation, e.t.ReduceOperation
+    top = e.helper(e.network.add_reduce(x, R.MAX, 1 << dim, True), f"{n.name}/max")
+    shifted = e.helper(e.network.add_elementwise(x, top, E.SUB), f"{n.name}/shifted")
+    total = e.helper(e.network.add_reduce(e.helper(e.network.add_unary(shifted, U.EXP), f"{n.name}/exp"), R.SUM,
+                                          1 << dim, True), f"{n.name}/sum")
+    log = e.helper(e.network.add_unary(total, U.LOG), f"{n.name}/log")
+    layer = e.network.add_elementwise(shifted, log, E.SUB)
+    return e.named(layer, n.name) if r >= 2 else e.reshape(e.helper(layer, f"{n.name}/out"), n.shape, n.name)
 
 
 @emitter("bn")
@@ -54,8 +68,8 @@ def _layer_norm(e, n, x):
     size = int(np.prod([n.shape[a] for a in axes]))
     weight = n.params.get("weight", np.ones(size, np.float32))
     bias = n.params.get("bias", np.zeros(size, np.float32))
-    scale = e.constant(weight.reshape(shape), f"{n.name}/weight")
-    shift = e.constant(bias.reshape(shape), f"{n.name}/bias")
+    scale = e.constant(weight.reshape(shape), f"{n.name}/weight", e.np_type(n.dtype))   # the input's type
+    shift = e.constant(bias.reshape(shape), f"{n.name}/bias", e.np_type(n.dtype))
     layer = e.network.add_normalization(x, scale, shift, sum(1 << a for a in axes))
     layer.epsilon = n.attrs["eps"]
     return e.named(layer, n.name)

@@ -8,7 +8,7 @@ def _channel(e, n, key, default, name):
     """The per-channel parameter `key` as a [1, C, 1...] constant (default where the layer has none)."""
     c, r = n.shape[1], len(n.shape)
     value = n.params.get(key, np.full(c, default, np.float32))
-    return e.constant(value.reshape((1, c) + (1,) * (r - 2)), name)
+    return e.constant(value.reshape((1, c) + (1,) * (r - 2)), name, e.np_type(n.dtype))
 
 
 @emitter("group_norm")
@@ -49,7 +49,7 @@ def _unary(e, x, op, name):
 
 
 def _scalar(e, n, value, name):
-    return e.constant(np.full((1,) * len(n.shape), value, np.float32), name)
+    return e.constant(np.full((1,) * len(n.shape), value, np.float32), name, e.np_type(n.dtype))
 
 
 @emitter("rms_norm")
@@ -69,9 +69,17 @@ def _rms_norm(e, n, x):
 
 @emitter("normalize")
 def _normalize(e, n, x):
-    """x / max(norm, eps), the p-norm over `dim`: sqrt(sum(x * x)), sum(|x|) or sum(|x|^p)^(1/p)."""
+    """x / max(norm, eps), the p-norm over `dim`: sqrt(sum(x * x)), sum(|x|), max(|x|) (p inf), min(|x|) (p -inf),
+    the count of nonzeros (p 0) or sum(|x|^p)^(1/p)."""
     p, dim, name = n.attrs["p"], n.attrs["dim"], n.name
-    if p == 2:
+    if p == 0:
+        zero = _ew(e, x, _scalar(e, n, 0, f"{name}/zero"), "EQUAL", f"{name}/is_zero")
+        nonzero = e.helper(e.network.add_cast(_unary(e, zero, "NOT", f"{name}/nonzero"), e.dtype(n.dtype)),
+                           f"{name}/count")
+        norm = _reduce(e, nonzero, "SUM", (dim,), f"{name}/norm")
+    elif abs(p) == float("inf"):
+        norm = _reduce(e, _unary(e, x, "ABS", f"{name}/abs"), "MAX" if p > 0 else "MIN", (dim,), f"{name}/norm")
+    elif p == 2:
         norm = _unary(e, _reduce(e, _ew(e, x, x, "PROD", f"{name}/square"), "SUM", (dim,), f"{name}/sum"), "SQRT",
                       f"{name}/norm")
     elif p == 1:

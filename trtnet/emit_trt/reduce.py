@@ -85,20 +85,22 @@ def _cumsum(e, n, x):
 
 
 def _scalar(e, n, value, name):
-    return e.constant(np.full((1,) * len(n.inputs[0].shape), value, e.np_type(n.dtype)), name)
+    """A constant of the output's rank and type."""
+    return e.constant(np.full((1,) * len(n.shape), value, e.np_type(n.dtype)), name, e.np_type(n.dtype))
 
 
 def _count(e, n, name):
-    """The number of reduced elements less the correction, a float of the output's rank."""
+    """The number of reduced elements less the correction, at least 0 (as torch: a correction past the count
+    divides by zero), a float of the output's rank."""
     dims = [n.inputs[0].shape[a] for a in n.attrs["axes"]]
     count = math.prod(dims)
     r = len(n.shape)
     if is_static(count):
-        return e.constant(np.full((1,) * r, count - n.attrs["correction"], e.np_type(n.dtype)), name)
+        return _scalar(e, n, max(count - n.attrs["correction"], 0), name)
     c = _cast(e, e.dim(count, f"{name}/count"), n.dtype, f"{name}/float")
     c = e.reshape(c, (1,) * r, f"{name}/shape", final=False)
-    corr = e.constant(np.full((1,) * r, n.attrs["correction"], e.np_type(n.dtype)), f"{name}/correction")
-    return _binary(e, c, corr, "SUB", name)
+    corr = _scalar(e, n, n.attrs["correction"], f"{name}/correction")
+    return _binary(e, _binary(e, c, corr, "SUB", f"{name}/less"), _scalar(e, n, 0, f"{name}/zero"), "MAX", name)
 
 
 def _binary(e, a, b, op, name, helper=True):
@@ -118,12 +120,21 @@ def _var(e, n, x):
     return e.named(e.network.add_unary(var, e.t.UnaryOperation.SQRT), n.name)
 
 
+def _finite_max(e, n, x, axes, keep, name):
+    """The maximum over `axes`, 0 where it is infinite (torch's logsumexp: a row of -inf gives -inf and one
+    holding +inf gives +inf, not the NaN of inf - inf)."""
+    top = _reduce(e, x, "MAX", axes, keep, name)
+    inf = e.helper(e.network.add_unary(top, e.t.UnaryOperation.ISINF), f"{name}/isinf")
+    zero = e.constant(np.zeros((1,) * len(top.shape)), f"{name}/zero", e.np_type(n.dtype))
+    return e.helper(e.network.add_select(inf, zero, top), f"{name}/finite")
+
+
 @emitter("logsumexp")
 def _logsumexp(e, n, x):
     axes, keep = n.attrs["axes"], n.attrs["keepdim"]
     U = e.t.UnaryOperation
-    shifted = _binary(e, x, _reduce(e, x, "MAX", axes, True, f"{n.name}/max_keep"), "SUB", f"{n.name}/shifted")
+    shifted = _binary(e, x, _finite_max(e, n, x, axes, True, f"{n.name}/max_keep"), "SUB", f"{n.name}/shifted")
     total = _reduce(e, e.helper(e.network.add_unary(shifted, U.EXP), f"{n.name}/exp"), "SUM", axes, keep,
                     f"{n.name}/sum")
     log = e.helper(e.network.add_unary(total, U.LOG), f"{n.name}/log")
-    return _binary(e, log, _reduce(e, x, "MAX", axes, keep, f"{n.name}/max"), "SUM", n.name, helper=False)
+    return _binary(e, log, _finite_max(e, n, x, axes, keep, f"{n.name}/max"), "SUM", n.name, helper=False)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..graph import DTYPES, PUBLIC, GraphError, Node, made_up, recording, user_line
 from ..registry import InternalError, Registry, place
-from ..shape import fmt_shape, is_static, same
+from ..shape import Expr, fmt_shape, is_static, same
 from ..weights import MissingWeightError, WeightMap
 
 OPS = Registry("op")
@@ -215,12 +215,24 @@ def promote(a, b):
     return a if _PROMOTE[a] > _PROMOTE[b] else b
 
 
+_CATEGORY = {"bool": 0, "uint8": 1, "int8": 1, "int32": 1, "int64": 1, "bfloat16": 2, "float16": 2, "float32": 2}
+
+
+def result_type(a, b):
+    """torch's result type of tensors `a` and `b`: a 0-D tensor beside one with dims decides it only where it
+    raises the category (bool < integer < float), as a Python scalar does (float16 * a 0-D float32 is float16)."""
+    if bool(a.rank) != bool(b.rank):
+        dims, zero = (a, b) if a.rank else (b, a)
+        return zero.dtype if _CATEGORY[zero.dtype] > _CATEGORY[dims.dtype] else dims.dtype
+    return promote(a.dtype, b.dtype)
+
+
 def scalar_dtype(value, like):
     """A Python scalar's dtype next to a tensor, as torch treats it: it does not widen the tensor's type
     within its category, and a float scalar next to an integer tensor gives float32."""
     if isinstance(value, (bool, np.bool_)):
         return like
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, (int, np.integer, Expr)):     # a run-time size is an int too
         return like if like != "bool" else "int64"
     return like if like in ("float32", "float16", "bfloat16") else "float32"
 

@@ -3,7 +3,7 @@ import numpy as np
 
 from ..graph import DTYPES, GraphError, Node, user_line
 from ..shape import Expr, same
-from .core import Layer, alias, broadcast, const, fmt, op, promote, public, scalar_dtype
+from .core import Layer, alias, broadcast, const, fmt, op, promote, public, result_type, scalar_dtype
 
 # torch name -> result is bool
 BINARY = {"add": False, "sub": False, "mul": False, "div": False, "pow": False, "maximum": False, "minimum": False,
@@ -37,7 +37,7 @@ def operands(a, b):
     if isinstance(a, Node) and isinstance(b, Node):
         if a.graph is not b.graph:
             raise GraphError(f"{user_line()}: '{a.name}' and '{b.name}' belong to different graphs")
-        dtype = promote(a.dtype, b.dtype)
+        dtype = result_type(a, b)
     else:
         other = b if x is a else a
         dtype = scalar_dtype(other, x.dtype)
@@ -60,6 +60,9 @@ def _make_unary(kind):
     def fn(input, name=None):
         L = Layer(kind, input, name)
         x = input
+        if kind == "neg" and x.dtype == "uint8":
+            L.fail(f"negating the uint8 tensor '{x.name}' wraps around in torch; TensorRT has no unsigned negation "
+                   "(cast it to a signed type first)")
         if kind in FLOAT_UNARY and not x.is_float:
             x = cast(x, "float32")
         if kind == "logical_not" and x.dtype != "bool":
@@ -75,11 +78,63 @@ for _k in BINARY:
     globals()[_k] = _make_binary(_k)
 for _k in UNARY:
     globals()[_k] = _make_unary(_k)
+_divide, _round = globals()["div"], globals()["round"]
+
+
+@public
+def div(input, other, rounding_mode=None, name=None):
+    """torch.div: true division (rounding_mode None), rounded toward zero ("trunc") or down ("floor", which is
+    floor_divide); integers rounded stay integers, exactly (sign(a * b) * (|a| // |b|))."""
+    if rounding_mode is None:
+        return _divide(input, other, name)
+    if rounding_mode == "floor":
+        return floor_divide(input, other, name)
+    a, b, _ = operands(input, other)
+    L = Layer("div", a, name)
+    if rounding_mode != "trunc":
+        L.fail(f"rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+    if a.is_float:
+        return trunc(_divide(a, b, f"{L.name}/true"), name=name)
+    sign_ = mul(sign(a, f"{L.name}/sign_a"), sign(b, f"{L.name}/sign_b"), f"{L.name}/sign")
+    return mul(sign_, floor_divide(abs(a, f"{L.name}/abs_a"), abs(b, f"{L.name}/abs_b"), f"{L.name}/floor"), name)
+
+
+@public
+def fmod(input, other, name=None):
+    """torch.fmod: the remainder of division rounded toward zero, with the dividend's sign (remainder takes the
+    divisor's): a - trunc(a / b) * b, exact on integers."""
+    a, b, _ = operands(input, other)
+    L = Layer("sub", a, name or "fmod")
+    return sub(a, mul(div(a, b, "trunc", f"{L.name}/trunc"), b, f"{L.name}/times"), L.name)
+
+
+@public
+def round(input, decimals=0, name=None):
+    """torch.round, half to even; with `decimals` as torch computes it in the input's type: round(x * 10^d) / 10^d,
+    or round(x / 10^-d) * 10^-d for negative d."""
+    if not decimals:
+        return _round(input, name)
+    L = Layer("round", input, name)
+    if not input.is_float:
+        L.fail(f"decimals={decimals} needs a floating-point input, got '{input.name}' of dtype {input.dtype}")
+    scale = 10.0 ** (decimals if decimals > 0 else -decimals)   # (this module's abs is the op)
+    if decimals > 0:
+        return _divide(_round(mul(input, scale, f"{L.name}/scaled"), f"{L.name}/round"), scale, name)
+    return mul(_round(_divide(input, scale, f"{L.name}/scaled"), f"{L.name}/round"), scale, name)
+
+
+INT_CLAMPS = {"relu": (0, None), "relu6": (0, 6)}   # activations torch computes on integers, as clamps
+FLOAT_OF_INT = ("sigmoid", "tanh", "softsign")     # activations torch computes on integers and bools in float32
 
 
 def activation(x, kind, name=None, **attrs):
-    """One activation op, `attrs` being its torch keyword arguments."""
+    """One activation op, `attrs` being its torch keyword arguments; integer inputs as torch takes them."""
     L = Layer(kind, x, name)
+    if not x.is_float and kind in FLOAT_OF_INT:
+        x = cast(x, "float32", f"{L.name}/float")
+    elif not x.is_float and x.dtype != "bool" and (kind in INT_CLAMPS or kind == "hardtanh"):
+        lo, hi = INT_CLAMPS.get(kind) or (int(attrs["min_val"]), int(attrs["max_val"]))   # torch truncates them
+        return clamp(x, lo, hi, name)
     L.float_input(x)
     return L.emit([x], x.shape, attrs)
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..graph import GraphError, Node, user_line
 from ..shape import Expr, is_static, same
-from .core import Layer, const, fmt, op, public
+from .core import Layer, broadcast, const, fmt, op, public
 from .elementwise import where
 from .shape import expand, reshape
 
@@ -33,6 +33,26 @@ def gather(input, dim, index, name=None):
         if i != d and is_static(a) and is_static(b) and a > b:
             L.fail(f"index {fmt(index.shape)} is larger than the input {fmt(input.shape)} at dim {i}")
     return L.emit([input, index], index.shape, dict(dim=d), dtype=input.dtype)
+
+
+@public
+def take_along_dim(input, indices, dim=None, name=None):
+    """torch.take_along_dim: gather with the input and the indices broadcast over every dim but `dim`; dim None
+    reads the flattened input at the flattened indices."""
+    name = name or "take_along_dim"
+    if dim is None:
+        return gather(reshape(input, (-1,), f"{name}/flat"), 0, reshape(indices, (-1,), f"{name}/flat_indices"), name)
+    L = Layer("gather", input, name)
+    _index(L, indices)
+    d = L.axis(input, dim)
+    if indices.rank != input.rank:
+        L.fail(f"indices {fmt(indices.shape)} must have the rank of the input {fmt(input.shape)}")
+    common = list(broadcast(L, *(tuple(1 if i == d else s for i, s in enumerate(x.shape)) for x in (input, indices))))
+
+    def spread(v, what):   # v broadcast to the common shape, its own size along dim
+        shape = tuple(v.shape[d] if k == d else c for k, c in enumerate(common))
+        return v if all(same(a, b) for a, b in zip(v.shape, shape)) else expand(v, shape, f"{name}/{what}")
+    return gather(spread(input, "input"), d, spread(indices, "indices"), name)
 
 
 @op("index_select", dim=int)
@@ -234,7 +254,7 @@ def _triangle(input, diagonal, upper, name):
     cols = reshape(arange(w, like=input, name=f"{name}/cols"), (1, w), f"{name}/cols")
     offset = cols - rows
     keep = offset >= diagonal if upper else offset <= diagonal
-    return where(keep, input, 0, name=name)
+    return where(keep, input, False if input.dtype == "bool" else 0, name=name)   # the input's dtype, as torch
 
 
 @public

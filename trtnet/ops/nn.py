@@ -1,6 +1,7 @@
 """Layers with weights (fc, batch and layer norm, constants) and the matrix ops around them."""
 from ..shape import is_static
 from .core import Layer, alias, broadcast, fmt, op, public, static_int
+from .elementwise import cast
 
 FC = dict(out=int)   # fc's attributes, which qfc shares
 
@@ -27,16 +28,19 @@ linear = alias(fc, "linear")
 
 
 @op("softmax", "log_softmax", dim=int)
-def softmax(input, dim=-1, name=None, log=False):
-    """F.softmax (or F.log_softmax with log=True) over one dim."""
+def softmax(input, dim=None, name=None, log=False, dtype=None):
+    """F.softmax (or F.log_softmax with log=True) over one dim; `dtype` casts the input first, as torch. dim None
+    is torch's implicit choice: dim 0 of a rank 0, 1 or 3 input, else dim 1."""
     L = Layer("log_softmax" if log else "softmax", input, name)
-    L.float_input(input)
-    return L.emit([input], input.shape, dict(dim=L.axis(input, dim)))
+    x = input if dtype is None else cast(input, dtype, f"{L.name}/{dtype}")
+    L.float_input(x)
+    dim = (0 if x.rank in (0, 1, 3) else 1) if dim is None else dim
+    return L.emit([x], x.shape, dict(dim=L.axis(x, dim)))
 
 
 @public
-def log_softmax(input, dim=-1, name=None):
-    return softmax(input, dim, name, log=True)
+def log_softmax(input, dim=None, name=None, dtype=None):
+    return softmax(input, dim, name, log=True, dtype=dtype)
 
 
 @op("bn", eps=float)
@@ -83,6 +87,8 @@ def matmul(input, other, name=None):
         L.fail(f"operands must be at least rank 1, got {fmt(a.shape)} and {fmt(b.shape)}")
     if a.dtype != b.dtype:
         L.fail(f"operands have dtypes {a.dtype} and {b.dtype}")
+    if not a.is_float:
+        L.fail(f"operands are {a.dtype}; TensorRT multiplies floating-point matrices only (cast them with .float())")
     am, ak = (1, a.shape[0]) if a.rank == 1 else a.shape[-2:]
     bk, bn_ = (b.shape[0], 1) if b.rank == 1 else b.shape[-2:]
     if is_static(ak) and is_static(bk) and ak != bk:

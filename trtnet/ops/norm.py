@@ -68,11 +68,10 @@ def rms_norm(x, w=None, normalized_shape=None, eps=None, name=None):
 
 @op("normalize", p=float, dim=int, eps=float)
 def normalize(input, p=2.0, dim=1, eps=1e-12, name=None):
-    """F.normalize: input / max(||input||_p over dim, eps) (p > 0; 2 and 1 without powers)."""
+    """F.normalize: input / max(||input||_p over dim, eps), torch's vector norms: p 0 counts the nonzero elements,
+    +-inf takes the largest (smallest) magnitude, other p sum(|x|^p)^(1/p) (2 and 1 without powers)."""
     L = Layer("normalize", input, name)
     L.float_input(input)
-    if not p > 0:
-        L.fail(f"p must be positive, got {p}")
     return L.emit([input], input.shape, dict(p=float(p), dim=L.axis(input, dim), eps=float(eps)))
 
 

@@ -7,6 +7,7 @@ import numpy as np
 from ..graph import Node
 from .core import Layer, ValuesIndices, fmt, op, public, static_int
 from .elementwise import cast, maximum, minimum
+from .shape import reshape
 
 
 def _shape(x, axes, keepdim):
@@ -14,11 +15,20 @@ def _shape(x, axes, keepdim):
 
 
 def _reduce(kind, input, dim, keepdim, name, dtype=None):
+    """The layer, input, normalised axes (dim () means all, as in torch; a 0-D input has none to reduce) and
+    output shape of a reduction."""
     L = Layer(kind, input, name)
     if dtype is not None:
         input = cast(input, dtype)
-    axes = L.axes(input, dim)
+    axes = L.axes(input, None if isinstance(dim, (tuple, list)) and not dim else dim)
+    axes = axes if input.rank else ()
     return L, input, axes, _shape(input, axes, keepdim)
+
+
+def _vector(x, name):
+    """A 0-D input as shape (1,): torch reduces, sorts and scans a 0-D tensor along dim 0 or -1, which TensorRT's
+    layers need a real dim for."""
+    return reshape(x, (1,), f"{name}/1d")
 
 
 def _integral(x, dtype):
@@ -91,6 +101,9 @@ def argmax(input, dim=None, keepdim=False, name=None, kind="argmax"):
     """torch.argmax: int64 index of the first largest value along `dim` (None: of the flattened input)."""
     L = Layer(kind, input, name)
     _one_axis(L, input, dim)
+    if dim is not None and not input.rank:
+        L.axis(input, dim)
+        return argmax(_vector(input, L.name), 0, False, name, kind)
     if dim is None:
         shape = (1,) * input.rank if keepdim else ()
         return L.emit([input], shape, dict(axis=None, keepdim=bool(keepdim)), dtype="int64")
@@ -113,8 +126,13 @@ def max(input, dim=None, keepdim=False, name=None, kind="max"):
     if dim is None:
         return (amax if kind == "max" else amin)(input, None, keepdim, name)
     L = Layer(kind, input, name)
+    if input.dtype == "bool":   # TensorRT's top-k takes no bools: on 0/1 integers, and back
+        values, indices = max(cast(input, "int32"), dim, keepdim, name, kind)
+        return ValuesIndices(cast(values, "bool", f"{L.name}/bool"), indices)
     _one_axis(L, input, dim)
     axis = L.axis(input, dim)
+    if not input.rank:
+        return max(_vector(input, L.name), 0, False, name, kind)
     shape = _shape(input, (axis,), keepdim)
     outs = [(shape, input.dtype), (shape, "int64")]
     return ValuesIndices(*L.emit_multi([input], outs, dict(axis=axis, keepdim=bool(keepdim))))
@@ -133,6 +151,9 @@ def topk(input, k, dim=-1, largest=True, sorted=True, name=None):
     L = Layer("topk", input, name)
     _one_axis(L, input, dim)
     axis = L.axis(input, dim)
+    if not input.rank:
+        values, indices = topk(_vector(input, L.name), k, 0, largest, sorted, name)
+        return ValuesIndices(reshape(values, (), f"{L.name}/values"), reshape(indices, (), f"{L.name}/indices"))
     k = static_int(L, k, "k")
     size = input.shape[axis]
     if not 1 <= k <= 3840 or (isinstance(size, int) and k > size):
@@ -148,17 +169,24 @@ def cumsum(input, dim, dtype=None, name=None):
     """torch.cumsum along `dim`; integers and bools accumulate in int64."""
     L = Layer("cumsum", input, name)
     x = _integral(input, dtype)
-    return L.emit([x], x.shape, dict(axis=L.axis(x, dim)))
+    axis = L.axis(x, dim)
+    if not x.rank:
+        return reshape(cumsum(_vector(x, L.name), 0, name=name), (), f"{L.name}/0d")
+    return L.emit([x], x.shape, dict(axis=axis))
 
 
 @op("var", "std", **AXES, correction=float)
 def var(input, dim=None, unbiased=None, keepdim=False, correction=None, name=None, kind="var"):
     """torch.var: mean squared deviation over `dim`, divided by (count - correction); correction 1 by default
-    (unbiased=False means 0)."""
+    (unbiased=False means 0). var(x, False) is torch's var(input, unbiased) form."""
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
     L, x, axes, shape = _reduce(kind, input, dim, keepdim, name)
     L.float_input(x)
     if correction is None:
         correction = 0 if unbiased is False else 1
+    if not x.rank:
+        return var(_vector(x, L.name), 0, None, False, correction, name, kind)
     return L.emit([x], shape, dict(axes=axes, keepdim=bool(keepdim), correction=float(correction)))
 
 
@@ -170,8 +198,12 @@ def std(input, dim=None, unbiased=None, keepdim=False, correction=None, name=Non
 
 @op(**AXES)
 def logsumexp(input, dim, keepdim=False, name=None):
-    """torch.logsumexp: log(sum(exp(x))) over `dim`, shifted by the maximum so large values do not overflow."""
+    """torch.logsumexp: log(sum(exp(x))) over `dim`, shifted by the maximum so large values do not overflow;
+    integers and bools as float32, as torch."""
     L, x, axes, shape = _reduce("logsumexp", input, dim, keepdim, name)
-    L.float_input(x)
+    if not x.is_float:
+        return logsumexp(cast(x, "float32"), dim, keepdim, name)
+    if not x.rank:
+        return logsumexp(_vector(x, L.name), 0, False, name)
     return L.emit([x], shape, dict(axes=axes, keepdim=bool(keepdim)))
 

@@ -3,13 +3,14 @@
 Sizes may be symbolic; the emitter computes them at run time from the inputs' shapes where needed.
 """
 import builtins
+import functools
 import math
 
 import numpy as np
 
 from ..graph import GraphError, Node, user_line
 from ..shape import Expr, is_static, numel, same
-from .core import Layer, alias, broadcast, const, fmt, op, public
+from .core import Layer, alias, broadcast, const, fmt, op, promote, public
 from .elementwise import cast
 
 
@@ -126,11 +127,18 @@ alias(transpose, "swapaxes")
 
 @public
 def movedim(input, source, destination, name=None):
+    """torch.movedim: dims `source` (an int or a sequence) moved to `destination`, the others keeping their
+    order."""
     L = Layer("permute", input, name or "movedim")
-    s, d = L.axis(input, source), L.axis(input, destination)
-    dims = [i for i in range(input.rank) if i != s]
-    dims.insert(d, s)
-    return permute(input, dims, name or "movedim")
+    src, dst = ([L.axis(input, a) for a in ((v,) if isinstance(v, (int, np.integer)) else tuple(v))]
+                for v in (source, destination))
+    if len(src) != len(dst) or len(set(src)) != len(src) or len(set(dst)) != len(dst):
+        L.fail(f"source {source} and destination {destination} must be as many distinct dims")
+    dims = [None] * input.rank
+    for a, b in zip(src, dst):
+        dims[b] = a
+    rest = iter(i for i in range(input.rank) if i not in src)
+    return permute(input, [a if a is not None else next(rest) for a in dims], name or "movedim")
 
 
 @op("slice", starts=tuple, steps=tuple)
@@ -216,18 +224,26 @@ def select(input, dim, index, name=None):
 
 @public
 def narrow(input, dim, start, length, name=None):
+    """torch.narrow: `length` entries of `dim` from `start` (negative counts from the end); the span must fit."""
     L = Layer("slice", input, name or "narrow")
     d = L.axis(input, dim)
+    size = input.shape[d]
+    if isinstance(start, (int, np.integer)) and start < 0:
+        start = start + size
+    if is_static(size) and is_static(start) and is_static(length) and not 0 <= start <= start + length <= size:
+        L.fail(f"start {start} and length {length} do not fit dim {d} of size {size}")
     return getitem(input, (builtins.slice(None),) * d + (builtins.slice(start, start + length),), name or "narrow")
 
 
 @op("concat", axis=int)
 def cat(tensors, dim=0, name=None):
-    """torch.cat along `dim`; other dims must match."""
+    """torch.cat along `dim`; other dims must match; mixed dtypes promote as in torch."""
     xs = list(tensors)
     if not xs:
         raise GraphError(f"{user_line()}: cat of no tensors")
     L = Layer("concat", xs[0], name or "cat")
+    dtype = functools.reduce(promote, (x.dtype for x in xs))   # torch's result type of them all
+    xs = [x if x.dtype == dtype else cast(x, dtype, f"{L.name}/{x.name}/{dtype}") for x in xs]
     r = xs[0].rank
     axis = L.axis(xs[0], dim)
     for x in xs[1:]:
@@ -235,8 +251,6 @@ def cat(tensors, dim=0, name=None):
                                  if i != axis)
         if bad:
             L.fail(f"'{x.name}' {fmt(x.shape)} does not match '{xs[0].name}' {fmt(xs[0].shape)} outside dim {axis}")
-        if x.dtype != xs[0].dtype:
-            L.fail(f"'{x.name}' is {x.dtype}, '{xs[0].name}' is {xs[0].dtype}")
     shape = list(xs[0].shape)
     shape[axis] = builtins.sum((x.shape[axis] for x in xs[1:]), xs[0].shape[axis])
     return L.emit(xs, shape, dict(axis=axis))

@@ -15,46 +15,75 @@ from .reduce import cumsum, prod
 from .reduce import sum as sum_
 from .shape import cat, expand, getitem, movedim, reshape, squeeze, unsqueeze
 
-_SUBSCRIPT = re.compile(r"^[a-z]*$")
+_SUBSCRIPT = re.compile(r"^[a-zA-Z]*(\.\.\.)?[a-zA-Z]*$")
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
-def _einsum_terms(L, equation, n):
-    """The inputs' subscripts and the output's; implicit output: letters seen once, alphabetically."""
+def _einsum_terms(L, equation, xs):
+    """The inputs' subscripts and the output's with `...` written out as letters of their own (right-aligned
+    over the operands, as torch broadcasts them), every letter then renamed to a lowercase one, as TensorRT
+    takes them. Implicit output: the ellipsis dims, then the letters seen once in (ASCII) order, as torch."""
     eq_ = equation.replace(" ", "")
     lhs, arrow, out = eq_.partition("->")
     terms = lhs.split(",")
-    if "." in eq_:
-        L.fail(f"equation {equation!r}: TensorRT's einsum takes no ellipsis (write the dims out)")
-    if len(terms) != n or not all(_SUBSCRIPT.match(t) for t in terms + [out]):
-        L.fail(f"equation {equation!r} must have {n} comma-separated terms of lowercase letters for {n} operands")
+    if len(terms) != len(xs) or not all(_SUBSCRIPT.match(t) for t in terms + [out]):
+        L.fail(f"equation {equation!r} must have {len(xs)} comma-separated terms of letters (and at most one "
+               f"'...' each) for {len(xs)} operands")
+    letters = "".join(terms).replace(".", "")
+    spare = [c for c in _LETTERS + _LETTERS.upper() if c not in letters]
+    spans = [x.rank - len(t) + 3 for t, x in zip(terms, xs) if "..." in t]   # the dims each '...' stands for
+    if min(spans, default=0) < 0:
+        L.fail(f"equation {equation!r}: '...' does not fit the operands' ranks")
+    ell = "".join(spare[:max(spans, default=0)])
+    terms = [t.replace("...", ell[len(ell) - (x.rank - len(t) + 3):]) for t, x in zip(terms, xs)]
     if not arrow:
-        letters = "".join(terms)
-        out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+        out = ell + "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    out = out.replace("...", ell)
     if len(set(out)) != len(out) or not set(out) <= set("".join(terms)):
         L.fail(f"equation {equation!r}: output subscripts must be distinct letters of the inputs")
-    return terms, out
+    used = sorted(set("".join(terms)))
+    if len(used) > len(_LETTERS):
+        L.fail(f"equation {equation!r} uses {len(used)} subscripts; TensorRT's einsum takes 26")
+    lower = {c: _LETTERS[i] for i, c in enumerate(used)}
+    return ["".join(lower[c] for c in t) for t in terms], "".join(lower[c] for c in out)
+
+
+def _broadcast_operands(L, equation, xs, terms):
+    """Operands with their size-1 dims expanded where another operand's same subscript is larger (torch
+    broadcasts them; TensorRT's einsum needs equal sizes)."""
+    sizes = {}
+    for x, term in zip(xs, terms):
+        for c, d in zip(term, x.shape):
+            if c not in sizes or same(sizes[c], 1):
+                sizes[c] = d
+            elif not same(d, 1) and same(sizes[c], d) is False:
+                L.fail(f"equation {equation!r}: a subscript has sizes {sizes[c]} and {d} in different operands")
+    out = []
+    for i, (x, term) in enumerate(zip(xs, terms)):
+        shape = tuple(sizes[c] for c in term)
+        out.append(x if all(same(a, b) for a, b in zip(shape, x.shape)) else expand(x, shape, f"{L.name}/operand{i}"))
+    return out, sizes
 
 
 @op("einsum", equation=str)
 def einsum(equation, *operands, name=None):
-    """torch.einsum through TensorRT's IEinsumLayer: lowercase subscripts, no ellipsis, no broadcasting (sizes of
-    a letter must agree) and no repeated letter within one operand (no diagonals), as TensorRT requires."""
+    """torch.einsum through TensorRT's IEinsumLayer: subscripts of either case and `...` (written out as letters),
+    size-1 dims broadcast by expanding them; no repeated letter within one operand (no diagonals), as TensorRT
+    requires."""
     xs = list(operands[0]) if len(operands) == 1 and isinstance(operands[0], (list, tuple)) else list(operands)
     if not xs or not all(isinstance(x, Node) for x in xs):
         raise GraphError(f"{user_line()}: einsum takes tensors after the equation")
     L = Layer("einsum", xs[0], name)
-    terms, out = _einsum_terms(L, equation, len(xs))
-    sizes = {}
+    terms, out = _einsum_terms(L, equation, xs)
     for x, term in zip(xs, terms):
         if len(term) != x.rank:
-            L.fail(f"term {term!r} has {len(term)} subscripts for '{x.name}' of shape {fmt(x.shape)}")
+            L.fail(f"equation {equation!r} has {len(term)} subscripts for '{x.name}' of shape {fmt(x.shape)}")
         if len(set(term)) != len(term):
-            L.fail(f"term {term!r} repeats a letter (a diagonal), which TensorRT's einsum does not take")
+            L.fail(f"equation {equation!r} repeats a subscript within an operand (a diagonal), which TensorRT's "
+                   "einsum does not take")
         if x.dtype != xs[0].dtype or not x.is_float:
             L.fail(f"operands must share one floating-point dtype, got {', '.join(x.dtype for x in xs)}")
-        for c, d in zip(term, x.shape):
-            if same(sizes.setdefault(c, d), d) is False:
-                L.fail(f"subscript '{c}' has sizes {sizes[c]} and {d}")
+    xs, sizes = _broadcast_operands(L, equation, xs, terms)
     return L.emit(xs, tuple(sizes[c] for c in out), dict(equation=f"{','.join(terms)}->{out}"))
 
 
@@ -111,9 +140,15 @@ def sort(input, dim=-1, descending=False, stable=False, name=None):
     """torch.sort as (values, int64 indices): TensorRT's top-k with k the axis' length (at most 3840). Equal
     values keep their order, lowest index first (torch's stable=True), whatever `stable` says."""
     L = Layer("sort", input, name)
-    if not isinstance(dim, (int, np.integer)) or input.dtype == "bool":
-        L.fail(f"takes one int dim and a non-bool input, got dim {dim!r} and dtype {input.dtype}")
+    if not isinstance(dim, (int, np.integer)):
+        L.fail(f"takes one int dim, got {dim!r}")
+    if input.dtype == "bool":   # TensorRT's top-k takes no bools: on 0/1 integers, and back
+        values, indices = sort(cast(input, "int32"), dim, descending, stable, name)
+        return ValuesIndices(cast(values, "bool", f"{L.name}/bool"), indices)
     axis = L.axis(input, dim)
+    if not input.rank:
+        values, indices = sort(reshape(input, (1,), f"{L.name}/1d"), 0, descending, stable, name)
+        return ValuesIndices(reshape(values, (), f"{L.name}/values"), reshape(indices, (), f"{L.name}/indices"))
     size = input.shape[axis]
     if is_static(size) and not 1 <= size <= 3840:
         L.fail(f"dim {axis} has {size} elements; TensorRT's top-k sorts 1..3840")
@@ -255,6 +290,8 @@ def cumprod(input, dim, dtype=None, name=None):
     name = name or "cumprod"
     L = Layer("prod", input, name)
     d = L.axis(input, dim)
+    if not input.rank:
+        return reshape(cumprod(reshape(input, (1,), f"{name}/1d"), 0, dtype), (), name)
     x = cast(input, dtype) if dtype else input if input.is_float or input.dtype == "int64" else cast(input, "int64")
     n = x.shape[d]
     row = unsqueeze(movedim(x, d, -1), -2, f"{name}/row")                    # (..., 1, n)
