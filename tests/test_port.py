@@ -6,6 +6,7 @@ import time
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from trtnet.port import PortError, port, port_spec
 from trtnet.port.__main__ import main
@@ -94,10 +95,10 @@ def test_text_transformer_with_token_ids_checks():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", ["timm:efficientvit_b0", "timm:nest_tiny{\"img_size\": 64}", "torchvision:maxvit_t",
-                                  "timm:dla34"])
-def test_corpus_models_check(spec):
-    size = 224 if "maxvit" in spec else 64
+@pytest.mark.parametrize("spec,size", [("timm:efficientvit_b0", 64), ('timm:nest_tiny{"img_size": 64}', 64),
+                                       ("torchvision:maxvit_t", 224), ("timm:dla34", 64),
+                                       ('timm:volo_d1_224{"img_size": 64}', 64), ("timm:sequencer2d_s", 56)])
+def test_corpus_models_check(spec, size):
     r = port_spec(spec, None, {"x": ((1, 3, size, size), "float32")}, check=True)
     assert r.ok, r.report.summary()
 
@@ -501,4 +502,194 @@ class WholeSliceAssigned(nn.Module):
 def test_a_whole_slice_assigned_in_place_checks_at_any_batch():
     r = port(WholeSliceAssigned(), torch.randn(1, 3, 8), check=True)     # checked at batch 2 as well
     assert r.ok, r.report.summary()
+    assert max(m["rel"] for m in r.report.final.values()) < 1e-5
+
+
+class SlicesAssigned(nn.Module):
+    """Slices assigned at offsets: a class token kept (x[:, 1:] = ...), run-time bounds, from the end, with a step
+    and beside an integer index, values of the slice's shape and broadcast ones."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        y, n = self.fc(x), x.shape[1]
+        y[:, 1:n - 1] = y[:, 1:n - 1] * 2
+        y[:, n // 2:, 2:6] = x[:, n // 2:, :4]
+        y[..., -3:] = y[..., :3] + 1
+        y[:, ::2, 1::3] = 0.5
+        y[:, 0, 5:] = x[:, 0, :3]
+        return y
+
+
+def test_slices_assigned_at_offsets_check_at_other_sizes(tmp_path):
+    from trtnet import zoo
+    from trtnet.check.report import check_graph_at
+    from trtnet.weights import load_weights
+    module = SlicesAssigned().eval()
+    r = port(module, torch.randn(1, 6, 8), str(tmp_path / "slices.py"), dynamic={"x": (1,)}, check=True)
+    assert r.ok, r.report.summary()
+    assert "index_select(" in r.code and "size1 - 1" in r.code, r.code     # the bounds follow the length
+    graph = zoo.get(r.path).graph(load_weights(r.weights))
+    reports = check_graph_at(graph, reference=module, shapes=[{"N": 2, "x_1": 11}, {"N": 1, "x_1": 3}])
+    assert [x.ok for x in reports] == [True, True], [x.summary() for x in reports]
+    assert max(m["rel"] for x in reports for m in x.final.values()) < 1e-5
+
+
+class Outlook(nn.Module):
+    """VOLO's outlook attention: windows unfolded, weighted, then folded back (F.fold, nn.Fold), overlaps summed."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.fold = nn.Fold((6, 6), 3, padding=1, stride=2)
+
+    def forward(self, x):
+        h, w = x.shape[2:]
+        cols = F.unfold(self.fc(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), 3, padding=1, stride=2)
+        return self.fold(cols * 2) + F.fold(cols, (h, w), (3, 3), dilation=(1, 1), padding=1, stride=2)
+
+
+def test_fold_checks_against_torch_at_any_batch():
+    r = port(Outlook(), torch.randn(1, 4, 6, 6), check=True)     # checked at batch 2 as well
+    assert r.ok, r.report.summary()
+    assert len(re.findall(r"\bfold\(", r.code)) == 2 and max(m["rel"] for m in r.report.final.values()) < 1e-5, r.code
+
+
+class Recurrent(nn.Module):
+    """Sequencer's bidirectional batch-first LSTM with learned initial states, then a two-layer GRU over time and
+    the cells on the last step."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(4, 3, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(6, 5, num_layers=2)
+        self.cell, self.gru_cell = nn.LSTMCell(5, 4), nn.GRUCell(4, 4)
+        self.h0, self.c0 = nn.Parameter(torch.randn(2, 1, 3)), nn.Parameter(torch.randn(2, 1, 3))
+
+    def forward(self, x):
+        n = x.shape[0]
+        y, (h, c) = self.rnn(x, (self.h0.expand(-1, n, -1).contiguous(), self.c0.expand(-1, n, -1).contiguous()))
+        z, hg = self.gru(y.transpose(0, 1))
+        h1, c1 = self.cell(z[-1])
+        return y.sum(-1) + h.sum(0).mean(-1, keepdim=True), self.gru_cell(h1, c1) + hg[-1, :, :4]
+
+
+def test_recurrent_modules_check_at_other_lengths(tmp_path):
+    from trtnet import zoo
+    from trtnet.check.report import check_graph_at
+    from trtnet.weights import load_weights
+    module = Recurrent().eval()
+    r = port(module, torch.randn(1, 5, 4), str(tmp_path / "rnn.py"), dynamic={"x": (1,)}, check=True)
+    assert r.ok, r.report.summary()
+    assert "bidirectional=True, batch_first=True" in r.code and "gru(" in r.code, r.code
+    graph = zoo.get(r.path).graph(load_weights(r.weights))
+    reports = check_graph_at(graph, reference=module, shapes=[{"N": 2, "x_1": 9}, {"N": 3, "x_1": 2}])
+    assert [x.ok for x in reports] == [True, True], [x.summary() for x in reports]
+    assert max(m["rel"] for x in reports for m in x.final.values()) < 1e-5
+
+
+class MultiQuery(nn.Module):
+    """MobileNetV5's multi-query attention (one key/value head that scaled_dot_product_attention broadcasts) and
+    MetaFormer's squared ReLU (torch.square)."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.kv = nn.Linear(8, 8), nn.Linear(8, 4)
+
+    def forward(self, x):
+        n, t, _ = x.shape
+        q = self.q(x).reshape(n, t, 4, 2).transpose(1, 2)
+        k, v = self.kv(x).unsqueeze(1).chunk(2, dim=-1)
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, t, 8)
+        return torch.square(torch.relu(out)) + torch.square(x)
+
+
+def test_multi_query_attention_and_square_check_at_any_batch():
+    r = port(MultiQuery(), torch.randn(1, 5, 8), dynamic={"x": (1,)}, check=True)     # checked at batch 2 too
+    assert r.ok, r.report.summary()
+    assert "enable_gqa=True" in r.code and "** 2" in r.code, r.code
+    assert max(m["rel"] for m in r.report.final.values()) < 1e-5
+
+
+class SlidingWindows(nn.Module):
+    """HaloNet's Tensor.unfold (overlapping windows along one axis; F.unfold is im2col) and a non-overlapping one
+    from the end."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y.unfold(1, 3, 2).sum((-1, -2)), y.transpose(1, 2).unfold(-1, 2, 2).mean(-1)
+
+
+def test_sliding_windows_check_at_other_lengths(tmp_path):
+    from trtnet import zoo
+    from trtnet.check.report import check_graph_at
+    from trtnet.weights import load_weights
+    module = SlidingWindows().eval()
+    r = port(module, torch.randn(1, 8, 4), str(tmp_path / "windows.py"), dynamic={"x": (1,)}, check=True)
+    assert r.ok, r.report.summary()
+    assert "unfold(" not in r.code and "index_select(" in r.code, r.code
+    graph = zoo.get(r.path).graph(load_weights(r.weights))
+    reports = check_graph_at(graph, reference=module, shapes=[{"N": 2, "x_1": 11}, {"N": 1, "x_1": 4}])
+    assert [x.ok for x in reports] == [True, True], [x.summary() for x in reports]
+    assert max(m["rel"] for x in reports for m in x.final.values()) < 1e-5
+
+
+class RmsNorms(nn.Module):
+    """nn.RMSNorm and F.rms_norm (timm's RmsNorm) with and without weights, beside weightless F.layer_norm and
+    F.group_norm: trtnet's norms take a WeightMap or None where torch takes tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.rms = nn.Linear(8, 8), nn.RMSNorm(8)
+        self.flat = nn.RMSNorm((3, 8), eps=1e-3, elementwise_affine=False)
+        self.scale = nn.Parameter(torch.randn(8))
+
+    def forward(self, x):
+        y = self.fc(x)
+        return (self.rms(y) + self.flat(y) + F.rms_norm(y, (8,), self.scale, 1e-6) + F.rms_norm(y, [8]) +
+                F.layer_norm(y, (8,)) + F.group_norm(y.transpose(1, 2), 2).transpose(1, 2))
+
+
+def test_rms_norms_check_against_torch_at_any_batch():
+    r = port(RmsNorms(), torch.randn(1, 3, 8), check=True)     # checked at batch 2 as well
+    assert r.ok, r.report.summary()
+    assert r.code.count("rms_norm(") == 4 and "constant(" not in r.code, r.code
+    assert max(m["rel"] for m in r.report.final.values()) < 1e-5
+
+
+class BiasBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x, bias):
+        return self.fc(x).softmax(-1) + bias
+
+
+class SharedBias(nn.Module):
+    """timm's shared relative-position bias (vit_srelpos): one table computed by a module from a buffer, then
+    read by every block."""
+
+    def __init__(self):
+        super().__init__()
+        self.table, self.blocks = nn.Linear(2, 4), nn.ModuleList(BiasBlock() for _ in range(3))
+        self.register_buffer("coords", torch.randn(4, 2))
+
+    def forward(self, x):
+        bias = self.table(self.coords).t().contiguous()
+        for block in self.blocks:
+            x = block(x, bias)
+        return x
+
+
+def test_a_constant_every_block_reads_is_passed_to_each_blocks_function():
+    r = port(SharedBias(), torch.randn(1, 4, 4), check=True)     # checked at batch 2 as well
+    assert r.ok, r.report.summary()
+    assert re.search(r"^def bias_block\(x, x1, w\):", r.code, re.M), r.code
     assert max(m["rel"] for m in r.report.final.values()) < 1e-5

@@ -1,9 +1,11 @@
 """Load a PyTorch module from a spec and capture its forward pass as an fx graph with every node's value."""
 import contextlib
+import functools
 import importlib
 import inspect
 import json
 import linecache
+import operator
 import os
 import re
 import sys
@@ -325,6 +327,17 @@ class _Proxy(fx.Proxy):
                 return getattr(v, k)
         return super().__getattr__(k)
 
+    def unfold(self, dimension, size, step):
+        """Tensor.unfold, sliding windows along one axis (not F.unfold's im2col, whose name trtnet's op has): the
+        windows' positions picked by one index_select, then split into (window, offset), the offset last."""
+        example = self.tracer.values.get(self.node, _UNKNOWN)
+        if not isinstance(example, torch.Tensor) or not all(type(a) is int for a in (dimension, size, step)):
+            return self.tracer.create_proxy("call_method", "unfold", (self, dimension, size, step), {})
+        d = dimension % max(example.dim(), 1)
+        starts = torch.arange((self.shape[d] - size) // step + 1) * step
+        picks = self.index_select(d, (starts.unsqueeze(1) + torch.arange(size)).flatten())
+        return picks.unflatten(d, (-1, size)).movedim(d + 1, -1)
+
     def __setitem__(self, index, value):
         """`t[index] = value` makes a new value of t that later reads of t get (a table filled by assignments):
         a torch.where over the positions that integers along some axes pick, else a copy assigned (folded
@@ -343,8 +356,9 @@ def assigned(tensor, index, value):
 
 
 def _where_assigned(t, index, value):
-    """`t[index] = value` as torch.where(mask, value, t) for an index of integers and full slices (an Ellipsis
-    too), the mask from aranges of t's sizes so that it follows them; None for other indexes."""
+    """`t[index] = value` as torch.where(mask, value, t) for an index of integers and slices (an Ellipsis too): the
+    mask from aranges of t's sizes so that it follows them, a slice's values spread to the positions it picks by an
+    index_select of (position - start) // step; None for other indexes."""
     values = t.tracer.values
     example = values.get(t.node, _UNKNOWN)
     index = list(index) if isinstance(index, tuple) else [index]
@@ -353,26 +367,60 @@ def _where_assigned(t, index, value):
         return None
     if ellipsis:
         index[ellipsis[0]:ellipsis[0] + 1] = [slice(None)] * (example.dim() - len(index) + 1)
-    picks = [d for d, i in enumerate(index) if type(i) is int]
-    full = all(type(i) is int or isinstance(i, slice) and i.start in (None, 0) and i.stop is None and
-               i.step in (None, 1) for i in index)     # x[:, off:] = ... with an offset of 0 is whole too
     v = values.get(value.node, _UNKNOWN) if isinstance(value, fx.Proxy) else value
-    if not (full and len(index) <= example.dim() and isinstance(v, (torch.Tensor, int, float, bool))):
+    if len(index) > example.dim() or not isinstance(v, (torch.Tensor, int, float, bool)) or not all(
+            type(i) is int or isinstance(i, slice) and type(i.step) in (int, type(None)) and (i.step or 1) > 0
+            for i in index):
         return None
-    if not picks:       # the whole tensor replaced by a value of its shape
+    index += [slice(None)] * (example.dim() - len(index))
+    picks = [d for d, i in enumerate(index) if type(i) is int]
+    parts = [d for d, i in enumerate(index) if isinstance(i, slice) and not (   # x[:, off:] with off 0 is whole
+        _zero(i.start) and i.stop is None and (i.step or 1) == 1)]
+    if not picks and not parts:     # the whole tensor replaced by a value of its shape
         return value.to(example.dtype) if isinstance(v, torch.Tensor) and v.shape == example.shape else None
     if isinstance(v, torch.Tensor):     # of the rank of t[index] (broadcast from the left), then of t's
         value = value if v.dtype == example.dtype else value.to(example.dtype)
-        value = value[(None,) * (example.dim() - len(picks) - v.dim())] if v.dim() + len(picks) < example.dim() \
-            else value
+        if v.dim() + len(picks) < example.dim():
+            value = value[(None,) * (example.dim() - len(picks) - v.dim())]
+        for d in picks:
+            value = value.unsqueeze(d)
     mask = None
-    for d in picks:
-        size = t.shape[d]
-        at = torch.arange(size) == (index[d] if index[d] >= 0 else size + index[d])
+    for d in picks + parts:
+        at, spread = _positions(t, d, index[d])
+        if spread is not None and isinstance(v, torch.Tensor) and values[value.node].shape[d] != 1:
+            value = value.index_select(d, spread)
         at = at.reshape([-1 if a == d else 1 for a in range(example.dim())])
         mask = at if mask is None else mask & at
-        value = value.unsqueeze(d) if isinstance(v, torch.Tensor) else value
     return torch.where(mask, value, t)
+
+
+def _positions(t, d, pick):
+    """(mask of the positions along axis d that an integer or a slice picks, None or for a slice the index of the
+    value's entry at each position), from an arange of t's size there: run-time sizes and offsets are followed."""
+    size = t.shape[d]
+    at = torch.arange(size)
+    if type(pick) is int:
+        return at == (pick if pick >= 0 else size + pick), None
+    start, stop, step = (_offset(size, pick.start, 0), _offset(size, pick.stop, None), pick.step or 1)
+    first = at if _zero(start) else at - start
+    mask = [] if _zero(start) else [at >= start]
+    mask += [] if stop is None else [at < stop]
+    mask += [] if step == 1 else [first % step == 0]
+    mask = functools.reduce(operator.and_, mask)
+    return mask, torch.where(mask, first if step == 1 else first // step, 0)
+
+
+def _offset(size, i, default):
+    """A slice bound as a position: negative ones from the end (static ones clamped at 0, as Python does)."""
+    if i is None:
+        return default
+    if type(i) is int:
+        return i if i >= 0 else size + i if isinstance(size, fx.Proxy) else max(size + i, 0)
+    return size + i if int(i) < 0 else i
+
+
+def _zero(i):
+    return i is None or type(i) is int and i == 0
 
 
 _UNKNOWN = object()

@@ -144,6 +144,7 @@ class Writer:
         v = self.p.values[node]
         if not isinstance(v, torch.Tensor):
             return py(v) if not isinstance(v, (list, tuple)) else py(tuple(v))
+        v = v.detach()
         if v.dim() == 0 and v.dtype.is_floating_point:
             return py(float(v))
         if v.dim() == 0 and not v.dtype.is_floating_point:
@@ -341,11 +342,16 @@ class Port:
         ins, outs = [], []
         for n in sorted(members, key=self.order.get):
             for a in n.all_input_nodes:
-                if a not in members and a not in self.static and a not in ins:
+                if a not in members and a not in ins and (a not in self.static or self._shared(a, members)):
                     ins.append(a)
             if any(u not in members for u in self.users(n)):
                 outs.append(n)
         return ins, outs
+
+    def _shared(self, a, members):
+        """A constant of no weights of its own that several groups read (one relative-position bias for every
+        block): an input of each, as no group's weight view holds it."""
+        return not self.weight_roots(a) and any(u not in members for u in self.users(a))
 
 
 def _live(nodes, static):
@@ -408,6 +414,11 @@ def _ancestors(node, within=None):
 def write_node(p, c, n):
     """(code, kind): kind "value" (a new value), "pass" (the code of an existing value), "skip" (nothing)."""
     c.current = n
+    name = T.torch_name(n) if n.op != "call_module" else None
+    if name and name.endswith("_") and not name.startswith("_") and name != "and_" and name != "or_":
+        name = name[:-1]                 # in-place variants (relu_, add_) as their values
+    if name in T.WEIGHTED and (name in T.NORMS or any(a in p.static for a in n.all_input_nodes)):
+        return write_weighted(p, c, n, name), "value"     # before its weights are written as constants
     args = [c.arg(a) for a in n.args]
     kwargs = {k: c.arg(v) for k, v in n.kwargs.items()}
     if n.op == "call_module":
@@ -420,14 +431,8 @@ def write_node(p, c, n):
         except TypeError as e:
             return c.unsupported(f"{type(m).__name__} called with {e}"), "value"
         return code, "pass" if code is (args[0] if args else None) else "value"
-    name = T.torch_name(n)
-    if name.endswith("_") and not name.startswith("_") and name != "and_" and name != "or_":
-        name = name[:-1]                 # in-place variants (relu_, add_) as their values
     if name in T.PASS:
         return (args[0], "pass") if args and n.users else (None, "skip")
-    aten = isinstance(n.target, torch._ops.OpOverload)
-    if name in T.WEIGHTED and any(a in p.static for a in n.all_input_nodes):
-        return write_weighted(p, c, n, name, aten), "value"
     return write_call(p, c, n, name, args, kwargs), "value"
 
 
@@ -464,6 +469,10 @@ def write_call(p, c, n, name, args, kwargs):
     if name == "scaled_dot_product_attention" and value.dim() > 4 and len(args) == 3 and "attn_mask" not in kwargs:
         q, k, v = (c.call("reshape", a, (-1, *p.values[x].shape[-3:])) for a, x in zip(args, n.args))
         return c.call("reshape", bind(c, name, [q, k, v], kwargs), (-1, *value.shape[1:]))
+    if name == "scaled_dot_product_attention" and _one_kv_head(p, n) and "enable_gqa" not in kwargs:
+        kwargs = {**kwargs, "enable_gqa": True}     # torch broadcasts one key/value head: grouped heads' case
+    if name == "square":
+        return infix(f"{op(args[0])} ** 2")
     if name == "einsum":
         code = _einsum(c, args)
         if code is not None:
@@ -528,6 +537,14 @@ def write_call(p, c, n, name, args, kwargs):
     if not T.known(name):
         return c.unsupported(f"{'tensor.' if n.op == 'call_method' else ''}{name}")
     return bind(c, name, args, kwargs)
+
+
+def _one_kv_head(p, n):
+    """Multi-query attention: keys and values of one head beside queries of several (heads one dim before the
+    sequence's), which torch's scaled_dot_product_attention broadcasts."""
+    q, k, v = (p.values.get(a) for a in (*n.args[:3], None, None, None)[:3])
+    return all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v)) and \
+        k.shape[1] == v.shape[1] == 1 < q.shape[1]
 
 
 def _vector_norm(c, args, kwargs):
@@ -622,19 +639,19 @@ def index_code(idx):
     return ", ".join(strip(x) if not isinstance(x, E) or x.startswith(OPEN) else x for x in parts) or "()"
 
 
-def write_weighted(p, c, n, name, aten):
+def write_weighted(p, c, n, name):
     """A functional layer on parameters (F.conv2d(x, self.weight, ...)): a WeightMap view of them."""
     fn, roles = T.WEIGHTED[name]
     kw = _arguments(p, n)
     ids = kw.get("input", kw.get("indices"))
     tensors = [kw.get(r) for r in roles]
     rest = [kw.get(k) for k in {"conv": ("stride", "padding", "dilation", "groups"), "bn": ("eps",),
-                                "layer_norm": ("normalized_shape", "eps"), "group_norm": ("num_groups", "eps")
-                                }.get(fn, ())]
+                                "layer_norm": ("normalized_shape", "eps"), "group_norm": ("num_groups", "eps"),
+                                "rms_norm": ("normalized_shape", "eps")}.get(fn, ())]
     if fn in ("bn", "layer_norm", "group_norm") and rest[-1] is None:
         rest[-1] = 1e-5
-    view = weight_view(p, c, dict(zip(roles, tensors)))
-    if view is None:
+    view = weight_view(p, c, dict(zip(roles, tensors))) if any(t is not None for t in tensors) else None
+    if view is None and any(t is not None for t in tensors):
         return c.unsupported(f"{name} on weights computed at run time")
     x = c.arg(ids)
     if fn == "conv":
@@ -655,6 +672,10 @@ def write_weighted(p, c, n, name, aten):
     if fn == "group_norm":
         return c.call("group_norm", x, rest[0], view if tensors[0] is not None else None,
                       **c.nondefault(eps=(float(rest[1]), 1e-5)))
+    if fn == "rms_norm":     # eps None: the dtype's machine epsilon, in both
+        shape = tuple(rest[0]) if isinstance(rest[0], (tuple, list)) else (rest[0],)
+        kw = c.nondefault(eps=(None if rest[1] is None else float(rest[1]), None))
+        return c.call("rms_norm", x, view, **kw, **({"normalized_shape": shape} if len(shape) > 1 else {}))
     return c.call("embedding", x, view)
 
 
@@ -662,6 +683,7 @@ SIGNATURES = {"conv": ("input", "weight", "bias", "stride", "padding", "dilation
               "linear": ("input", "weight", "bias"),
               "layer_norm": ("input", "normalized_shape", "weight", "bias", "eps"),
               "group_norm": ("input", "num_groups", "weight", "bias", "eps"),
+              "rms_norm": ("input", "normalized_shape", "weight", "eps"),
               "batch_norm": ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"),
               "embedding": ("input", "weight", "padding_idx")}
 

@@ -49,6 +49,14 @@ def _ln(c, m, w, x):
     return c.call("layer_norm", x, w if m.elementwise_affine else None, **kw)
 
 
+def _rms(c, m, w, x):
+    shape = tuple(m.normalized_shape)
+    kw = c.nondefault(eps=(m.eps, None))
+    if len(shape) > 1:
+        kw["normalized_shape"] = shape
+    return c.call("rms_norm", x, w if m.elementwise_affine else None, **kw)
+
+
 def _gn(c, m, w, x):
     return c.call("group_norm", x, m.num_groups, w if m.affine else None, **c.nondefault(eps=(m.eps, 1e-5)))
 
@@ -102,12 +110,35 @@ def _mha(c, m, w, query, key=None, value=None, key_padding_mask=None, need_weigh
     return c.raw(f"({c.call('multi_head_attention', q, k, v, w, m.num_heads, **extra)}, None)")
 
 
+def _recurrent(kind):
+    """nn.LSTM / nn.GRU over a batch, as trtnet's loop of the same name: its (output, states) as torch's."""
+    def write(c, m, w, x, hx=None):
+        if getattr(m, "proj_size", 0) or c.p.values[c.current.args[0]].dim() != 3:
+            c.unsupported(f"nn.{type(m).__name__} with proj_size or an unbatched input")
+        if kind == "lstm" and hx is not None:     # (h0, c0) as a pair, or a variable holding one
+            hx = hx if isinstance(hx, (tuple, list)) else [c.raw(f"{c.operand(hx)}[{k}]") for k in (0, 1)]
+        states = dict(zip(("h0", "c0"), [hx] if kind == "gru" else hx or ()))
+        return c.call(kind, x, w, m.hidden_size, **c.nondefault(
+            num_layers=(m.num_layers, 1), bidirectional=(m.bidirectional, False), batch_first=(m.batch_first, False)),
+            **{k: v for k, v in states.items() if v is not None})
+    return write
+
+
+def _cell(kind):
+    """nn.LSTMCell / nn.GRUCell on a batch: trtnet's cell, states None for zeros."""
+    def write(c, m, w, x, hx=None):
+        if c.p.values[c.current.args[0]].dim() != 2:
+            c.unsupported(f"nn.{type(m).__name__} on an unbatched input")
+        return c.call(kind, x, hx, w)
+    return write
+
+
 MODULES = {
     nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv,
     nn.ConvTranspose1d: _conv_t, nn.ConvTranspose2d: _conv_t, nn.ConvTranspose3d: _conv_t,
     nn.Linear: lambda c, m, w, x: c.call("fc", x, w),
     nn.BatchNorm1d: _bn, nn.BatchNorm2d: _bn, nn.BatchNorm3d: _bn,
-    nn.LayerNorm: _ln, nn.GroupNorm: _gn,
+    nn.LayerNorm: _ln, nn.GroupNorm: _gn, nn.RMSNorm: _rms,
     nn.Embedding: lambda c, m, w, x: c.call("embedding", x, w, **c.nondefault(padding_idx=(m.padding_idx, None))),
     nn.PReLU: lambda c, m, w, x: c.call("prelu", x, w),
     nn.ReLU: _plain("relu"), nn.ReLU6: _plain("relu6"), nn.SiLU: _plain("silu"), nn.Sigmoid: _plain("sigmoid"),
@@ -125,4 +156,6 @@ MODULES = {
     nn.AdaptiveAvgPool1d: _adaptive("avg"), nn.AdaptiveAvgPool2d: _adaptive("avg"), nn.AdaptiveAvgPool3d: _adaptive("avg"),
     nn.AdaptiveMaxPool1d: _adaptive("max"), nn.AdaptiveMaxPool2d: _adaptive("max"), nn.AdaptiveMaxPool3d: _adaptive("max"),
     nn.Upsample: _upsample, nn.MultiheadAttention: _mha,
+    nn.LSTM: _recurrent("lstm"), nn.GRU: _recurrent("gru"),
+    nn.LSTMCell: _cell("lstm_cell"), nn.GRUCell: _cell("gru_cell"),
 }

@@ -30,8 +30,9 @@ WEIGHTED = {  # functional layer -> (trtnet op, tensor argument names in torch's
     "conv3d": ("conv", ("weight", "bias")), "linear": ("fc", ("weight", "bias")),
     "layer_norm": ("layer_norm", ("weight", "bias")), "group_norm": ("group_norm", ("weight", "bias")),
     "batch_norm": ("bn", ("running_mean", "running_var", "weight", "bias")),
-    "embedding": ("embedding", ("weight",)),
+    "embedding": ("embedding", ("weight",)), "rms_norm": ("rms_norm", ("weight",)),
 }
+NORMS = {"layer_norm", "group_norm", "rms_norm"}    # written as trtnet's norms with or without weights
 
 
 def nms(boxes, scores, max_per_class, iou_threshold=0.5, score_threshold=0.0, box_coding="corners",
