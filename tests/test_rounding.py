@@ -80,7 +80,8 @@ def test_rows_compare_as_sets():
 def test_check_of_a_ported_yolo_at_its_largest_size_passes_on_rounding(tmp_path):
     """`python -m trtnet.check` on a ported yolo11n (seeded weights) at the default 640x640: the scores differ from
     the module's by more than 1e-4 while every layer is exact on its own inputs, and the module's own fp32 run is
-    as far from float64; the verdict says so. The same file with one BatchNorm's eps changed fails."""
+    as far from float64; the verdict says so, and `trtnet.build` writes the engine (TensorRT logging no errors).
+    The same file with one BatchNorm's eps changed fails."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
     def run(*args):
@@ -91,6 +92,9 @@ def test_check_of_a_ported_yolo_at_its_largest_size_passes_on_rounding(tmp_path)
     assert r.returncode == 0, r.stderr
     r = run("trtnet.check", "y.py", "--batch", "1,1,2")
     assert r.returncode == 0 and "within PyTorch's own fp32 rounding" in r.stdout, r.stdout[-2000:]
+    r = run("trtnet.build", "y.py", "--batch", "1,1,2", "-o", "y.engine")
+    assert r.returncode == 0 and (tmp_path / "y.engine").exists(), r.stdout[-2000:] + r.stderr[-2000:]
+    assert "within PyTorch's own fp32 rounding" in r.stdout and "ERROR" not in r.stderr, r.stdout[-2000:]
     code = (tmp_path / "y.py").read_text()
     assert "eps=0.001)" in code
     (tmp_path / "y.py").write_text(code.replace("eps=0.001)", "eps=0.1)", 1))
