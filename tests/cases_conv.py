@@ -19,7 +19,7 @@ def _w(*shape):
 
 W = {"t2.weight": _w(4, 6, 3, 3), "t2.bias": _w(6), "t1.weight": _w(3, 5, 4), "t1.bias": _w(5),
      "t3.weight": _w(4, 3, 2, 3, 2), "td.weight": _w(2, 3, 3, 2), "td.bias": _w(3), "c1.weight": _w(4, 3, 3),
-     "c1.bias": _w(4)}
+     "c1.bias": _w(4), "cu.weight": _w(6, 2, 2, 4), "cu.bias": _w(6)}
 T = {k: torch.from_numpy(v) for k, v in W.items()}
 
 
@@ -144,3 +144,97 @@ case("slice", "unfold-dynamic", {"x": (("N", 3, "H", "W"), "float32")},
      lambda w, x: tn.unfold(x, (2, 3), dilation=(1, 2), padding=1, stride=(2, 1)),
      lambda x: F.unfold(x, (2, 3), dilation=(1, 2), padding=1, stride=(2, 1)),
      ({"N": 2, "H": 7, "W": 8}, {"N": 1, "H": 9, "W": 11}))
+case("conv_transpose", "fold", {"x": (("N", 12, 24), "float32")},
+     lambda w, x: tn.fold(x, (7, 8), (2, 3), dilation=(1, 2), padding=1, stride=(2, 1)),
+     lambda x: F.fold(x, (7, 8), (2, 3), dilation=(1, 2), padding=1, stride=(2, 1)), ({"N": 2}, {"N": 1}))
+case("conv_transpose", "fold-unbatched-overlapping", {"x": ((2 * 9, 49), "float32")},
+     lambda w, x: tn.fold(x, 9, 3), lambda x: F.fold(x, 9, 3))
+
+# --- interpolation: torch's other modes and arguments -------------------------------------------------
+case("interpolate", "nearest-exact-size-dynamic", {"x": (("N", 2, "H", "W"), "float32")},
+     lambda w, x: tn.interpolate(x, size=(13, 5), mode="nearest-exact"),
+     lambda x: F.interpolate(x, size=(13, 5), mode="nearest-exact"), HW)
+case("interpolate", "nearest-exact-3d-fractional-scale", {"x": (("N", 2, 5, 4, 6), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=(0.6, 1.5, 1.7), mode="nearest-exact"),
+     lambda x: F.interpolate(x, scale_factor=(0.6, 1.5, 1.7), mode="nearest-exact"))
+case("interpolate", "bilinear-recompute-scale", {"x": (("N", 2, 5, 6), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=1.7, mode="bilinear", recompute_scale_factor=True),
+     lambda x: F.interpolate(x, scale_factor=1.7, mode="bilinear", recompute_scale_factor=True))
+case("interpolate", "nearest-1d-recompute-scale", {"x": (("N", 2, 7), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=0.6, recompute_scale_factor=True),
+     lambda x: F.interpolate(x, scale_factor=0.6, recompute_scale_factor=True))
+case("interpolate", "area-3d", {"x": (("N", 2, 5, 7, 6), "float32")},
+     lambda w, x: tn.interpolate(x, size=(2, 3, 4), mode="area"),
+     lambda x: F.interpolate(x, size=(2, 3, 4), mode="area"))
+case("interpolate", "area-scale", {"x": (("N", 2, 9, 8), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=0.45, mode="area"),
+     lambda x: F.interpolate(x, scale_factor=0.45, mode="area"))
+case("interpolate", "bilinear-antialias", {"x": (("N", 2, 9, 11), "float32")},
+     lambda w, x: tn.interpolate(x, size=(4, 13), mode="bilinear", antialias=True),
+     lambda x: F.interpolate(x, size=(4, 13), mode="bilinear", antialias=True))
+case("interpolate", "bicubic-antialias-corners", {"x": (("N", 2, 9, 11), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=(0.3, 0.5), mode="bicubic", align_corners=True, antialias=True),
+     lambda x: F.interpolate(x, scale_factor=(0.3, 0.5), mode="bicubic", align_corners=True, antialias=True))
+# A scale that keeps a length: PyTorch copies that dim in linear modes and 2-D nearest, and scales it otherwise.
+case("interpolate", "bilinear-scale-keeping-a-length", {"x": (("N", 2, 7, 3), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=(1.5, 1.3), mode="bilinear"),
+     lambda x: F.interpolate(x, scale_factor=(1.5, 1.3), mode="bilinear"))
+case("interpolate", "nearest-3d-scale-keeping-a-length", {"x": (("N", 2, 5, 7, 3), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=(2.5, 0.5, 1.3)),
+     lambda x: F.interpolate(x, scale_factor=(2.5, 0.5, 1.3)))
+case("interpolate", "fractional-static-and-integral-dynamic-scales", {"x": (("N", 2, "H", 5), "float32")},
+     lambda w, x: tn.interpolate(x, scale_factor=(2, 1.5), mode="bicubic"),
+     lambda x: F.interpolate(x, scale_factor=(2, 1.5), mode="bicubic"), HW[:1] + ({"N": 1, "H": 4},))
+case("interpolate", "upsample-argument-order", {"x": (("N", 2, 5, 6), "float32")},
+     lambda w, x: tn.upsample(x, None, 1.5, "bicubic", True), lambda x: F.interpolate(x, None, 1.5, "bicubic", True))
+
+# --- pooling: unbatched inputs (torch's F.*_pool{n}d on (C, *spatial)), divisor_override -------------------
+case("max_pool", "2d-unbatched-dynamic", {"x": ((3, "H", "W"), "float32")},
+     lambda w, x: tn.max_pool(x, 3, 2, 1, dims=2), lambda x: F.max_pool2d(x, 3, 2, 1),
+     ({"H": 9, "W": 8}, {"H": 12, "W": 7}))
+case("max_pool", "3d-unbatched-dilation-ceil", {"x": ((2, 7, 6, 9), "float32")},
+     lambda w, x: tn.max_pool(x, (2, 3, 2), 2, 1, dilation=(2, 1, 3), ceil_mode=True),
+     lambda x: F.max_pool3d(x, (2, 3, 2), 2, 1, dilation=(2, 1, 3), ceil_mode=True))
+case("avg_pool", "1d-unbatched-kernel-tuple", {"x": ((3, "L"), "float32")},
+     lambda w, x: tn.avg_pool(x, (3,), 2, 1), lambda x: F.avg_pool1d(x, 3, 2, 1), ({"L": 9}, {"L": 14}))
+case("avg_pool", "2d-divisor-override-ceil", {"x": (("N", 3, 7, 9), "float32")},
+     lambda w, x: tn.avg_pool(x, 3, 2, 1, ceil_mode=True, divisor_override=5),
+     lambda x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, divisor_override=5))
+case("avg_pool", "3d-divisor-override-unbatched", {"x": ((2, 5, "H", "W"), "float32")},
+     lambda w, x: tn.avg_pool(x, 2, (1, 2, 2), count_include_pad=False, divisor_override=3, dims=3),
+     lambda x: F.avg_pool3d(x, 2, (1, 2, 2), count_include_pad=False, divisor_override=3),
+     ({"H": 9, "W": 8}, {"H": 12, "W": 7}))
+case("adaptive_avg_pool", "2d-unbatched", {"x": ((3, 7, 6), "float32")},
+     lambda w, x: tn.adaptive_avg_pool(x, 3, dims=2), lambda x: F.adaptive_avg_pool2d(x, 3))
+case("adaptive_max_pool", "1d-unbatched", {"x": ((3, 11), "float32")},
+     lambda w, x: tn.adaptive_max_pool(x, (4,)), lambda x: F.adaptive_max_pool1d(x, (4,)))
+
+# --- unbatched convolution (weights of the input's rank + 1), F.pad's value=None -----------------------------
+case("conv", "2d-unbatched-same-even-kernel-dilation", {"x": ((4, "H", "W"), "float32")},
+     lambda w, x: tn.conv(x, w["cu"], padding="same", dilation=(1, 3), groups=2),
+     lambda x: F.conv2d(x, T["cu.weight"], T["cu.bias"], 1, "same", (1, 3), 2), ({"H": 9, "W": 8}, {"H": 12, "W": 7}),
+     {"cu.weight": W["cu.weight"], "cu.bias": W["cu.bias"]})
+case("conv_transpose", "1d-unbatched", {"x": ((3, "L"), "float32")},
+     lambda w, x: tn.conv_transpose(x, w["t1"], stride=2, padding=1, output_padding=1),
+     lambda x: F.conv_transpose1d(x, T["t1.weight"], T["t1.bias"], 2, 1, 1), ({"L": 9}, {"L": 14}), W)
+case("pad", "value-none", {"x": (("N", 3, 4), "float32")}, lambda w, x: tn.pad(x, (1, 2), value=None),
+     lambda x: F.pad(x, (1, 2), value=None))
+case("max_pool", "2d-return-indices-dilation-ceil", {"x": (("N", 3, 7, 6), "float32")},
+     lambda w, x: list(tn.max_pool(x, 2, 3, 1, dilation=2, ceil_mode=True, return_indices=True)),
+     lambda x: list(F.max_pool2d(x, 2, 3, 1, dilation=2, ceil_mode=True, return_indices=True)))
+case("max_pool", "1d-return-indices-unbatched-ties", {"x": ((3, 11), "float32")},   # the first maximum of a window
+     lambda w, x: list(tn.max_pool(x, 3, 2, 1, return_indices=True, dims=1)),
+     lambda x: list(F.max_pool1d(x, 3, 2, 1, return_indices=True)),
+     make=lambda name, shape, dtype, rng: rng.integers(-2, 3, shape).astype(dtype))
+# ceil_mode on run-time sizes where no window can start in the padding (stride <= kernel extent - padding): TensorRT's
+# round-up windows
+case("max_pool", "2d-ceil-dynamic", {"x": (("N", 3, "H", "W"), "float32")},
+     lambda w, x: tn.max_pool(x, 3, 2, 1, ceil_mode=True), lambda x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True), HW)
+case("max_pool", "1d-ceil-dilation-dynamic", {"x": (("N", 3, "L"), "float32")},
+     lambda w, x: tn.max_pool(x, 3, 2, 1, dilation=2, ceil_mode=True),
+     lambda x: F.max_pool1d(x, 3, 2, 1, dilation=2, ceil_mode=True), L2)
+case("avg_pool", "2d-ceil-dynamic", {"x": (("N", 3, "H", "W"), "float32")},
+     lambda w, x: tn.avg_pool(x, 3, 2, ceil_mode=True), lambda x: F.avg_pool2d(x, 3, 2, ceil_mode=True), HW)
+case("avg_pool", "3d-ceil-excluding-padding-dynamic", {"x": (("N", 2, "D", "H", 3), "float32")},
+     lambda w, x: tn.avg_pool(x, 3, 2, 1, ceil_mode=True, count_include_pad=False),
+     lambda x: F.avg_pool3d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False), DHW)

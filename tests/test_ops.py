@@ -133,14 +133,12 @@ def test_flatten_reshape(rng):
     check(x, lambda t, w: tn.reshape(t, (t.shape[0], 4, -1)), lambda t: t.reshape(2, 4, -1))
 
 
-@pytest.mark.parametrize("kw", [dict(scale=2), dict(scale=3, mode="bilinear"), dict(scale=2, mode="bilinear", align_corners=True),
-                                dict(size=(7, 9)), dict(size=(7, 9), mode="bilinear"), dict(size=(16, 11), mode="bilinear", align_corners=True)])
+@pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(scale_factor=3, mode="bilinear"),
+                                dict(scale_factor=2, mode="bilinear", align_corners=True), dict(size=(7, 9)),
+                                dict(size=(7, 9), mode="bilinear"), dict(size=(16, 11), mode="bilinear", align_corners=True)])
 def test_upsample(rng, kw):
     x = rng.standard_normal((2, 3, 5, 6), dtype=np.float32)
-    tk = dict(kw)
-    if "scale" in tk:
-        tk["scale_factor"] = tk.pop("scale")
-    check(x, lambda t, w: tn.upsample(t, **kw), lambda t: F.interpolate(t, **tk))
+    check(x, lambda t, w: tn.upsample(t, **kw), lambda t: F.interpolate(t, **kw))
 
 
 def test_identity(rng):

@@ -125,3 +125,41 @@ def test_every_op_table_case_has_torch_result_types():
             if (o.dtype, str(got[o.name].dtype)) != (dtype, "float32" if dtype == "bfloat16" else dtype):
                 wrong.append(f"{c.id} {o.name}: recorded {o.dtype}, reference {got[o.name].dtype}, torch {dtype}")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("what,fn,match", [
+    ("max pooling indices of a run-time size",
+     lambda x: tn.max_pool(x.graph.input("d", (1, 2, "L"), ranges={"L": (2, 4, 16)}, batch=False), 2,
+                           return_indices=True), r"return_indices needs static spatial sizes, got \(L,\)"),
+    ("1-D divisor_override", lambda x: tn.avg_pool(x[:, :, 0], 2, divisor_override=3),
+     "divisor_override=3 must be a positive int of 2-D or 3-D average pooling"),
+    ("antialiased nearest", lambda x: tn.interpolate(x, size=(2, 3), antialias=True),
+     "antialias=True applies to modes 'bilinear' and 'bicubic'"),
+    ("recomputed scale of a size", lambda x: tn.interpolate(x, size=(2, 3), recompute_scale_factor=True),
+     "recompute_scale_factor=True needs scale_factor="),
+    ("2-D pooling of a 1-D input", lambda x: tn.max_pool(x[0, 0], (2, 2)),
+     r"2-D pooling expects .* got shape \(5, 6\)"),
+    ("ceil_mode windows that may start in the padding of a run-time size",
+     lambda x: tn.max_pool(x.graph.input("d", (1, 2, "L"), ranges={"L": (1, 4, 16)}, batch=False), 2, 2, 1,
+                           ceil_mode=True), r"ceil_mode on the run-time size 'L' with stride 2 > kernel extent 2"),
+])
+def test_conv_family_arguments_torch_refuses_are_one_clear_error(what, fn, match):
+    """torch raises for these too (F.avg_pool1d has no divisor_override, antialias is for bilinear and bicubic), or
+    the result would need sizes known when the network is built."""
+    with pytest.raises(tn.GraphError, match=match) as e:
+        fn(tn.Graph("edges").input("x", (2, 3, 5, 6), batch=False))
+    assert "\n" not in str(e.value), what
+
+
+@pytest.mark.parametrize("fn,torch_fn", [
+    (lambda t: tn.max_pool(t, 3, 2, 1, dims=2), lambda t: F.max_pool2d(t, 3, 2, 1)),
+    (lambda t: tn.avg_pool(t, 2, ceil_mode=True, dims=1), lambda t: F.avg_pool1d(t, 2, ceil_mode=True)),
+    (lambda t: tn.adaptive_max_pool(t, 2, dims=1), lambda t: F.adaptive_max_pool1d(t, 2)),
+], ids=["max_pool2d", "avg_pool1d", "adaptive_max_pool1d"])
+def test_pooling_reads_a_rank_3_input_by_its_declared_spatial_dims(rng, fn, torch_fn):
+    """(C, H, W) to F.max_pool2d is one unbatched image, (N, C, L) to F.avg_pool1d a batch: the same rank, told
+    apart by the pooling's spatial dims as torch's function names them."""
+    x = rng.standard_normal((3, 7, 5)).astype(np.float32)
+    want = torch_fn(torch.from_numpy(x)).numpy()
+    for got in _both((3, 7, 5), fn, x):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

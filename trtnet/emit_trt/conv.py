@@ -103,20 +103,28 @@ def _pool(e, n, x):
         return _dilated_max_pool(e, n, x)
     kind = e.t.PoolingType.MAX if n.op == "max_pool" else e.t.PoolingType.AVERAGE
     post = list(a["padding"])
-    if a["ceil_mode"]:  # PyTorch's ceil_mode sizes, reached exactly with extra end padding under round-down
+    round_up = a["ceil_mode"] and not all(map(is_static, n.shape[2:]))   # where no window starts in the padding
+    if a["ceil_mode"] and not round_up:  # PyTorch's ceil_mode sizes, reached exactly with extra end padding
         post = [max(p, (o - 1) * s + k - i - p) for o, s, k, i, p in
                 zip(n.shape[2:], a["stride"], a["kernel"], n.inputs[0].shape[2:], a["padding"])]
 
     def add(x, widen):
         layer = e.network.add_pooling_nd(x, kind, widen(a["kernel"], 1))
+        if round_up:
+            layer.padding_mode = e.t.PaddingMode.EXPLICIT_ROUND_UP
         layer.stride_nd = widen(a["stride"], 1)
         layer.pre_padding, layer.post_padding = widen(a["padding"], 0), widen(post, 0)
-        layer.average_count_excludes_padding = not a["count_include_pad"]
+        # unpadded round-up windows: PyTorch divides by their elements inside the input
+        excludes = not a["count_include_pad"] or round_up and not any(a["padding"])
+        layer.average_count_excludes_padding = excludes and not a["divisor"]
         return layer
-    if not (n.op == "avg_pool" and a["count_include_pad"] and any(q > p for q, p in zip(post, a["padding"]))):
+    if a["divisor"]:  # the windows' sums: TensorRT's averages counting all padding, by the kernel's size
+        ratio = np.full((1,) * len(a["kernel"]), np.prod(a["kernel"]) / a["divisor"])
+    elif n.op == "avg_pool" and a["count_include_pad"] and any(q > p for q, p in zip(post, a["padding"])):
+        # windows reaching past the padding: TensorRT counts the extra end padding in the divisor, PyTorch does not
+        ratio = _divisor_ratio(n, post)
+    else:
         return _nd(e, n, x, add)
-    # windows reaching past the padding: TensorRT counts the extra end padding in the divisor, PyTorch does not
-    ratio = _divisor_ratio(n, post)
     y = _nd(e, n, x, add, n.shape, f"{n.name}/pool")
     c = e.constant(ratio.reshape(1, 1, *ratio.shape), f"{n.name}/divisor_ratio", e.np_type(n.dtype))
     return e.named(e.network.add_elementwise(y, c, e.t.ElementWiseOperation.PROD), n.name)
@@ -244,16 +252,24 @@ def _pad(e, n, x):
 def _interpolate(e, n, x):
     """Output sizes as PyTorch computes them. TensorRT maps coordinates by the lengths' ratio, which is
     PyTorch's mapping for size=, align_corners=True or an integral in * scale; a scale giving fractional
-    lengths maps by the scale itself, emitted as constant interpolation matrices (static sizes)."""
+    lengths maps by the scale itself, and antialiasing widens the filter when downsampling: both are emitted as
+    constant interpolation matrices (static sizes; a resize layer then scales the run-time ones). PyTorch (on the
+    CPU) copies a dim whose length stays, whatever the scale, in linear modes and 2-D nearest."""
     a, spatial = n.attrs, n.inputs[0].shape[2:]
-    if a["scales"] and not a["align_corners"] and any(
-            is_static(i) and i * s != o for i, s, o in zip(spatial, a["scales"], n.shape[2:])):
+    copy = a["mode"].endswith("linear") or a["mode"] == "nearest" and len(spatial) == 2
+    scales = a["scales"] or [None] * len(spatial)
+    if a["antialias"] or a["scales"] and not a["align_corners"] and any(
+            is_static(i) and i * s != o for i, s, o in zip(spatial, scales, n.shape[2:])):
         y = x
-        for i, (d, o, sc) in enumerate(zip(spatial, n.shape[2:], a["scales"])):
-            if d != o or sc != 1:
-                y = _along(e, y, 2 + i, _resize_matrix(a["mode"], d, o, sc), f"{n.name}/resize{i}",
-                           e.np_type(n.dtype))
-        return e.named(e.network.add_identity(y), n.name)
+        for i, (d, o, sc) in enumerate(zip(spatial, n.shape[2:], scales)):
+            if is_static(d) and (d != o or not copy and sc not in (None, 1)):
+                inv = (d - 1) / (o - 1) if a["align_corners"] and o > 1 else 0.0 if a["align_corners"] else \
+                    d / o if sc is None else 1.0 / sc
+                m = _aa_matrix(a["mode"], d, o, inv) if a["antialias"] else _resize_matrix(a["mode"], d, o, inv)
+                y = _along(e, y, 2 + i, m, f"{n.name}/resize{i}", e.np_type(n.dtype))
+        if all(map(is_static, spatial)):
+            return e.named(e.network.add_identity(y), n.name)
+        x = y
     layer = e.network.add_resize(x)
     layer.set_input(1, _shape_tensor(e, n.shape, n.name) if not all(map(is_static, n.shape)) else
                     e.shape_tensor(n.shape, n.name))
@@ -262,6 +278,10 @@ def _interpolate(e, n, x):
         layer.resize_mode = e.t.InterpolationMode.NEAREST
         layer.coordinate_transformation = R.ASYMMETRIC
         layer.nearest_rounding = e.t.ResizeRoundMode.FLOOR
+    elif a["mode"] == "nearest-exact":  # src = floor((dst + 0.5) * in / out): half-pixel, rounded half up
+        layer.resize_mode = e.t.InterpolationMode.NEAREST
+        layer.coordinate_transformation = R.HALF_PIXEL
+        layer.nearest_rounding = e.t.ResizeRoundMode.HALF_UP
     else:
         cubic = a["mode"] == "bicubic"
         layer.resize_mode = e.t.InterpolationMode.CUBIC if cubic else e.t.InterpolationMode.LINEAR
@@ -273,15 +293,17 @@ def _interpolate(e, n, x):
     return e.named(layer, n.name)
 
 
-def _resize_matrix(mode, size, out, scale):
-    """Rows of PyTorch's interpolation weights (align_corners=False) with coordinates mapped by 1/scale,
-    in float32 as PyTorch computes them; taps past the edges read the edge element."""
-    inv = np.float32(1.0 / scale)
+def _resize_matrix(mode, size, out, inv):
+    """Rows of PyTorch's interpolation weights (align_corners=False) with coordinates mapped by `inv`
+    (input length per output element), in float32 as PyTorch computes them; taps past the edges read the edge
+    element."""
+    inv = np.float32(inv)
     dst = np.arange(out, dtype=np.float32)
     m = np.zeros((out, size), np.float32)
     rows = np.arange(out)
-    if mode == "nearest":
-        m[rows, np.minimum(np.floor(dst * inv).astype(int), size - 1)] = 1.0
+    if mode.startswith("nearest"):
+        src = dst * inv if mode == "nearest" else (dst + np.float32(0.5)) * inv
+        m[rows, np.minimum(np.floor(src).astype(int), size - 1)] = 1.0
         return m
     src = (dst + np.float32(0.5)) * inv - np.float32(0.5)
     if mode != "bicubic":
@@ -298,8 +320,22 @@ def _resize_matrix(mode, size, out, scale):
     return m
 
 
+def _aa_matrix(mode, size, out, inv):
+    """PyTorch's antialiased weights: downsampling by `inv` widens the linear (A = -0.5 cubic) filter by `inv`; each
+    row holds the input elements within its support, weights normalised to sum 1."""
+    support = (2.0 if mode == "bilinear" else 4.0) * 0.5 * max(inv, 1.0)
+    m = np.zeros((out, size))
+    for i in range(out):
+        center = inv * (i + 0.5)
+        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), size)
+        d = np.abs(np.arange(lo, hi) - center + 0.5) / max(inv, 1.0)
+        w = np.maximum(1 - d, 0) if mode == "bilinear" else _cubic(d, -0.5)
+        m[i, lo:hi] = w / w.sum() if w.sum() else w
+    return m.astype(np.float32)
+
+
 def _cubic(d, a=np.float32(-0.75)):
-    """Keys' cubic convolution weight at distance d, A = -0.75 as PyTorch uses."""
+    """Keys' cubic convolution weight at distance d, A = -0.75 as PyTorch uses (-0.5 when antialiasing)."""
     near = ((a + 2) * d - (a + 3)) * d * d + 1
     far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
     return np.where(d <= 1, near, np.where(d < 2, far, 0)).astype(np.float32)

@@ -36,8 +36,9 @@ def _max_pool(n, x):
 def _avg_pool(n, x):
     a = n.attrs
     fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[len(a["kernel"])]
+    extra = {} if a["divisor"] is None else {"divisor_override": a["divisor"]}   # avg_pool1d has none
     return fn(x, a["kernel"], a["stride"], a["padding"], ceil_mode=a["ceil_mode"],
-              count_include_pad=a["count_include_pad"])
+              count_include_pad=a["count_include_pad"], **extra)
 
 
 @ref("adaptive_avg_pool")
@@ -54,8 +55,8 @@ def _interpolate(n, x, env):
         kw = dict(scale_factor=a["scales"])
     else:
         kw = dict(size=tuple(evaluate(d, env) for d in a["size"]))
-    corners = a["align_corners"] if a["mode"] != "nearest" else None
-    return F.interpolate(x, mode=a["mode"], align_corners=corners, **kw)
+    corners = a["align_corners"] if not a["mode"].startswith("nearest") else None
+    return F.interpolate(x, mode=a["mode"], align_corners=corners, antialias=a["antialias"], **kw)
 
 
 @ref("conv_transpose")
