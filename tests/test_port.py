@@ -693,3 +693,28 @@ def test_a_constant_every_block_reads_is_passed_to_each_blocks_function():
     assert r.ok, r.report.summary()
     assert re.search(r"^def bias_block\(x, x1, w\):", r.code, re.M), r.code
     assert max(m["rel"] for m in r.report.final.values()) < 1e-5
+
+
+class ResizeAndPool(nn.Module):
+    """Pooling and resizing arguments beyond the defaults: divisor_override, return_indices, recompute_scale_factor,
+    nearest-exact and antialiased bilinear resizing."""
+
+    def __init__(self):
+        super().__init__()
+        self.avg = nn.AvgPool2d(3, 2, 1, divisor_override=5)
+        self.mp = nn.MaxPool2d(2, return_indices=True)
+        self.up = nn.Upsample(scale_factor=1.5, mode="bilinear", recompute_scale_factor=True)
+
+    def forward(self, x):
+        values, indices = self.mp(x)
+        return {"avg": self.avg(x), "values": values, "indices": indices.float(), "up": self.up(x),
+                "exact": F.interpolate(x, scale_factor=2, mode="nearest-exact"),
+                "aa": F.interpolate(x, size=(5, 6), mode="bilinear", antialias=True)}
+
+
+def test_pooling_and_resizing_arguments_keep_their_meaning():
+    r = port(ResizeAndPool(), torch.randn(1, 3, 12, 14), check=True)
+    assert r.ok, r.report.summary()
+    for text in ("divisor_override=5", "return_indices=True", "recompute_scale_factor=True", "'nearest-exact'",
+                 "antialias=True"):
+        assert text in r.code, text

@@ -459,12 +459,12 @@ def write_call(p, c, n, name, args, kwargs):
     if name in ("invert", "bitwise_not") and len(args) == 1:
         return infix(f"~{op(args[0])}")
     if name.startswith("upsample_") and isinstance(n.target, torch._ops.OpOverload):
-        mode = name.split("_")[1][:-2]
-        mode = "nearest" if mode.startswith("nearest") else {"linear": "linear", "bilinear": "bilinear",
-                                                               "bicubic": "bicubic", "trilinear": "trilinear"}[mode]
+        mode = re.fullmatch(r"upsample_(nearest_exact|nearest|linear|bilinear|bicubic|trilinear)\dd(_aa)?", name)
+        mode, antialias = mode.group(1).replace("_", "-"), mode.group(2) is not None
         schema = dict(zip([a.name for a in n.target._schema.arguments], n.args))
         size = tuple(int(d) for d in value.shape[2:])
         extra = {"align_corners": schema["align_corners"]} if schema.get("align_corners") is not None else {}
+        extra.update({"antialias": True} if antialias else {})
         return c.call("interpolate", args[0], size=size, **c.nondefault(mode=(mode, "nearest")), **extra)
     if name == "scaled_dot_product_attention" and value.dim() > 4 and len(args) == 3 and "attn_mask" not in kwargs:
         q, k, v = (c.call("reshape", a, (-1, *p.values[x].shape[-3:])) for a, x in zip(args, n.args))

@@ -63,14 +63,13 @@ def _gn(c, m, w, x):
 
 def _pool(kind):
     def write(c, m, w, x):
-        if getattr(m, "return_indices", False) or getattr(m, "divisor_override", None):
-            c.unsupported(f"{type(m).__name__} with return_indices or divisor_override")
         kw = c.nondefault(stride=(_one(m.stride), _one(m.kernel_size)), padding=(_one(m.padding), 0),
                           ceil_mode=(m.ceil_mode, False))
         if kind == "max":
-            kw.update(c.nondefault(dilation=(_one(m.dilation), 1)))
+            kw.update(c.nondefault(dilation=(_one(m.dilation), 1), return_indices=(m.return_indices, False)))
         else:
-            kw.update(c.nondefault(count_include_pad=(m.count_include_pad, True)))
+            kw.update(c.nondefault(count_include_pad=(m.count_include_pad, True),
+                                   divisor_override=(getattr(m, "divisor_override", None), None)))
         return c.call(f"{kind}_pool", x, _one(m.kernel_size), **kw)
     return write
 
@@ -96,7 +95,8 @@ def _passthrough(c, m, w, x):
 
 def _upsample(c, m, w, x):
     return c.call("interpolate", x, **c.nondefault(size=(m.size, None), scale_factor=(m.scale_factor, None),
-                                                   mode=(m.mode, "nearest"), align_corners=(m.align_corners, None)))
+                                                   mode=(m.mode, "nearest"), align_corners=(m.align_corners, None),
+                                                   recompute_scale_factor=(m.recompute_scale_factor, None)))
 
 
 def _mha(c, m, w, query, key=None, value=None, key_padding_mask=None, need_weights=True, attn_mask=None, **kw):
