@@ -153,3 +153,21 @@ case("einsum", "ellipsis-capitals-broadcast", {"q": (("N", 2, "T", 4), "float32"
      lambda q, k, v, u: [torch.einsum("...qd,...kd->...qk", q, k), torch.einsum("...d,d", q, v),
                          torch.einsum("BHqd->qdBH", q), torch.einsum("b...d,...de->b...e", q, u),
                          torch.einsum("bhqd,bhkd", q, k), torch.einsum("...ij->...ji", k)], NT)
+
+
+def integers(name, shape, dtype, rng):
+    """Integers over the dtype's whole range, its extremes, zero and -1 included."""
+    info = np.iinfo(dtype)
+    x = rng.integers(info.min, info.max, shape, endpoint=True, dtype=np.int64).astype(dtype)
+    x.flat[:4] = [info.min, info.max, 0, -1 if info.min < 0 else 1][:x.size]
+    return x
+
+
+for _dtype in ("int32", "int64", "int8", "uint8"):
+    case("bitwise_and", f"{_dtype}-every-bit", {"a": (("N", 6), _dtype), "b": ((6,), _dtype)},
+         lambda w, a, b: [a & b, a | b, a ^ b, ~a, tn.bitwise_and(a, 6), 5 | b, tn.bitwise_xor(a, b)],
+         lambda a, b: [a & b, a | b, a ^ b, ~a, torch.bitwise_and(a, 6), 5 | b, torch.bitwise_xor(a, b)],
+         ({"N": 2}, {"N": 3}), make=integers)
+case("bitwise_or", "bool-is-logical", {"a": (("N", 6), "bool"), "b": ((6,), "bool")},
+     lambda w, a, b: [tn.bitwise_or(a, b), tn.bitwise_not(a), a & True, ~b],
+     lambda a, b: [torch.bitwise_or(a, b), torch.bitwise_not(a), a & True, ~b])

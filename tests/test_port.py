@@ -718,3 +718,18 @@ def test_pooling_and_resizing_arguments_keep_their_meaning():
     for text in ("divisor_override=5", "return_indices=True", "recompute_scale_factor=True", "'nearest-exact'",
                  "antialias=True"):
         assert text in r.code, text
+
+
+class Hash(nn.Module):
+    """Integer bit twiddling, as hashing embeddings do it: `^`, `&`, `|` and `~` are bitwise on integers, `>>` and
+    `<<` arithmetic shifts."""
+
+    def forward(self, x):
+        h = (x * 1000 - 20000).long() * 2654435761
+        return ((h ^ (h >> 16)) & 0xFFFF | 1) + (~h & 7) + ((h << 3) >> 40)
+
+
+def test_bitwise_operators_on_integers_keep_torchs_meaning():
+    r = port(Hash(), torch.rand(2, 8) * 50, check=True)
+    assert r.ok, r.report.summary()
+    assert all(op in r.code for op in ("^", "&", "|", "~", ">>", "<<")), r.code

@@ -7,8 +7,9 @@ import numpy as np
 
 from ..graph import GraphError, Node, user_line
 from ..shape import is_static, same
-from .core import Layer, ValuesIndices, broadcast, const, fmt, op, public, static_int
-from .elementwise import cast, eq, where
+from .core import Layer, ValuesIndices, broadcast, const, fmt, op, public, result_type, scalar_dtype, static_int
+from .elementwise import (cast, eq, floor_divide, logical_and, logical_not, logical_or, logical_xor, operands,
+                          remainder, where)
 from .index import INDEX_TYPES, _graph_node, arange
 from .nn import matmul
 from .reduce import cumsum, prod
@@ -322,3 +323,67 @@ def meshgrid(*tensors, indexing="ij", name=None):
         col = reshape(x, tuple(-1 if q == p else 1 for q in range(len(xs))), f"{name}.{i}/shape")
         out.append(expand(col, sizes, f"{name}.{i}"))
     return out
+
+
+BITS = {"uint8": 8, "int8": 8, "int32": 32, "int64": 64}
+
+
+def _bitwise(kind, input, other, name):
+    """torch.bitwise_and/or/xor: logical on bools; on integers exact in two's complement, since TensorRT has no
+    bitwise layer: each operand's bits along a new last axis (floor divisions by powers of two, the sign bit from
+    x < 0), combined as 0/1 integers and summed back with weights 2^k (the sign bit's -2^(n-1))."""
+    x = input if isinstance(input, Node) else other
+    dtype = result_type(input, other) if isinstance(input, Node) and isinstance(other, Node) else \
+        scalar_dtype(other if x is input else input, x.dtype)
+    if dtype == "bool":
+        return {"and": logical_and, "or": logical_or, "xor": logical_xor}[kind](input, other, name=name)
+    L = Layer("sum", x, name or f"bitwise_{kind}")
+    if dtype not in BITS:
+        L.fail(f"bitwise ops take integer or bool tensors, got {dtype}")
+    n, wide = BITS[dtype], "int64" if BITS[dtype] == 64 else "int32"
+    a, b, _ = operands(*(cast(v, wide, f"{L.name}/wide") if isinstance(v, Node) else v for v in (input, other)))
+    powers = const(a.graph, [1 << k for k in range(n - 1)], wide, f"{L.name}/powers")
+    weights = const(a.graph, [1 << k for k in range(n - 1)] + [-(1 << (n - 1)) if dtype != "uint8" else 1 << 7],
+                    wide, f"{L.name}/weights")
+
+    def bits(x, tag):
+        x = unsqueeze(x, -1, f"{L.name}/{tag}")
+        low = remainder(floor_divide(x, powers, f"{L.name}/{tag}_shifted"), 2, f"{L.name}/{tag}_bits")
+        top = cast(x < 0, wide, f"{L.name}/{tag}_sign") if dtype != "uint8" else \
+            remainder(floor_divide(x, 1 << 7, f"{L.name}/{tag}_top"), 2, f"{L.name}/{tag}_sign")
+        return cat([low, top], -1, f"{L.name}/{tag}_all")
+    x, y = bits(a, "a"), bits(b, "b")
+    both = x * y
+    picked = {"and": both, "or": x + y - both, "xor": x + y - both * 2}[kind]
+    return cast(sum_(picked * weights, -1, name=f"{L.name}/sum"), dtype, L.name)
+
+
+@public
+def bitwise_and(input, other, name=None):
+    """torch.bitwise_and (`&`): logical on bools, bit by bit on integers."""
+    return _bitwise("and", input, other, name)
+
+
+@public
+def bitwise_or(input, other, name=None):
+    """torch.bitwise_or (`|`): logical on bools, bit by bit on integers."""
+    return _bitwise("or", input, other, name)
+
+
+@public
+def bitwise_xor(input, other, name=None):
+    """torch.bitwise_xor (`^`): logical on bools, bit by bit on integers."""
+    return _bitwise("xor", input, other, name)
+
+
+@public
+def bitwise_not(input, name=None):
+    """torch.bitwise_not (`~`): logical on bools; on integers -x - 1 in two's complement (255 - x for uint8)."""
+    if input.dtype == "bool":
+        return logical_not(input, name=name)
+    L = Layer("neg", input, name or "bitwise_not")
+    if input.dtype not in BITS:
+        L.fail(f"bitwise_not takes an integer or bool tensor, got {input.dtype}")
+    wide = cast(input, "int64" if input.dtype == "int64" else "int32", f"{L.name}/wide")
+    flipped = (255 - wide) if input.dtype == "uint8" else (-wide - 1)
+    return cast(flipped, input.dtype, L.name)

@@ -11,7 +11,8 @@ import trtnet.ops as tops
 
 INFIX = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "div": "/", "floordiv": "//", "matmul": "@",
          "mod": "%", "pow": "**", "iadd": "+", "imul": "*", "isub": "-", "itruediv": "/", "rsub": None,
-         "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "and_": "&", "or_": "|"}
+         "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "and_": "&", "or_": "|",
+         "xor": "^", "rshift": ">>", "lshift": "<<"}
 PASS = {"contiguous", "clone", "detach", "dropout", "dropout1d", "dropout2d", "dropout3d", "alias", "lift_fresh_copy",
         "feature_dropout", "alpha_dropout", "_assert", "_assert_async", "requires_grad_", "_assert_is_none",
         "_assert_scalar", "_assert_tensor_metadata", "sym_constrain_range_for_size", "stochastic_depth"}
