@@ -733,3 +733,20 @@ def test_bitwise_operators_on_integers_keep_torchs_meaning():
     r = port(Hash(), torch.rand(2, 8) * 50, check=True)
     assert r.ok, r.report.summary()
     assert all(op in r.code for op in ("^", "&", "|", "~", ">>", "<<")), r.code
+
+
+class Unbatched(nn.Module):
+    """2-D pooling of a (C, H, W) input: one image, as torch reads it, not C one-dimensional rows."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool, self.adaptive = nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(3)
+
+    def forward(self, x):
+        return self.pool(x).sum() + F.avg_pool2d(x, 3).sum() + F.adaptive_max_pool2d(x, 2) + self.adaptive(x)[:, :2, :2]
+
+
+def test_pooling_of_an_unbatched_input_pools_both_spatial_axes():
+    r = port(Unbatched(), torch.randn(3, 8, 10), check=True)
+    assert r.ok, r.report.summary()
+    assert r.code.count("dims=2") == 4, r.code

@@ -522,6 +522,9 @@ def write_call(p, c, n, name, args, kwargs):
     if name in ("new_full", "new_zeros", "new_ones") and isinstance(value, torch.Tensor):   # sizes may be run-time
         fill = args[2] if name == "new_full" else int(name == "new_ones")
         return c.call("full", args[1], fill, like=args[0], dtype=value.dtype)
+    pool = re.fullmatch(r"(?:adaptive_)?(?:max|avg)_pool(\d)d", name)
+    if pool and isinstance(p.values.get(n.args[0]), torch.Tensor) and p.values[n.args[0]].dim() == int(pool[1]) + 1:
+        kwargs = {**kwargs, "dims": int(pool[1])}   # an unbatched input, (C, *spatial): the rank is not the input's
     name = T.RENAME.get(name, name)
     if name in ("repeat", "tile") and isinstance(value, torch.Tensor):
         sizes = tuple(args[1]) if len(args) == 2 and isinstance(args[1], (tuple, list)) else tuple(args[1:])

@@ -64,7 +64,7 @@ def _gn(c, m, w, x):
 def _pool(kind):
     def write(c, m, w, x):
         kw = c.nondefault(stride=(_one(m.stride), _one(m.kernel_size)), padding=(_one(m.padding), 0),
-                          ceil_mode=(m.ceil_mode, False))
+                          ceil_mode=(m.ceil_mode, False), dims=(_unbatched(c, m), None))
         if kind == "max":
             kw.update(c.nondefault(dilation=(_one(m.dilation), 1), return_indices=(m.return_indices, False)))
         else:
@@ -78,8 +78,16 @@ def _adaptive(kind):
     def write(c, m, w, x):
         if getattr(m, "return_indices", False):
             c.unsupported("AdaptiveMaxPool with return_indices")
-        return c.call(f"adaptive_{kind}_pool", x, _one(m.output_size))
+        return c.call(f"adaptive_{kind}_pool", x, _one(m.output_size),
+                      **c.nondefault(dims=(_unbatched(c, m), None)))
     return write
+
+
+def _unbatched(c, m):
+    """A pooling module's spatial rank where its input has no batch axis ((C, H, W) for a 2-D pool), else None:
+    trtnet reads an int kernel's rank from the input's."""
+    rank = int(type(m).__name__[-2])
+    return rank if c.p.values[c.current.args[0]].dim() == rank + 1 else None
 
 
 def _plain(name, **attrs):
