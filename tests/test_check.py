@@ -154,3 +154,18 @@ def test_fp16_network_checks_at_half_precision():
     report = check_graph(g, {"data": x}, {"logits": run_torch(torch_reference(spec, w), x, "logits")}, FP16_TOL, half="fp16")
     assert report.ok, report.summary()
     assert 1e-5 < report.final["logits"]["rel"] <= FP16_TOL and report.final["logits"]["top1"] == 1.0
+
+
+def test_default_batch_counts_every_dynamic_size_at_its_largest(monkeypatch, capsys):
+    """The batch checked by default shrinks where the layers' tensors at the ranges' largest sizes (H and W too, not
+    the batch alone) would not fit in memory: a large image range on a small machine checks at a smaller batch."""
+    from trtnet import cli
+    from trtnet.check.__main__ import CHECK_COPIES, default_batch
+    g = tn.Graph("big")
+    x = g.input("x", ("N", 3, "H", "W"), ranges={"H": (32, 64, 1024), "W": (32, 64, 1024)})
+    g.output(tn.relu(tn.relu(x) * 2), "y")
+    per_image = cli.memory_needed(g, [{**g.ranges, "N": (1, 1, 1)}])[0]
+    assert per_image >= 4 * 3 * 1024 * 1024 * 4          # four (3, 1024, 1024) float32 tensors at least
+    monkeypatch.setattr(cli, "available_memory", lambda: int(per_image * CHECK_COPIES * 2.5))
+    assert default_batch(g) == (1, 2, 2)
+    assert "checking at N=1..2, not 4" in capsys.readouterr().err

@@ -167,7 +167,7 @@ def default_batch(graph, largest=4):
     at N=4)."""
     lo, _, hi = graph.ranges["N"]
     n, have = min(hi, largest), cli.available_memory()
-    while n > lo and have and cli.memory_needed(graph, [{"N": (lo, n, n)}])[0] * CHECK_COPIES > have:
+    while n > lo and have and cli.memory_needed(graph, [{**graph.ranges, "N": (lo, n, n)}])[0] * CHECK_COPIES > have:
         n -= 1
     if n < min(hi, largest):
         print(f"note: checking at N={lo}..{n}, not {min(hi, largest)}: the layers' tensors at a larger batch "
